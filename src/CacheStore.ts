@@ -1,0 +1,319 @@
+/**
+ * The store service: where cache entries live.
+ *
+ * A store moves entries with an expiry, and nothing else. It knows nothing of
+ * strategies, freshness, single-flight, locks or metrics: the `Cachet` runtime
+ * does that above it. Stores that keep entries outside the process (Redis)
+ * encode values with the {@link EntryCodec} that each call carries; stores in
+ * the process keep decoded values, so a hit costs no serialisation.
+ *
+ * **Storage layout (memory store)**
+ *
+ * One `Map` from `<keyspace>:<key>` to an entry node, threaded on a doubly
+ * linked list in recency order (LRU), and a second `Map` from tag to the time
+ * it was last invalidated. Entries expire at `staleUntil`, read from Effect's
+ * `Clock` (so `TestClock` drives expiry in tests).
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, type Result } from "effect"
+import type { CacheDecodeError, CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "./CacheError.ts"
+import * as MemoryStore from "./internal/memoryStore.ts"
+
+/**
+ * One cache entry, as stored.
+ *
+ * **Details**
+ *
+ * `value` is the decoded value for stores in the process; a remote store
+ * encodes it with the call's {@link EntryCodec} and decodes it on the way back.
+ * Times are epoch milliseconds from Effect's `Clock`. The store's own expiry is
+ * `staleUntil`; `freshUntil <= staleUntil`.
+ *
+ * `negative` marks a cached loader failure (negative caching): `value` is then
+ * the error.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const entry: CacheStore.StoredEntry = {
+ *   value: { id: 1 }, createdAt: 0, freshUntil: 60_000, staleUntil: 120_000, tags: ["users"]
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoredEntry {
+  readonly value: unknown
+  readonly createdAt: number
+  readonly freshUntil: number
+  readonly staleUntil: number
+  readonly tags: ReadonlyArray<string>
+  readonly negative?: boolean | undefined
+}
+
+/**
+ * How a remote store turns an entry's value into JSON-compatible data and
+ * back. The `Cachet` runtime builds one per keyspace from its Schema and
+ * passes it with every call; stores in the process ignore it.
+ *
+ * **Details**
+ *
+ * A store that finds an entry it cannot read (bad envelope, failed decode)
+ * treats it as a miss, deletes it, and reports it with `onCorrupt` so that the
+ * runtime counts it. Decode failures must never be reported as
+ * `CacheStoreError`: they are not a sign of an unhealthy backend.
+ *
+ * @example
+ * ```ts
+ * import { Result } from "effect"
+ * import type { CacheStore } from "cachet"
+ * const identity: CacheStore.EntryCodec = {
+ *   keyspace: "raw",
+ *   encode: (value) => Result.succeed(value),
+ *   decode: (data) => Result.succeed(data),
+ *   onCorrupt: () => {}
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EntryCodec {
+  /** The keyspace name, for error messages. */
+  readonly keyspace: string
+  /** Encodes a value (or, when `negative`, a cached error) to JSON-compatible data. */
+  readonly encode: (value: unknown, negative?: boolean) => Result.Result<unknown, CacheEncodeError>
+  /** Decodes JSON-compatible data back into a value (or cached error). */
+  readonly decode: (data: unknown, key: string, negative?: boolean) => Result.Result<unknown, CacheDecodeError>
+  /** Reports an entry that could not be read. The store has already deleted it. */
+  readonly onCorrupt: (error: CacheDecodeError) => void
+}
+
+/**
+ * Size and eviction figures of a store, where it keeps them.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const info: CacheStore.StoreInfo = { entries: 10, bytes: 2048, evictions: 0 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoreInfo {
+  readonly entries: number
+  readonly bytes?: number | undefined
+  readonly evictions: number
+}
+
+/**
+ * The store interface.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheStore } from "cachet"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* CacheStore.CacheStore
+ *   yield* store.ping
+ * }).pipe(Effect.provide(CacheStore.layerMemory({ capacity: 100 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class CacheStore extends Context.Service<CacheStore, {
+  /** A short name for logs and errors (`"memory"`, `"redis"`). */
+  readonly name: string
+  /** Reads an entry; `undefined` when absent, expired or unreadable. */
+  readonly get: (key: string, codec: EntryCodec) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
+  /** Reads many entries; the result is aligned with `keys`. */
+  readonly getMany: (
+    keys: ReadonlyArray<string>,
+    codec: EntryCodec
+  ) => Effect.Effect<ReadonlyArray<StoredEntry | undefined>, CacheStoreError>
+  /** Writes an entry; it expires at `entry.staleUntil`. */
+  readonly set: (
+    key: string,
+    entry: StoredEntry,
+    codec: EntryCodec
+  ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
+  /** Writes many entries of one keyspace. */
+  readonly setMany: (
+    entries: ReadonlyArray<readonly [key: string, entry: StoredEntry]>,
+    codec: EntryCodec
+  ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
+  /** Deletes an entry; `true` when it existed. */
+  readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
+  /** Deletes entries; returns how many existed. */
+  readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
+  /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
+  readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
+  /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
+  readonly getTagTimes: (tags: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<number | undefined>, CacheStoreError>
+  /** Records that `tag` was invalidated at `time`; the record may be dropped after `retainMillis`. */
+  readonly setTagTime: (tag: string, time: number, retainMillis: number) => Effect.Effect<void, CacheStoreError>
+  /** Checks that the backend answers. */
+  readonly ping: Effect.Effect<void, CacheStoreError>
+  /** Size and eviction figures, where the store keeps them. */
+  readonly info: Effect.Effect<StoreInfo | undefined>
+  /**
+   * Synchronous read for stores in the process, used by the runtime on the
+   * hit path to skip an Effect step. Must behave exactly as `get`.
+   */
+  readonly getUnsafe?: ((key: string) => StoredEntry | undefined) | undefined
+  /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
+  readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
+}>()("cachet/CacheStore") {}
+
+/**
+ * What a backend must provide; {@link make} derives the rest.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * declare const primitives: CacheStore.StorePrimitives
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StorePrimitives {
+  readonly name: string
+  readonly get: CacheStore["Service"]["get"]
+  readonly set: CacheStore["Service"]["set"]
+  readonly delete: CacheStore["Service"]["delete"]
+  readonly deletePrefix: CacheStore["Service"]["deletePrefix"]
+  readonly getTagTimes: CacheStore["Service"]["getTagTimes"]
+  readonly setTagTime: CacheStore["Service"]["setTagTime"]
+  readonly getMany?: CacheStore["Service"]["getMany"] | undefined
+  readonly setMany?: CacheStore["Service"]["setMany"] | undefined
+  readonly deleteMany?: CacheStore["Service"]["deleteMany"] | undefined
+  readonly ping?: CacheStore["Service"]["ping"] | undefined
+  readonly info?: CacheStore["Service"]["info"] | undefined
+  readonly getUnsafe?: CacheStore["Service"]["getUnsafe"]
+  readonly getTagTimeUnsafe?: CacheStore["Service"]["getTagTimeUnsafe"]
+}
+
+/**
+ * Builds a store from its primitives: `getMany`, `setMany` and `deleteMany`
+ * default to one call per key (a backend overrides them with MGET, pipelines
+ * and the like), `ping` to success and `info` to nothing.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheStore } from "cachet"
+ *
+ * const map = new Map<string, CacheStore.StoredEntry>()
+ * const store = CacheStore.make({
+ *   name: "map",
+ *   get: (key) => Effect.sync(() => map.get(key)),
+ *   set: (key, entry) => Effect.sync(() => void map.set(key, entry)),
+ *   delete: (key) => Effect.sync(() => map.delete(key)),
+ *   deletePrefix: () => Effect.succeed(0),
+ *   getTagTimes: (tags) => Effect.succeed(tags.map(() => undefined)),
+ *   setTagTime: () => Effect.void
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
+  CacheStore.of({
+    name: primitives.name,
+    get: primitives.get,
+    set: primitives.set,
+    delete: primitives.delete,
+    deletePrefix: primitives.deletePrefix,
+    getTagTimes: primitives.getTagTimes,
+    setTagTime: primitives.setTagTime,
+    getMany: primitives.getMany ??
+      ((keys, codec) => Effect.forEach(keys, (key) => primitives.get(key, codec), { concurrency: "unbounded" })),
+    setMany: primitives.setMany ??
+      ((entries, codec) =>
+        Effect.forEach(entries, ([key, entry]) => primitives.set(key, entry, codec), {
+          concurrency: "unbounded",
+          discard: true
+        })),
+    deleteMany: primitives.deleteMany ??
+      ((keys) =>
+        Effect.map(
+          Effect.forEach(keys, primitives.delete, { concurrency: "unbounded" }),
+          (deleted) => deleted.filter(Boolean).length
+        )),
+    ping: primitives.ping ?? Effect.void,
+    info: primitives.info ?? Effect.succeed(undefined),
+    getUnsafe: primitives.getUnsafe,
+    getTagTimeUnsafe: primitives.getTagTimeUnsafe
+  })
+
+/**
+ * Options of the in-memory store.
+ *
+ * - `capacity`: most entries kept; the least recently used is evicted first.
+ *   Default 10,000.
+ * - `maxBytes`: optional byte budget, measured with `sizeOf`. Off by default,
+ *   and then costs nothing. An entry bigger than the budget fails with
+ *   `CacheValueTooLarge` and is not stored.
+ * - `sizeOf`: the size of a value in bytes. Default: a structural estimate
+ *   (strings at 2 bytes a character, numbers 8, object overhead). Called once
+ *   per write when `maxBytes` is set.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const options: CacheStore.MemoryOptions = { capacity: 50_000, maxBytes: 64 * 1024 * 1024 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryOptions {
+  readonly capacity?: number | undefined
+  readonly maxBytes?: number | undefined
+  readonly sizeOf?: ((value: unknown) => number) | undefined
+}
+
+/**
+ * Builds an in-memory LRU store. Time comes from the `Clock` of the context it
+ * is built in.
+ *
+ * **Gotchas**
+ *
+ * Invalid options (a capacity below 1, a non-positive `maxBytes`) fail at
+ * construction with a message naming the option.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheStore } from "cachet"
+ * const store = CacheStore.makeMemory({ capacity: 1000 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory: (options?: MemoryOptions) => Effect.Effect<CacheStore["Service"]> = MemoryStore.make
+
+/**
+ * The embedded default store: an LRU in the process, by entries and optionally
+ * bytes, that keeps decoded values.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cachet, CacheStore } from "cachet"
+ * const CacheLive = Cachet.layer().pipe(Layer.provide(CacheStore.layerMemory({ capacity: 10_000 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<CacheStore> =>
+  Layer.effect(CacheStore, MemoryStore.make(options))

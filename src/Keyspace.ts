@@ -1,0 +1,407 @@
+/**
+ * A keyspace is a typed family of cache entries: how parameters become a key,
+ * the Schema of the value, and the policy (ttl, stale window, tags, negative
+ * caching).
+ *
+ * **Details**
+ *
+ * Keys are encoded injectively: two different parameter sets never share a
+ * key, and no key of one keyspace reaches into another (see the key encoding
+ * notes in the README). The store key is `<name>:<key>`.
+ *
+ * A keyspace is plain data: it holds no state and can be declared at module
+ * level and shared by any number of runtimes.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect, Result, Schema } from "effect"
+import { CacheDecodeError, CacheEncodeError, CacheKeyError } from "./CacheError.ts"
+import { escapePart, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
+
+/**
+ * The parameters of a key template, inferred at the type level:
+ * `"user:{id}:posts:{page}"` gives `{ readonly id: string | number; readonly page: string | number }`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type P = Keyspace.TemplateParams<"user:{id}:posts:{page}">
+ * const p: P = { id: 1, page: "2" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type TemplateParams<T extends string> = [ParamNames<T>] extends [never] ? {}
+  : { readonly [K in ParamNames<T>]: string | number }
+
+/**
+ * The placeholder names of a key template, as a union.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type N = Keyspace.ParamNames<"user:{id}:posts:{page}"> // "id" | "page"
+ * ```
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type ParamNames<T extends string> = T extends `${string}{${infer P}}${infer Rest}` ? P | ParamNames<Rest>
+  : never
+
+/**
+ * Negative caching: loader failures that match `error` are cached for `ttl`
+ * and replayed to readers in that window.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import type { Keyspace } from "cachet"
+ * class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+ * const negative: Keyspace.NegativeOptions<NotFound> = { ttl: "10 seconds", error: NotFound }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NegativeOptions<EN> {
+  readonly ttl: Duration.Input
+  readonly error: Schema.Codec<EN, any, never, never>
+}
+
+/**
+ * A typed family of cache entries. `P` is the parameter type, `A` the value
+ * type, `EN` the error type cached by negative caching (`never` when off).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Keyspace } from "cachet"
+ * const Users: Keyspace.Keyspace<{ readonly id: string | number }, string> =
+ *   Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "5 minutes" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Keyspace<in out P, in out A, out EN = never> {
+  readonly [TypeId]: typeof TypeId
+  /** The keyspace name: the first segment of every store key. */
+  readonly name: string
+  /** The value Schema. */
+  readonly value: Schema.Codec<A, any, never, never>
+  /** How long an entry is fresh, in milliseconds. */
+  readonly ttl: number
+  /** How long after `ttl` an entry may still be served stale, in milliseconds. */
+  readonly staleFor: number
+  /** The largest key part (UTF-8 bytes) kept readable; longer keys are hashed. */
+  readonly maxKeyBytes: number
+  /** Tags of an entry, already escaped for stores. */
+  readonly tagsOf: ((params: P, value: A) => ReadonlyArray<string>) | undefined
+  /** Negative caching, if on: ttl in milliseconds and the error Schema. */
+  readonly negative: { readonly ttl: number; readonly error: Schema.Codec<EN, any, never, never> } | undefined
+  /**
+   * The store key of `params` (`<name>:<key>`). Throws a `CacheKeyError` for
+   * parameters that cannot form a key; prefer {@link key} outside hot paths.
+   */
+  readonly keyUnsafe: (params: P) => string
+  /** Whether `u` is a valid value of this keyspace. */
+  readonly is: (u: unknown) => u is A
+  /** Encodes a value (or cached error) to JSON-compatible data. */
+  readonly encode: (value: unknown, negative?: boolean) => Result.Result<unknown, CacheEncodeError>
+  /** Decodes JSON-compatible data into a value (or cached error). */
+  readonly decode: (data: unknown, key: string, negative?: boolean) => Result.Result<unknown, CacheDecodeError>
+}
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
+
+/**
+ * Options of {@link make}.
+ *
+ * - `name`: letters, digits, `_ . - /`, at most 100 characters, no `:`.
+ * - `key`: a template such as `"user:{id}"` (parameters inferred), or a
+ *   function from parameters to a string.
+ * - `value`: the value Schema (no context requirements). Remote stores encode
+ *   with its JSON codec.
+ * - `ttl`: how long an entry is fresh.
+ * - `staleFor`: how long after that it may still be served stale (for
+ *   stale-while-revalidate and stale-if-error). Default 0.
+ * - `tags`: tags of an entry, from its parameters and value.
+ * - `negative`: cache loader failures matching `error` for `ttl`.
+ * - `maxKeyBytes`: keys longer than this (UTF-8) are hashed. Default 512.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import type { Keyspace } from "cachet"
+ * const options: Keyspace.Options<"user:{id}", string, never> = {
+ *   name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute"
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<K, A, EN> {
+  readonly name: string
+  readonly key: K
+  readonly value: Schema.Codec<A, any, never, never>
+  readonly ttl: Duration.Input
+  readonly staleFor?: Duration.Input | undefined
+  readonly tags?: ((params: ParamsOf<K>, value: A) => ReadonlyArray<string>) | undefined
+  readonly negative?: NegativeOptions<EN> | undefined
+  readonly maxKeyBytes?: number | undefined
+}
+
+/**
+ * The parameters of a key: inferred from a template, or the key function's
+ * argument.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type P = Keyspace.ParamsOf<"org:{org}:user:{id}">
+ * ```
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type ParamsOf<K> = K extends string ? TemplateParams<K> : K extends (params: infer P) => string ? P : never
+
+const fail = (name: string, message: string): never => {
+  throw new Error(`cachet: Keyspace ${JSON.stringify(name)}: ${message}`)
+}
+
+const durationOption = (name: string, option: string, input: Duration.Input, allowZero: boolean): number => {
+  let millis: number
+  try {
+    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
+  } catch {
+    return fail(name, `option "${option}" is not a valid duration: ${String(input)}`)
+  }
+  if (!Number.isFinite(millis) || millis < 0 || (!allowZero && millis === 0)) {
+    return fail(name, `option "${option}" must be a finite duration${allowZero ? "" : " above zero"}, got ${String(input)}`)
+  }
+  return millis
+}
+
+const issueMessage = (error: Schema.SchemaError): string => error.message
+
+/**
+ * Declares a keyspace.
+ *
+ * **Details**
+ *
+ * With a template key, the parameter type is inferred from the placeholders.
+ * Parameter values may be strings or numbers (`1` and `"1"` name the same
+ * entry). Values are escaped, so any string is a safe parameter.
+ *
+ * **Gotchas**
+ *
+ * Invalid definitions throw at construction, with a message that names the
+ * option: a bad name, a zero ttl, a template whose placeholders are not
+ * separated by `:`, a value that is not a Schema.
+ *
+ * Entries with tags live at most the runtime's `tagRetention` (default 1 day),
+ * so that a tag invalidation is never forgotten while an entry it covers is
+ * still stored.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Keyspace } from "cachet"
+ *
+ * class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
+ *
+ * const Users = Keyspace.make({
+ *   name: "user",
+ *   key: "user:{id}",
+ *   value: User,
+ *   ttl: "5 minutes",
+ *   staleFor: "1 hour",
+ *   tags: (_params, user) => ["users", `org:${user.orgId}`]
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <const K extends string | ((params: any) => string), A, EN = never>(
+  options: Options<K, A, EN>
+): Keyspace<ParamsOf<K>, A, EN> => {
+  const name = options.name
+  if (typeof name !== "string" || !keyspaceName.test(name)) {
+    fail(
+      String(name),
+      `option "name" must be 1 to 100 characters of letters, digits and _ . - / (starting with a letter, digit or _), with no ":"`
+    )
+  }
+  if (!Schema.isSchema(options.value)) fail(name, `option "value" must be a Schema`)
+  const ttl = durationOption(name, "ttl", options.ttl, false)
+  const staleFor = options.staleFor === undefined ? 0 : durationOption(name, "staleFor", options.staleFor, true)
+  const maxKeyBytes = options.maxKeyBytes ?? 512
+  if (!Number.isInteger(maxKeyBytes) || maxKeyBytes < 128) {
+    fail(name, `option "maxKeyBytes" must be an integer of at least 128, got ${String(options.maxKeyBytes)}`)
+  }
+  if (options.tags !== undefined && typeof options.tags !== "function") {
+    fail(name, `option "tags" must be a function (params, value) => tags`)
+  }
+  let negative: Keyspace<unknown, A, EN>["negative"]
+  if (options.negative !== undefined) {
+    if (!Schema.isSchema(options.negative.error)) fail(name, `option "negative.error" must be a Schema`)
+    negative = { ttl: durationOption(name, "negative.ttl", options.negative.ttl, false), error: options.negative.error }
+  }
+
+  let render: (params: any) => string
+  const key: unknown = options.key
+  if (typeof key === "string") {
+    const parsed = parseTemplate(key)
+    if (typeof parsed === "string") return fail(name, `option "key": ${parsed}`)
+    render = renderTemplate(parsed)
+  } else if (typeof key === "function") {
+    const fn = key as (params: unknown) => unknown
+    render = (params) => {
+      const out = fn(params)
+      if (typeof out !== "string") throw new Error(`key function returned ${typeof out}, not a string`)
+      return escapePart(out)
+    }
+  } else {
+    return fail(name, `option "key" must be a template string or a function`)
+  }
+  const prefix = `${name}:`
+  const keyUnsafe = (params: unknown): string => {
+    try {
+      return prefix + limitKey(render(params), maxKeyBytes)
+    } catch (cause) {
+      throw new CacheKeyError({ keyspace: name, message: cause instanceof Error ? cause.message : String(cause) })
+    }
+  }
+
+  const userTags = options.tags
+  const tagsOf = userTags === undefined
+    ? undefined
+    : (params: unknown, value: A) => userTags(params as ParamsOf<K>, value).map(escapePart)
+
+  const valueCodec = Schema.toCodecJson(options.value)
+  const encodeValue = Schema.encodeUnknownResult(valueCodec)
+  const decodeValue = Schema.decodeUnknownResult(valueCodec)
+  const errorCodec = negative === undefined ? undefined : Schema.toCodecJson(negative.error)
+  const encodeError = errorCodec === undefined ? undefined : Schema.encodeUnknownResult(errorCodec)
+  const decodeError = errorCodec === undefined ? undefined : Schema.decodeUnknownResult(errorCodec)
+
+  return {
+    [TypeId]: TypeId,
+    name,
+    value: options.value,
+    ttl,
+    staleFor,
+    maxKeyBytes,
+    tagsOf,
+    negative,
+    keyUnsafe,
+    is: Schema.is(options.value) as (u: unknown) => u is A,
+    encode: (value, isNegative) => {
+      const encode: ((u: unknown) => Result.Result<unknown, Schema.SchemaError>) | undefined = isNegative
+        ? encodeError
+        : encodeValue
+      if (encode === undefined) {
+        return Result.fail(new CacheEncodeError({ keyspace: name, message: "negative caching is off for this keyspace" }))
+      }
+      return Result.mapError(encode(value), (issue) => new CacheEncodeError({ keyspace: name, message: issueMessage(issue) }))
+    },
+    decode: (data, key, isNegative) => {
+      const decode: ((u: unknown) => Result.Result<unknown, Schema.SchemaError>) | undefined = isNegative
+        ? decodeError
+        : decodeValue
+      if (decode === undefined) {
+        return Result.fail(new CacheDecodeError({ keyspace: name, key, message: "negative entry, but negative caching is off" }))
+      }
+      return Result.mapError(decode(data), (issue) => new CacheDecodeError({ keyspace: name, key, message: issueMessage(issue) }))
+    }
+  } satisfies Keyspace<any, A, EN> as Keyspace<ParamsOf<K>, A, EN>
+}
+
+/**
+ * The store key of `params`, or a `CacheKeyError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Keyspace } from "cachet"
+ * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const key = Keyspace.key(Users, { id: 7 }) // Effect<"user:user:7">
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const key = <P, A, EN>(keyspace: Keyspace<P, A, EN>, params: P): Effect.Effect<string, CacheKeyError> =>
+  Effect.try({
+    try: () => keyspace.keyUnsafe(params),
+    catch: (e) =>
+      e instanceof CacheKeyError ? e : new CacheKeyError({ keyspace: keyspace.name, message: String(e) })
+  })
+
+/**
+ * The parameter type of a keyspace.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * declare const Users: Keyspace.Keyspace<{ readonly id: number }, string>
+ * type P = Keyspace.Params<typeof Users> // { readonly id: number }
+ * ```
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Params<K> = K extends Keyspace<infer P, infer _A, infer _EN> ? P : never
+
+/**
+ * The value type of a keyspace.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * declare const Users: Keyspace.Keyspace<{ readonly id: number }, string>
+ * type A = Keyspace.Value<typeof Users> // string
+ * ```
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Value<K> = K extends Keyspace<infer _P, infer A, infer _EN> ? A : never
+
+/**
+ * Any keyspace.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * const names = (all: ReadonlyArray<Keyspace.Any>) => all.map((k) => k.name)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Keyspace<any, any, any>
+
+/**
+ * Whether a value is a keyspace.
+ *
+ * @example
+ * ```ts
+ * import { Keyspace } from "cachet"
+ * Keyspace.isKeyspace({}) // false
+ * ```
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isKeyspace = (u: unknown): u is Any =>
+  typeof u === "object" && u !== null && TypeId in u

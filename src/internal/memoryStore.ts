@@ -1,0 +1,255 @@
+/**
+ * The in-memory LRU store.
+ *
+ * One `Map` from key to node; nodes form a doubly linked list, most recently
+ * used at the head. A node *is* the stored entry (no wrapper object), and a
+ * write replaces the node rather than mutating it, so an entry handed to a
+ * reader never changes under it.
+ *
+ * @internal
+ */
+import { Clock, Effect } from "effect"
+import { CacheValueTooLarge } from "../CacheError.ts"
+import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../CacheStore.ts"
+
+class Node implements StoredEntry {
+  readonly key: string
+  readonly value: unknown
+  readonly createdAt: number
+  readonly freshUntil: number
+  readonly staleUntil: number
+  readonly tags: ReadonlyArray<string>
+  readonly negative: boolean | undefined
+  readonly size: number
+  prev: Node | undefined = undefined
+  next: Node | undefined = undefined
+  constructor(key: string, entry: StoredEntry, size: number) {
+    this.key = key
+    this.value = entry.value
+    this.createdAt = entry.createdAt
+    this.freshUntil = entry.freshUntil
+    this.staleUntil = entry.staleUntil
+    this.tags = entry.tags
+    this.negative = entry.negative
+    this.size = size
+  }
+}
+
+interface TagRecord {
+  readonly time: number
+  readonly expiresAt: number
+}
+
+/** A structural size estimate in bytes: used only when `maxBytes` is set. */
+export const estimateSize = (value: unknown): number => {
+  let total = 0
+  const seen = new Set<object>()
+  const stack: Array<unknown> = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    switch (typeof v) {
+      case "string":
+        total += 16 + 2 * v.length
+        break
+      case "number":
+      case "bigint":
+        total += 8
+        break
+      case "boolean":
+      case "undefined":
+        total += 4
+        break
+      case "object": {
+        if (v === null) {
+          total += 4
+          break
+        }
+        if (seen.has(v)) break
+        seen.add(v)
+        if (v instanceof Uint8Array) {
+          total += 32 + v.byteLength
+          break
+        }
+        if (v instanceof Date) {
+          total += 24
+          break
+        }
+        total += 24
+        if (Array.isArray(v)) {
+          total += 8 * v.length
+          for (const item of v) stack.push(item)
+        } else {
+          for (const k in v) {
+            total += 8 + 2 * k.length
+            stack.push((v as Record<string, unknown>)[k])
+          }
+        }
+        break
+      }
+      default:
+        total += 8
+    }
+  }
+  return total
+}
+
+const validatePositive = (name: string, value: number | undefined, integer: boolean): void => {
+  if (value === undefined) return
+  if (!(value > 0) || (integer && !Number.isInteger(value)) || !Number.isFinite(value)) {
+    throw new Error(
+      `cachet: CacheStore.layerMemory option "${name}" must be a positive ${
+        integer ? "integer" : "number"
+      }, got ${String(value)}`
+    )
+  }
+}
+
+/**
+ * Builds the memory store; its clock is the `Clock` of the building context.
+ * Static configuration is validated at the call, synchronously: a bad option
+ * throws with a message naming the option.
+ */
+export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service"]> => {
+  validatePositive("capacity", options?.capacity, true)
+  validatePositive("maxBytes", options?.maxBytes, false)
+  return Effect.map(Effect.service(Clock.Clock), (clock) => {
+    const capacity = options?.capacity ?? 10_000
+    const maxBytes = options?.maxBytes
+    const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
+
+    const map = new Map<string, Node>()
+    const tagTimes = new Map<string, TagRecord>()
+    let head: Node | undefined
+    let tail: Node | undefined
+    let bytes = 0
+    let evictions = 0
+
+    const unlink = (node: Node): void => {
+      if (node.prev) node.prev.next = node.next
+      else head = node.next
+      if (node.next) node.next.prev = node.prev
+      else tail = node.prev
+      node.prev = node.next = undefined
+    }
+    const pushHead = (node: Node): void => {
+      node.next = head
+      if (head) head.prev = node
+      head = node
+      if (!tail) tail = node
+    }
+    const remove = (node: Node): void => {
+      unlink(node)
+      map.delete(node.key)
+      bytes -= node.size
+    }
+
+    const getUnsafe = (key: string): StoredEntry | undefined => {
+      const node = map.get(key)
+      if (node === undefined) return undefined
+      if (node.staleUntil <= clock.currentTimeMillisUnsafe()) {
+        remove(node)
+        return undefined
+      }
+      if (node !== head) {
+        unlink(node)
+        pushHead(node)
+      }
+      return node
+    }
+
+    const setUnsafe = (key: string, entry: StoredEntry, keyspace: string): CacheValueTooLarge | undefined => {
+      const size = sizeOf === undefined ? 0 : sizeOf(entry.value) + 2 * key.length + 96
+      if (maxBytes !== undefined && size > maxBytes) {
+        return new CacheValueTooLarge({ keyspace, key, bytes: size, maxBytes })
+      }
+      const existing = map.get(key)
+      if (existing !== undefined) remove(existing)
+      if (entry.staleUntil <= clock.currentTimeMillisUnsafe()) return undefined
+      const node = new Node(key, entry, size)
+      map.set(key, node)
+      pushHead(node)
+      bytes += size
+      while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
+        const lru = tail
+        if (lru === undefined || lru === node) break
+        remove(lru)
+        evictions++
+      }
+      return undefined
+    }
+
+    const deleteUnsafe = (key: string): boolean => {
+      const node = map.get(key)
+      if (node === undefined) return false
+      remove(node)
+      return node.staleUntil > clock.currentTimeMillisUnsafe()
+    }
+
+    const getTagTimeUnsafe = (tag: string): number | undefined => {
+      const record = tagTimes.get(tag)
+      if (record === undefined) return undefined
+      if (record.expiresAt <= clock.currentTimeMillisUnsafe()) {
+        tagTimes.delete(tag)
+        return undefined
+      }
+      return record.time
+    }
+
+    const info: StoreInfo = {
+      get entries() {
+        return map.size
+      },
+      get bytes() {
+        return maxBytes === undefined ? undefined : bytes
+      },
+      get evictions() {
+        return evictions
+      }
+    }
+
+    return {
+      name: "memory",
+      get: (key) => Effect.sync(() => getUnsafe(key)),
+      getMany: (keys) => Effect.sync(() => keys.map(getUnsafe)),
+      set: (key, entry, codec) =>
+        Effect.suspend(() => {
+          const error = setUnsafe(key, entry, codec.keyspace)
+          return error === undefined ? Effect.void : Effect.fail(error)
+        }),
+      setMany: (entries, codec) =>
+        Effect.suspend(() => {
+          for (const [key, entry] of entries) {
+            const error = setUnsafe(key, entry, codec.keyspace)
+            if (error !== undefined) return Effect.fail(error)
+          }
+          return Effect.void
+        }),
+      delete: (key) => Effect.sync(() => deleteUnsafe(key)),
+      deleteMany: (keys) => Effect.sync(() => keys.filter(deleteUnsafe).length),
+      deletePrefix: (prefix) =>
+        Effect.sync(() => {
+          let count = 0
+          for (const [key, node] of map) {
+            if (key.startsWith(prefix)) {
+              remove(node)
+              count++
+            }
+          }
+          return count
+        }),
+      getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
+      setTagTime: (tag, time, retainMillis) =>
+        Effect.sync(() => {
+          const current = getTagTimeUnsafe(tag)
+          // Keep the latest invalidation; a late writer never moves time back.
+          if (current === undefined || current < time) {
+            tagTimes.set(tag, { time, expiresAt: time + retainMillis })
+          }
+        }),
+      ping: Effect.void,
+      info: Effect.succeed(info),
+      getUnsafe,
+      getTagTimeUnsafe
+    }
+  })
+}

@@ -1,0 +1,701 @@
+/**
+ * The Cachet runtime: single-flight loads, degrade/strict handling of store
+ * failures, tag checks, stats and metrics. Strategies are built on the
+ * `RuntimeService` methods below; users reach it through `Cachet.ts`.
+ *
+ * @internal
+ */
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  Option,
+  Schema,
+  Scope
+} from "effect"
+import {
+  CacheEncodeError,
+  type CacheKeyError,
+  CacheShuttingDown,
+  type CacheStoreError,
+  type CacheValueTooLarge
+} from "../CacheError.ts"
+import { CacheStore, type EntryCodec, type StoredEntry, type StoreInfo } from "../CacheStore.ts"
+import type { Keyspace } from "../Keyspace.ts"
+import { escapePart } from "./keyEncoding.ts"
+
+// ---------------------------------------------------------------------------
+// Stats
+// ---------------------------------------------------------------------------
+
+/** Counters of one keyspace. Plain numbers: the hit path increments one. */
+export class Counters {
+  hits = 0
+  misses = 0
+  staleHits = 0
+  loads = 0
+  loadFailures = 0
+  sets = 0
+  deletes = 0
+  storeErrors = 0
+  decodeErrors = 0
+  encodeErrors = 0
+  keyErrors = 0
+  revalidations = 0
+  revalidationFailures = 0
+  readonly storeErrorsByOp: Record<StoreOp, number> = { get: 0, set: 0, delete: 0, tags: 0 }
+}
+
+/** The store operations errors are counted by. */
+export type StoreOp = "get" | "set" | "delete" | "tags"
+
+/**
+ * Counters of one keyspace, or of all of them.
+ * `errors` is every cache-side error (store, decode, encode, key).
+ */
+export interface KeyspaceStats {
+  readonly hits: number
+  readonly misses: number
+  readonly staleHits: number
+  readonly loads: number
+  readonly loadFailures: number
+  readonly sets: number
+  readonly deletes: number
+  readonly errors: number
+  readonly storeErrors: number
+  readonly decodeErrors: number
+  readonly encodeErrors: number
+  readonly keyErrors: number
+  readonly revalidations: number
+  readonly revalidationFailures: number
+  /** (hits + staleHits) / (hits + staleHits + misses); 0 before any request. */
+  readonly hitRate: number
+}
+
+/** A snapshot of the runtime's counters, in total and per keyspace. */
+export interface CacheStats extends KeyspaceStats {
+  readonly keyspaces: Readonly<Record<string, KeyspaceStats>>
+  readonly store: StoreInfo | undefined
+}
+
+const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
+  const sum = (f: (c: Counters) => number) => counters.reduce((n, c) => n + f(c), 0)
+  const hits = sum((c) => c.hits)
+  const misses = sum((c) => c.misses)
+  const staleHits = sum((c) => c.staleHits)
+  const storeErrors = sum((c) => c.storeErrors)
+  const decodeErrors = sum((c) => c.decodeErrors)
+  const encodeErrors = sum((c) => c.encodeErrors)
+  const keyErrors = sum((c) => c.keyErrors)
+  const requests = hits + misses + staleHits
+  return {
+    hits,
+    misses,
+    staleHits,
+    loads: sum((c) => c.loads),
+    loadFailures: sum((c) => c.loadFailures),
+    sets: sum((c) => c.sets),
+    deletes: sum((c) => c.deletes),
+    errors: storeErrors + decodeErrors + encodeErrors + keyErrors,
+    storeErrors,
+    decodeErrors,
+    encodeErrors,
+    keyErrors,
+    revalidations: sum((c) => c.revalidations),
+    revalidationFailures: sum((c) => c.revalidationFailures),
+    hitRate: requests === 0 ? 0 : (hits + staleHits) / requests
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+/** Options of `Cachet.layer`. */
+export interface RuntimeOptions {
+  /**
+   * How long a tag invalidation is remembered. Entries with tags live at most
+   * this long, so an invalidation is never forgotten while an entry it covers
+   * is stored. Default 1 day.
+   */
+  readonly tagRetention?: Duration.Input | undefined
+  /** Least time between two warnings about store failures of one kind. Default 10 seconds. */
+  readonly logInterval?: Duration.Input | undefined
+  /** Name prefix of the metrics. Default `"cachet"`. */
+  readonly metricPrefix?: string | undefined
+}
+
+/** How a strategy treats store failures. */
+export interface ErrorModeOptions {
+  /**
+   * `"degrade"` (default): a store failure is logged, counted and read as a
+   * miss; the loader answers. `"fail"`: it fails the call with
+   * `CacheStoreError`.
+   */
+  readonly onStoreError?: "degrade" | "fail" | undefined
+}
+
+// ---------------------------------------------------------------------------
+// Per-keyspace state
+// ---------------------------------------------------------------------------
+
+/** What the runtime keeps per keyspace. */
+export interface KeyspaceState {
+  readonly keyspace: Keyspace<any, any, any>
+  readonly counters: Counters
+  readonly codec: EntryCodec
+  readonly loadDuration: Metric.Histogram<number>
+}
+
+interface Flight {
+  readonly deferred: Deferred.Deferred<FlightResult>
+  waiters: number
+  fiber: Fiber.Fiber<unknown> | undefined
+  /** Set when the key is invalidated during the load: its result is not stored. */
+  invalidated: boolean
+}
+
+/** The outcome of one load: the loader's exit, and a store failure on write. */
+export interface FlightResult {
+  readonly exit: Exit.Exit<unknown, unknown>
+  readonly storeError: CacheStoreError | undefined
+}
+
+/** Entry states along the timeline. */
+export const FRESH = 0
+export const STALE = 1
+export const GONE = 2
+
+// ---------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------
+
+/** The runtime's methods, used by strategies and by `Cachet.ts`. */
+export interface RuntimeService {
+  readonly store: CacheStore["Service"]
+  readonly clock: Clock.Clock
+  readonly scope: Scope.Scope
+  /** Per-keyspace state, created on first use. */
+  readonly stateOf: (keyspace: Keyspace<any, any, any>) => KeyspaceState
+  /**
+   * The store key of `params`, or `undefined` after counting a key error
+   * (strategies then bypass the cache).
+   */
+  readonly keyOf: (state: KeyspaceState, params: unknown) => string | undefined
+  /**
+   * Reads an entry that is not gone (fresh or stale; tags checked). In
+   * degrade mode a store failure is counted and read as `undefined`.
+   */
+  readonly read: (
+    state: KeyspaceState,
+    key: string,
+    strict: boolean
+  ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
+  /** Synchronous `read` when the store is in the process, else `null`. */
+  readonly readSync: ((state: KeyspaceState, key: string) => StoredEntry | undefined) | null
+  /** Where `entry` is on its timeline now. */
+  readonly stateNow: (entry: StoredEntry) => typeof FRESH | typeof STALE | typeof GONE
+  /** Runs `loader` once per key across concurrent callers, storing its result. */
+  readonly load: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Effect.Effect<unknown, unknown, unknown>
+  ) => Effect.Effect<FlightResult>
+  /** Stores a value (or negative entry) created at `createdAt`. Never fails; returns a store error if any. */
+  readonly write: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    value: unknown,
+    createdAt: number,
+    negative: boolean
+  ) => Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined>
+  /** Deletes one key; never fails; returns a store error if any. */
+  readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+  /** Records a store failure (count + rate-limited warning). */
+  readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
+  /** Records a tag invalidation now. */
+  readonly invalidateTag: (tag: string) => Effect.Effect<void, CacheStoreError>
+  /**
+   * Marks in-flight loads as invalidated, so that they do not store their
+   * result: the load of `key` when `exact`, else of every key starting with it.
+   */
+  readonly invalidateFlights: (key: string, exact: boolean) => void
+  /** Whether the layer has closed. */
+  readonly isClosed: () => boolean
+  /** Fails when closed. */
+  readonly ensureOpen: (op: string) => Effect.Effect<void, CacheShuttingDown>
+  /** A snapshot of the counters. */
+  readonly stats: Effect.Effect<CacheStats>
+  /** The tag retention in milliseconds. */
+  readonly tagRetention: number
+}
+
+/** The Cachet runtime service. */
+export class CachetService extends Context.Service<CachetService, RuntimeService>()("cachet/Cachet") {}
+
+/** `Effect.service(CachetService)`, allocated once. */
+export const service: Effect.Effect<RuntimeService, never, CachetService> = Effect.service(CachetService)
+
+const validateDuration = (option: string, input: Duration.Input | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  let millis: number
+  try {
+    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
+  } catch {
+    throw new Error(`cachet: Cachet.layer option "${option}" is not a valid duration: ${String(input)}`)
+  }
+  if (!(millis > 0) || !Number.isFinite(millis)) {
+    throw new Error(`cachet: Cachet.layer option "${option}" must be a finite duration above zero, got ${String(input)}`)
+  }
+  return millis
+}
+
+/** Builds the runtime in the current scope, on the `CacheStore` in context. */
+export const make = (
+  options?: RuntimeOptions
+): Effect.Effect<RuntimeService, never, CacheStore | Scope.Scope> => {
+  // Static configuration fails at construction, naming the option.
+  const tagRetention = validateDuration("tagRetention", options?.tagRetention, 24 * 60 * 60 * 1000)
+  const logInterval = validateDuration("logInterval", options?.logInterval, 10_000)
+  const metricPrefix = options?.metricPrefix ?? "cachet"
+  return Effect.gen(function*() {
+    const store = yield* CacheStore
+    const clock = yield* Clock.Clock
+    const scope = yield* Effect.scope
+    const context = yield* Effect.context<never>()
+    const states = new Map<string, KeyspaceState>()
+    // Failures outside any keyspace (tag invalidation) count in the totals.
+    const globalCounters = new Counters()
+    const flights = new Map<string, Flight>()
+    const registrations: Array<Metric.Registration> = []
+    const lastLogged = new Map<string, number>()
+    let closed = false
+
+    // Metrics: the hit path increments plain counters; these series read them
+    // when metrics are snapshotted or exported (no per-request Metric update).
+    const counterSeries = (
+      name: string,
+      description: string,
+      attributes: Record<string, string>,
+      get: () => number
+    ) => {
+      const metric = Metric.counter(`${metricPrefix}_${name}`, { description, attributes, incremental: true })
+      registrations.push(
+        Metric.registerUnsafe(metric, context, {
+          get: () => ({ count: get(), incremental: true }),
+          update: () => {},
+          modify: () => {}
+        })
+      )
+    }
+    const gaugeSeries = (name: string, description: string, get: () => number) => {
+      const metric = Metric.gauge(`${metricPrefix}_${name}`, { description })
+      registrations.push(
+        Metric.registerUnsafe(metric, context, { get: () => ({ value: get() }), update: () => {}, modify: () => {} })
+      )
+    }
+    let storeInfo: StoreInfo | undefined = yield* store.info
+    if (storeInfo !== undefined) {
+      const info = storeInfo
+      gaugeSeries("store_entries", "Entries held by the store", () => info.entries)
+      counterSeries("store_evictions_total", "Entries evicted by the store for capacity", {}, () => info.evictions)
+    }
+
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.sync(() => {
+        closed = true
+        for (const r of registrations) r.remove()
+      })
+    )
+
+    const warn = (what: string, message: string, annotations: Record<string, unknown>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const now = clock.currentTimeMillisUnsafe()
+        const last = lastLogged.get(what)
+        if (last !== undefined && now - last < logInterval) return Effect.void
+        lastLogged.set(what, now)
+        return Effect.logWarning(message).pipe(Effect.annotateLogs(annotations))
+      })
+
+    const stateOf = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
+      const existing = states.get(keyspace.name)
+      if (existing !== undefined && existing.keyspace === keyspace) return existing
+      return register(keyspace, existing)
+    }
+
+    const register = (keyspace: Keyspace<any, any, any>, existing: KeyspaceState | undefined): KeyspaceState => {
+      if (existing !== undefined) {
+        // Two keyspace objects with one name would share keys: refuse.
+        throw new Error(
+          `cachet: two different keyspaces are named ${JSON.stringify(keyspace.name)}; keyspace names must be unique`
+        )
+      }
+      const counters = new Counters()
+      const attrs = { keyspace: keyspace.name }
+      const state: KeyspaceState = {
+        keyspace,
+        counters,
+        codec: {
+          keyspace: keyspace.name,
+          encode: keyspace.encode,
+          decode: keyspace.decode,
+          onCorrupt: (error) => {
+            counters.decodeErrors++
+            // A corrupt entry is data, not an outage: log it, rate-limited.
+            Effect.runForkWith(context)(
+              warn(`decode:${keyspace.name}`, `cachet: dropped an unreadable entry: ${error.message}`, {
+                keyspace: keyspace.name,
+                key: error.key
+              })
+            )
+          }
+        },
+        loadDuration: Metric.histogram(`${metricPrefix}_load_duration_seconds`, {
+          description: "Loader run time",
+          attributes: attrs,
+          boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 16 })
+        })
+      }
+      const series = (result: string, get: () => number) =>
+        counterSeries("requests_total", "Cache requests by result", { ...attrs, result }, get)
+      series("hit", () => counters.hits)
+      series("miss", () => counters.misses)
+      series("stale", () => counters.staleHits)
+      counterSeries("loads_total", "Loader runs", { ...attrs, outcome: "success" }, () =>
+        counters.loads - counters.loadFailures)
+      counterSeries("loads_total", "Loader runs", { ...attrs, outcome: "failure" }, () => counters.loadFailures)
+      counterSeries("sets_total", "Entries written", attrs, () => counters.sets)
+      counterSeries("deletes_total", "Entries deleted", attrs, () => counters.deletes)
+      for (const op of ["get", "set", "delete", "tags"] as const) {
+        counterSeries("store_errors_total", "Store failures by operation", { ...attrs, op }, () =>
+          counters.storeErrorsByOp[op])
+      }
+      counterSeries("decode_errors_total", "Unreadable entries dropped", attrs, () => counters.decodeErrors)
+      counterSeries("encode_errors_total", "Values refused by their Schema on write", attrs, () =>
+        counters.encodeErrors)
+      counterSeries("revalidations_total", "Background revalidations", { ...attrs, outcome: "success" }, () =>
+        counters.revalidations - counters.revalidationFailures)
+      counterSeries("revalidations_total", "Background revalidations", { ...attrs, outcome: "failure" }, () =>
+        counters.revalidationFailures)
+      states.set(keyspace.name, state)
+      return state
+    }
+
+    const keyOf = (state: KeyspaceState, params: unknown): string | undefined => {
+      try {
+        return state.keyspace.keyUnsafe(params)
+      } catch (error) {
+        state.counters.keyErrors++
+        Effect.runForkWith(context)(
+          warn(`key:${state.keyspace.name}`, `cachet: bypassing the cache: ${String((error as CacheKeyError).message)}`, {
+            keyspace: state.keyspace.name
+          })
+        )
+        return undefined
+      }
+    }
+
+    const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>
+      Effect.suspend(() => {
+        const counters = state?.counters ?? globalCounters
+        counters.storeErrors++
+        counters.storeErrorsByOp[op]++
+        return warn(`store:${op}:${error.reason}`, `cachet: ${error.message}; degrading to the loader`, {
+          keyspace: state?.keyspace.name,
+          op,
+          reason: error.reason
+        })
+      })
+
+    const stateNow = (entry: StoredEntry) => {
+      const now = clock.currentTimeMillisUnsafe()
+      return now < entry.freshUntil ? FRESH : now < entry.staleUntil ? STALE : GONE
+    }
+
+    // An entry is gone when one of its tags was invalidated at or after its
+    // creation (invalidation wins a tie within one millisecond).
+    const getTagTimeUnsafe = store.getTagTimeUnsafe
+    const readSync = store.getUnsafe === undefined || getTagTimeUnsafe === undefined ? null : (() => {
+      const getUnsafe = store.getUnsafe
+      return (_state: KeyspaceState, key: string): StoredEntry | undefined => {
+        const entry = getUnsafe(key)
+        if (entry === undefined || entry.tags.length === 0) return entry
+        for (const tag of entry.tags) {
+          const time = getTagTimeUnsafe(tag)
+          if (time !== undefined && time >= entry.createdAt) return undefined
+        }
+        return entry
+      }
+    })()
+
+    const read = (
+      state: KeyspaceState,
+      key: string,
+      strict: boolean
+    ): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+      if (readSync !== null) return Effect.sync(() => readSync(state, key))
+      const degrade = (op: StoreOp) => (error: CacheStoreError) =>
+        strict ? Effect.fail(error) : Effect.as(storeFailed(state, op, error), undefined)
+      return store.get(key, state.codec).pipe(
+        Effect.catch(degrade("get")),
+        Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+          if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
+          return store.getTagTimes(entry.tags).pipe(
+            Effect.map((times) => times.some((t) => t !== undefined && t >= entry.createdAt) ? undefined : entry),
+            // Unverifiable tags: read as a miss rather than risk serving an
+            // invalidated entry.
+            Effect.catch(degrade("tags"))
+          )
+        })
+      )
+    }
+
+    const write = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      value: unknown,
+      createdAt: number,
+      negative: boolean
+    ): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> =>
+      Effect.suspend((): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> => {
+        const ks = state.keyspace
+        if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
+          state.counters.encodeErrors++
+          const error = new CacheEncodeError({
+            keyspace: ks.name,
+            message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema; not stored`
+          })
+          return Effect.as(warn(`encode:${ks.name}`, `cachet: ${error.message}`, { keyspace: ks.name }), error)
+        }
+        let tags: ReadonlyArray<string> = emptyTags
+        let freshUntil: number
+        let staleUntil: number
+        if (negative) {
+          freshUntil = staleUntil = createdAt + ks.negative!.ttl
+        } else {
+          freshUntil = createdAt + ks.ttl
+          staleUntil = freshUntil + ks.staleFor
+          if (ks.tagsOf !== undefined) {
+            try {
+              tags = ks.tagsOf(params, value)
+            } catch (cause) {
+              state.counters.encodeErrors++
+              return Effect.succeed(new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` }))
+            }
+            if (tags.length > 0) {
+              // Entries with tags never outlive the tag records that could
+              // invalidate them.
+              staleUntil = Math.min(staleUntil, createdAt + tagRetention)
+              freshUntil = Math.min(freshUntil, staleUntil)
+            }
+          }
+        }
+        const entry: StoredEntry = negative
+          ? { value, createdAt, freshUntil, staleUntil, tags, negative: true }
+          : { value, createdAt, freshUntil, staleUntil, tags }
+        return store.set(key, entry, state.codec).pipe(
+          Effect.matchEffect({
+            onSuccess: () => {
+              state.counters.sets++
+              return Effect.succeed(undefined)
+            },
+            onFailure: (error): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
+              if (error._tag === "CacheStoreError") return Effect.as(storeFailed(state, "set", error), error)
+              state.counters.encodeErrors++
+              return Effect.as(
+                warn(`encode:${ks.name}`, `cachet: not stored: ${error.message}`, { keyspace: ks.name }),
+                error
+              )
+            }
+          })
+        )
+      })
+
+    const remove = (state: KeyspaceState, key: string): Effect.Effect<CacheStoreError | undefined> =>
+      store.delete(key).pipe(
+        Effect.matchEffect({
+          onSuccess: (existed) => {
+            if (existed) state.counters.deletes++
+            return Effect.succeed(undefined)
+          },
+          onFailure: (error) => Effect.as(storeFailed(state, "delete", error), error)
+        })
+      )
+
+    const load = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      loader: Effect.Effect<unknown, unknown, unknown>
+    ): Effect.Effect<FlightResult> =>
+      Effect.suspend(() => {
+        let flight = flights.get(key)
+        if (flight === undefined) {
+          const created: Flight = {
+            deferred: Deferred.makeUnsafe<FlightResult>(),
+            waiters: 0,
+            fiber: undefined,
+            invalidated: false
+          }
+          flight = created
+          flights.set(key, created)
+          const run = runLoad(state, key, params, loader, created).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                if (flights.get(key) === created) flights.delete(key)
+                Deferred.doneUnsafe(
+                  created.deferred,
+                  Exit.isSuccess(exit) ? exit : Effect.succeed({ exit, storeError: undefined })
+                )
+              })
+            )
+          )
+          // The load runs in a fiber of the layer's scope, not the caller's:
+          // a caller's interruption must not cancel a load others wait on.
+          return Effect.flatMap(Effect.forkIn(run, scope, { startImmediately: true }), (fiber) => {
+            created.fiber = fiber
+            return wait(created)
+          })
+        }
+        return wait(flight)
+      })
+
+    const wait = (flight: Flight): Effect.Effect<FlightResult> => {
+      flight.waiters++
+      return Deferred.await(flight.deferred).pipe(
+        Effect.onInterrupt(() =>
+          Effect.suspend(() => {
+            flight.waiters--
+            // Nobody waits any more: stop the load.
+            if (flight.waiters === 0 && flight.fiber !== undefined) {
+              return Effect.asVoid(Fiber.interrupt(flight.fiber))
+            }
+            return Effect.void
+          })
+        ),
+        Effect.tap(() =>
+          Effect.sync(() => {
+            flight.waiters--
+          })
+        )
+      )
+    }
+
+    const runLoad = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      loader: Effect.Effect<unknown, unknown, unknown>,
+      flight: Flight
+    ): Effect.Effect<FlightResult> =>
+      Effect.gen(function*() {
+        const startedAt = clock.currentTimeMillisUnsafe()
+        const started = clock.currentTimeNanosUnsafe()
+        const exit = yield* Effect.exit(loader)
+        const ns = Number(clock.currentTimeNanosUnsafe() - started)
+        state.loadDuration.updateUnsafe(ns / 1e9, context)
+        state.counters.loads++
+        if (Exit.isFailure(exit)) state.counters.loadFailures++
+        if (flight.invalidated) return { exit, storeError: undefined }
+        let storeError: CacheStoreError | undefined
+        if (Exit.isSuccess(exit)) {
+          const error = yield* write(state, key, params, exit.value, startedAt, false)
+          if (error?._tag === "CacheStoreError") storeError = error
+        } else if (state.keyspace.negative !== undefined) {
+          const failure = Cause.findErrorOption(exit.cause)
+          if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
+            const error = yield* write(state, key, params, failure.value, startedAt, true)
+            if (error?._tag === "CacheStoreError") storeError = error
+          }
+        }
+        return { exit, storeError }
+      }) as Effect.Effect<FlightResult>
+
+    const invalidateFlights = (keyOrPrefix: string, exact: boolean) => {
+      if (exact) {
+        const flight = flights.get(keyOrPrefix)
+        if (flight !== undefined) {
+          flight.invalidated = true
+          flights.delete(keyOrPrefix)
+        }
+        return
+      }
+      for (const [key, flight] of flights) {
+        if (key.startsWith(keyOrPrefix)) {
+          flight.invalidated = true
+          flights.delete(key)
+        }
+      }
+    }
+
+    const invalidateTag = (tag: string): Effect.Effect<void, CacheStoreError> =>
+      Effect.suspend(() => {
+        const escaped = escapePart(tag)
+        const now = clock.currentTimeMillisUnsafe()
+        // Loads in flight may have read data the invalidation covers. Their
+        // entries carry createdAt = load start <= now, so the tag check
+        // already rejects them; nothing else to do here.
+        return store.setTagTime(escaped, now, tagRetention)
+      })
+
+    const stats: Effect.Effect<CacheStats> = Effect.map(store.info, (info) => {
+      storeInfo = info
+      const all = [...states.values()]
+      const keyspaces: Record<string, KeyspaceStats> = {}
+      for (const s of all) keyspaces[s.keyspace.name] = statsOf([s.counters])
+      return {
+        ...statsOf([globalCounters, ...all.map((s) => s.counters)]),
+        keyspaces,
+        store: info && { entries: info.entries, bytes: info.bytes, evictions: info.evictions }
+      }
+    })
+
+    return {
+      store,
+      clock,
+      scope,
+      stateOf,
+      keyOf,
+      read,
+      readSync,
+      stateNow,
+      load,
+      write,
+      remove,
+      storeFailed,
+      invalidateTag,
+      invalidateFlights,
+      isClosed: () => closed,
+      ensureOpen: (op) => closed ? Effect.fail(new CacheShuttingDown({ op })) : Effect.void,
+      stats,
+      tagRetention
+    } satisfies RuntimeService
+  })
+}
+
+const emptyTags: ReadonlyArray<string> = []
+
+// Schema.is builds a guard per call: keep one per schema.
+const guards = new WeakMap<object, (u: unknown) => boolean>()
+const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): boolean => {
+  let guard = guards.get(schema)
+  if (guard === undefined) {
+    guard = Schema.is(schema)
+    guards.set(schema, guard)
+  }
+  try {
+    return guard(u)
+  } catch {
+    return false
+  }
+}
