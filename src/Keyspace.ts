@@ -85,7 +85,7 @@ export interface NegativeOptions<EN> {
  * @since 0.1.0
  * @category models
  */
-export interface Keyspace<in out P, in out A, out EN = never> {
+export interface Keyspace<in P, in out A, out EN = never> {
   readonly [TypeId]: typeof TypeId
   /** The keyspace name: the first segment of every store key. */
   readonly name: string

@@ -365,6 +365,9 @@ export const make = (
           boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 16 })
         })
       }
+      // The histogram is a real metric (updated per load, not per hit); it is
+      // removed with the layer like the hook-backed series.
+      registrations.push({ remove: () => Metric.removeUnsafe(state.loadDuration, context) })
       const series = (result: string, get: () => number) =>
         counterSeries("requests_total", "Cache requests by result", { ...attrs, result }, get)
       series("hit", () => counters.hits)
@@ -538,16 +541,20 @@ export const make = (
       params: unknown,
       loader: Effect.Effect<unknown, unknown, unknown>
     ): Effect.Effect<FlightResult> =>
-      Effect.suspend(() => {
-        let flight = flights.get(key)
-        if (flight === undefined) {
+      // Forking the load and registering as its waiter happen without an
+      // interruption point between them; only the wait itself is
+      // interruptible. Otherwise a caller interrupted right after the fork
+      // would leave a load that nobody waits on and nobody stops.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const existing = flights.get(key)
+          if (existing !== undefined) return wait(existing, key, restore)
           const created: Flight = {
             deferred: Deferred.makeUnsafe<FlightResult>(),
             waiters: 0,
             fiber: undefined,
             invalidated: false
           }
-          flight = created
           flights.set(key, created)
           const run = runLoad(state, key, params, loader, created).pipe(
             Effect.onExit((exit) =>
@@ -562,30 +569,32 @@ export const make = (
           )
           // The load runs in a fiber of the layer's scope, not the caller's:
           // a caller's interruption must not cancel a load others wait on.
-          return Effect.flatMap(Effect.forkIn(run, scope, { startImmediately: true }), (fiber) => {
-            created.fiber = fiber
-            return wait(created)
-          })
-        }
-        return wait(flight)
-      })
+          return Effect.flatMap(
+            Effect.forkIn(run, scope, { startImmediately: true, uninterruptible: false }),
+            (fiber) => {
+              created.fiber = fiber
+              return wait(created, key, restore)
+            }
+          )
+        })
+      )
 
-    const wait = (flight: Flight): Effect.Effect<FlightResult> => {
+    const wait = (
+      flight: Flight,
+      key: string,
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    ): Effect.Effect<FlightResult> => {
       flight.waiters++
-      return Deferred.await(flight.deferred).pipe(
-        Effect.onInterrupt(() =>
+      return restore(Deferred.await(flight.deferred)).pipe(
+        Effect.onExit((exit) =>
           Effect.suspend(() => {
             flight.waiters--
-            // Nobody waits any more: stop the load.
-            if (flight.waiters === 0 && flight.fiber !== undefined) {
-              return Effect.asVoid(Fiber.interrupt(flight.fiber))
-            }
-            return Effect.void
-          })
-        ),
-        Effect.tap(() =>
-          Effect.sync(() => {
-            flight.waiters--
+            if (Exit.isSuccess(exit) || flight.waiters > 0 || flight.fiber === undefined) return Effect.void
+            // The last waiter left: stop the load. It no longer serves new
+            // callers (they start their own) and its result is not stored.
+            flight.invalidated = true
+            if (flights.get(key) === flight) flights.delete(key)
+            return Effect.asVoid(Fiber.interrupt(flight.fiber))
           })
         )
       )
