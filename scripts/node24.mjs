@@ -10,7 +10,7 @@
 //
 // Usage: node scripts/node24.mjs <script.ts | node_modules/.bin-less entry> [args...]
 // Plain ESM JavaScript on purpose: it must run on the old node it replaces.
-import { spawnSync, execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -25,12 +25,18 @@ const resolveNode = () => {
   const prefix = join(root, "node_modules", ".cache", "cachet-node24")
   const bin = join(prefix, "node_modules", pkg, "bin", "node")
   if (!existsSync(bin)) {
-    process.stderr.write(`cachet: node ${process.versions.node} is older than 22.18; installing ${pkg}@24 from the npm registry (once)\n`)
+    process.stderr.write(
+      `cachet: node ${process.versions.node} is older than 22.18; installing ${pkg}@24 from the npm registry (once)\n`
+    )
     mkdirSync(prefix, { recursive: true })
     const npm = process.platform === "win32" ? "npm.cmd" : "npm"
-    execFileSync(npm, ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix", prefix, `${pkg}@24`], {
-      stdio: ["ignore", "inherit", "inherit"]
-    })
+    execFileSync(
+      npm,
+      ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix", prefix, `${pkg}@24`],
+      {
+        stdio: ["ignore", "inherit", "inherit"]
+      }
+    )
   }
   return bin
 }

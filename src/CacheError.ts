@@ -58,15 +58,12 @@ export type StoreErrorReason = "Unavailable" | "Timeout" | "CircuitOpen" | "Prot
  * @since 0.1.0
  * @category errors
  */
-export class CacheStoreError extends Schema.TaggedError<CacheStoreError>("cachet/CacheStoreError")(
-  "CacheStoreError",
-  {
-    reason: Schema.Literals(["Unavailable", "Timeout", "CircuitOpen", "Protocol"]),
-    op: Schema.String,
-    store: Schema.String,
-    cause: Schema.optional(Schema.Defect())
-  }
-) {
+export class CacheStoreError extends Schema.TaggedError<CacheStoreError>("cachet/CacheStoreError")("CacheStoreError", {
+  reason: Schema.Literals(["Unavailable", "Timeout", "CircuitOpen", "Protocol"]),
+  op: Schema.String,
+  store: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
   /**
    * Whether trying again later may succeed.
    *
@@ -139,13 +136,10 @@ export class CacheEncodeError extends Schema.TaggedError<CacheEncodeError>("cach
  * @since 0.1.0
  * @category errors
  */
-export class CacheKeyError extends Schema.TaggedError<CacheKeyError>("cachet/CacheKeyError")(
-  "CacheKeyError",
-  {
-    keyspace: Schema.String,
-    message: Schema.String
-  }
-) {}
+export class CacheKeyError extends Schema.TaggedError<CacheKeyError>("cachet/CacheKeyError")("CacheKeyError", {
+  keyspace: Schema.String,
+  message: Schema.String
+}) {}
 
 /**
  * The value is larger than the store accepts (`maxEntryBytes`). Raised before

@@ -126,49 +126,54 @@ export interface StoreInfo {
  * @since 0.1.0
  * @category services
  */
-export class CacheStore extends Context.Service<CacheStore, {
-  /** A short name for logs and errors (`"memory"`, `"redis"`). */
-  readonly name: string
-  /** Reads an entry; `undefined` when absent, expired or unreadable. */
-  readonly get: (key: string, codec: EntryCodec) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
-  /** Reads many entries; the result is aligned with `keys`. */
-  readonly getMany: (
-    keys: ReadonlyArray<string>,
-    codec: EntryCodec
-  ) => Effect.Effect<ReadonlyArray<StoredEntry | undefined>, CacheStoreError>
-  /** Writes an entry; it expires at `entry.staleUntil`. */
-  readonly set: (
-    key: string,
-    entry: StoredEntry,
-    codec: EntryCodec
-  ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
-  /** Writes many entries of one keyspace. */
-  readonly setMany: (
-    entries: ReadonlyArray<readonly [key: string, entry: StoredEntry]>,
-    codec: EntryCodec
-  ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
-  /** Deletes an entry; `true` when it existed. */
-  readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
-  /** Deletes entries; returns how many existed. */
-  readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
-  /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
-  readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
-  /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
-  readonly getTagTimes: (tags: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<number | undefined>, CacheStoreError>
-  /** Records that `tag` was invalidated at `time`; the record may be dropped after `retainMillis`. */
-  readonly setTagTime: (tag: string, time: number, retainMillis: number) => Effect.Effect<void, CacheStoreError>
-  /** Checks that the backend answers. */
-  readonly ping: Effect.Effect<void, CacheStoreError>
-  /** Size and eviction figures, where the store keeps them. */
-  readonly info: Effect.Effect<StoreInfo | undefined>
-  /**
-   * Synchronous read for stores in the process, used by the runtime on the
-   * hit path to skip an Effect step. Must behave exactly as `get`.
-   */
-  readonly getUnsafe?: ((key: string) => StoredEntry | undefined) | undefined
-  /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
-  readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
-}>()("cachet/CacheStore") {}
+export class CacheStore extends Context.Service<
+  CacheStore,
+  {
+    /** A short name for logs and errors (`"memory"`, `"redis"`). */
+    readonly name: string
+    /** Reads an entry; `undefined` when absent, expired or unreadable. */
+    readonly get: (key: string, codec: EntryCodec) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
+    /** Reads many entries; the result is aligned with `keys`. */
+    readonly getMany: (
+      keys: ReadonlyArray<string>,
+      codec: EntryCodec
+    ) => Effect.Effect<ReadonlyArray<StoredEntry | undefined>, CacheStoreError>
+    /** Writes an entry; it expires at `entry.staleUntil`. */
+    readonly set: (
+      key: string,
+      entry: StoredEntry,
+      codec: EntryCodec
+    ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
+    /** Writes many entries of one keyspace. */
+    readonly setMany: (
+      entries: ReadonlyArray<readonly [key: string, entry: StoredEntry]>,
+      codec: EntryCodec
+    ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
+    /** Deletes an entry; `true` when it existed. */
+    readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
+    /** Deletes entries; returns how many existed. */
+    readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
+    /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
+    readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
+    /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
+    readonly getTagTimes: (
+      tags: ReadonlyArray<string>
+    ) => Effect.Effect<ReadonlyArray<number | undefined>, CacheStoreError>
+    /** Records that `tag` was invalidated at `time`; the record may be dropped after `retainMillis`. */
+    readonly setTagTime: (tag: string, time: number, retainMillis: number) => Effect.Effect<void, CacheStoreError>
+    /** Checks that the backend answers. */
+    readonly ping: Effect.Effect<void, CacheStoreError>
+    /** Size and eviction figures, where the store keeps them. */
+    readonly info: Effect.Effect<StoreInfo | undefined>
+    /**
+     * Synchronous read for stores in the process, used by the runtime on the
+     * hit path to skip an Effect step. Must behave exactly as `get`.
+     */
+    readonly getUnsafe?: ((key: string) => StoredEntry | undefined) | undefined
+    /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
+    readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
+  }
+>()("cachet/CacheStore") {}
 
 /**
  * What a backend must provide; {@link make} derives the rest.
@@ -233,15 +238,18 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     deletePrefix: primitives.deletePrefix,
     getTagTimes: primitives.getTagTimes,
     setTagTime: primitives.setTagTime,
-    getMany: primitives.getMany ??
+    getMany:
+      primitives.getMany ??
       ((keys, codec) => Effect.forEach(keys, (key) => primitives.get(key, codec), { concurrency: "unbounded" })),
-    setMany: primitives.setMany ??
+    setMany:
+      primitives.setMany ??
       ((entries, codec) =>
         Effect.forEach(entries, ([key, entry]) => primitives.set(key, entry, codec), {
           concurrency: "unbounded",
           discard: true
         })),
-    deleteMany: primitives.deleteMany ??
+    deleteMany:
+      primitives.deleteMany ??
       ((keys) =>
         Effect.map(
           Effect.forEach(keys, primitives.delete, { concurrency: "unbounded" }),

@@ -233,7 +233,8 @@ export const get = <P, A, EN>(
   params: P
 ): Effect.Effect<Option.Option<A>, never, Cachet> =>
   Effect.map(readEntry(keyspace, params), (entry) =>
-    Option.isSome(entry) && entry.value.state === "fresh" ? Option.some(entry.value.value) : Option.none())
+    Option.isSome(entry) && entry.value.state === "fresh" ? Option.some(entry.value.value) : Option.none()
+  )
 
 /**
  * The entry for `params` if it is fresh or stale, with its timeline.
@@ -281,34 +282,45 @@ export const getMany = <P, A, EN>(
     const keys = params.map((p) => rt.keyOf(state, p))
     const present = keys.filter((k): k is string => k !== undefined)
     return rt.store.getMany(present, state.codec).pipe(
-      Effect.catch((error) => Effect.as(rt.storeFailed(state, "get", error), present.map(() => undefined))),
+      Effect.catch((error) =>
+        Effect.as(
+          rt.storeFailed(state, "get", error),
+          present.map(() => undefined)
+        )
+      ),
       Effect.flatMap((entries) => {
         const byKey = new Map<string, (typeof entries)[number]>()
-        present.forEach((k, i) => byKey.set(k, entries[i]))
+        for (let i = 0; i < present.length; i++) byKey.set(present[i]!, entries[i])
         const tags = [...new Set(entries.flatMap((e) => e?.tags ?? []))]
-        const tagTimes = tags.length === 0
-          ? Effect.succeed(new Map<string, number | undefined>())
-          : rt.store.getTagTimes(tags).pipe(
-            Effect.map((times) => new Map(tags.map((t, i) => [t, times[i]]))),
-            // Tags that cannot be checked: those entries read as misses.
-            Effect.catch((error) => Effect.as(rt.storeFailed(state, "tags", error), undefined))
-          )
+        const tagTimes =
+          tags.length === 0
+            ? Effect.succeed(new Map<string, number | undefined>())
+            : rt.store.getTagTimes(tags).pipe(
+                Effect.map((times) => new Map(tags.map((t, i) => [t, times[i]]))),
+                // Tags that cannot be checked: those entries read as misses.
+                Effect.catch((error) => Effect.as(rt.storeFailed(state, "tags", error), undefined))
+              )
         return Effect.map(tagTimes, (times) =>
           keys.map((key) => {
             const entry = key === undefined ? undefined : byKey.get(key)
-            const valid = entry !== undefined && !entry.negative && rt.stateNow(entry) === FRESH &&
+            const valid =
+              entry !== undefined &&
+              !entry.negative &&
+              rt.stateNow(entry) === FRESH &&
               (entry.tags.length === 0 ||
-                (times !== undefined && entry.tags.every((t) => {
-                  const time = times.get(t)
-                  return time === undefined || time < entry.createdAt
-                })))
+                (times !== undefined &&
+                  entry.tags.every((t) => {
+                    const time = times.get(t)
+                    return time === undefined || time < entry.createdAt
+                  })))
             if (!valid) {
               state.counters.misses++
               return Option.none<A>()
             }
             state.counters.hits++
             return Option.some(entry.value as A)
-          }))
+          })
+        )
       })
     )
   })
@@ -346,28 +358,37 @@ export const set = <P, A, EN, const O extends Strategy.Options = {}>(
   CacheEncodeError | CacheValueTooLarge | CacheKeyError | CacheShuttingDown | Strategy.StrictError<O>,
   Cachet
 > =>
-  Effect.flatMap(internal.service, (rt): Effect.Effect<
-    void,
-    CacheEncodeError | CacheValueTooLarge | CacheKeyError | CacheShuttingDown | CacheStoreError
-  > => {
-    if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "set" }))
-    const state = rt.stateOf(keyspace)
-    let key: string
-    try {
-      key = keyspace.keyUnsafe(params)
-    } catch (error) {
-      state.counters.keyErrors++
-      return Effect.fail(error instanceof CacheKeyError ? error : new CacheKeyError({ keyspace: keyspace.name, message: String(error) }))
+  Effect.flatMap(
+    internal.service,
+    (
+      rt
+    ): Effect.Effect<
+      void,
+      CacheEncodeError | CacheValueTooLarge | CacheKeyError | CacheShuttingDown | CacheStoreError
+    > => {
+      if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "set" }))
+      const state = rt.stateOf(keyspace)
+      let key: string
+      try {
+        key = keyspace.keyUnsafe(params)
+      } catch (error) {
+        state.counters.keyErrors++
+        return Effect.fail(
+          error instanceof CacheKeyError
+            ? error
+            : new CacheKeyError({ keyspace: keyspace.name, message: String(error) })
+        )
+      }
+      rt.invalidateFlights(key, true)
+      return Effect.flatMap(
+        rt.write(state, key, params, value, rt.clock.currentTimeMillisUnsafe(), false),
+        (error): Effect.Effect<void, CacheEncodeError | CacheValueTooLarge | CacheStoreError> =>
+          error === undefined || (error._tag === "CacheStoreError" && options?.onStoreError !== "fail")
+            ? Effect.void
+            : Effect.fail(error)
+      )
     }
-    rt.invalidateFlights(key, true)
-    return Effect.flatMap(
-      rt.write(state, key, params, value, rt.clock.currentTimeMillisUnsafe(), false),
-      (error): Effect.Effect<void, CacheEncodeError | CacheValueTooLarge | CacheStoreError> =>
-        error === undefined || (error._tag === "CacheStoreError" && options?.onStoreError !== "fail")
-          ? Effect.void
-          : Effect.fail(error)
-    )
-  }) as Effect.Effect<
+  ) as Effect.Effect<
     void,
     CacheEncodeError | CacheValueTooLarge | CacheKeyError | CacheShuttingDown | Strategy.StrictError<O>,
     Cachet
@@ -430,9 +451,10 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   options?: O
 ): Effect.Effect<void, Strategy.StrictError<O>, Cachet> =>
   Effect.flatMap(internal.service, (rt) =>
-    rt.invalidateTag(tag).pipe(
-      Effect.catch((error) => Effect.andThen(rt.storeFailed(undefined, "tags", error), strictly(options, error)))
-    ))
+    rt
+      .invalidateTag(tag)
+      .pipe(Effect.catch((error) => Effect.andThen(rt.storeFailed(undefined, "tags", error), strictly(options, error))))
+  )
 
 /**
  * Deletes every entry of a keyspace (on Redis: SCAN with an exact MATCH on

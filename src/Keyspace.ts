@@ -32,7 +32,8 @@ import { escapePart, keyspaceName, limitKey, parseTemplate, renderTemplate } fro
  * @since 0.1.0
  * @category type-level
  */
-export type TemplateParams<T extends string> = [ParamNames<T>] extends [never] ? {}
+export type TemplateParams<T extends string> = [ParamNames<T>] extends [never]
+  ? {}
   : { readonly [K in ParamNames<T>]: string | number }
 
 /**
@@ -47,8 +48,7 @@ export type TemplateParams<T extends string> = [ParamNames<T>] extends [never] ?
  * @since 0.1.0
  * @category type-level
  */
-export type ParamNames<T extends string> = T extends `${string}{${infer P}}${infer Rest}` ? P | ParamNames<Rest>
-  : never
+export type ParamNames<T extends string> = T extends `${string}{${infer P}}${infer Rest}` ? P | ParamNames<Rest> : never
 
 /**
  * Negative caching: loader failures that match `error` are cached for `ttl`
@@ -185,7 +185,10 @@ const durationOption = (name: string, option: string, input: Duration.Input, all
     return fail(name, `option "${option}" is not a valid duration: ${String(input)}`)
   }
   if (!Number.isFinite(millis) || millis < 0 || (!allowZero && millis === 0)) {
-    return fail(name, `option "${option}" must be a finite duration${allowZero ? "" : " above zero"}, got ${String(input)}`)
+    return fail(
+      name,
+      `option "${option}" must be a finite duration${allowZero ? "" : " above zero"}, got ${String(input)}`
+    )
   }
   return millis
 }
@@ -283,9 +286,10 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
   }
 
   const userTags = options.tags
-  const tagsOf = userTags === undefined
-    ? undefined
-    : (params: unknown, value: A) => userTags(params as ParamsOf<K>, value).map(escapePart)
+  const tagsOf =
+    userTags === undefined
+      ? undefined
+      : (params: unknown, value: A) => userTags(params as ParamsOf<K>, value).map(escapePart)
 
   const valueCodec = Schema.toCodecJson(options.value)
   const encodeValue = Schema.encodeUnknownResult(valueCodec)
@@ -310,18 +314,28 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
         ? encodeError
         : encodeValue
       if (encode === undefined) {
-        return Result.fail(new CacheEncodeError({ keyspace: name, message: "negative caching is off for this keyspace" }))
+        return Result.fail(
+          new CacheEncodeError({ keyspace: name, message: "negative caching is off for this keyspace" })
+        )
       }
-      return Result.mapError(encode(value), (issue) => new CacheEncodeError({ keyspace: name, message: issueMessage(issue) }))
+      return Result.mapError(
+        encode(value),
+        (issue) => new CacheEncodeError({ keyspace: name, message: issueMessage(issue) })
+      )
     },
     decode: (data, key, isNegative) => {
       const decode: ((u: unknown) => Result.Result<unknown, Schema.SchemaError>) | undefined = isNegative
         ? decodeError
         : decodeValue
       if (decode === undefined) {
-        return Result.fail(new CacheDecodeError({ keyspace: name, key, message: "negative entry, but negative caching is off" }))
+        return Result.fail(
+          new CacheDecodeError({ keyspace: name, key, message: "negative entry, but negative caching is off" })
+        )
       }
-      return Result.mapError(decode(data), (issue) => new CacheDecodeError({ keyspace: name, key, message: issueMessage(issue) }))
+      return Result.mapError(
+        decode(data),
+        (issue) => new CacheDecodeError({ keyspace: name, key, message: issueMessage(issue) })
+      )
     }
   } satisfies Keyspace<any, A, EN> as Keyspace<ParamsOf<K>, A, EN>
 }
@@ -343,8 +357,7 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
 export const key = <P, A, EN>(keyspace: Keyspace<P, A, EN>, params: P): Effect.Effect<string, CacheKeyError> =>
   Effect.try({
     try: () => keyspace.keyUnsafe(params),
-    catch: (e) =>
-      e instanceof CacheKeyError ? e : new CacheKeyError({ keyspace: keyspace.name, message: String(e) })
+    catch: (e) => (e instanceof CacheKeyError ? e : new CacheKeyError({ keyspace: keyspace.name, message: String(e) }))
   })
 
 /**
@@ -403,5 +416,4 @@ export type Any = Keyspace<any, any, any>
  * @since 0.1.0
  * @category guards
  */
-export const isKeyspace = (u: unknown): u is Any =>
-  typeof u === "object" && u !== null && TypeId in u
+export const isKeyspace = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u

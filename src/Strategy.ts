@@ -69,12 +69,10 @@ export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? Cache
  * @since 0.1.0
  * @category models
  */
-export interface Strategy {
-  <P, A, EN>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
-}
+export type Strategy = <P, A, EN>(
+  keyspace: Keyspace.Keyspace<P, A, EN>,
+  params: P
+) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
 
 /**
  * Cache-aside (lazy loading): a fresh entry is returned; otherwise the loader

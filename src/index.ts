@@ -11,11 +11,11 @@
  */
 
 /** @since 0.1.0 */
-export * as Cachet from "./Cachet.ts"
-/** @since 0.1.0 */
 export * as CacheError from "./CacheError.ts"
 /** @since 0.1.0 */
 export * as CacheStore from "./CacheStore.ts"
+/** @since 0.1.0 */
+export * as Cachet from "./Cachet.ts"
 /** @since 0.1.0 */
 export * as Keyspace from "./Keyspace.ts"
 /** @since 0.1.0 */

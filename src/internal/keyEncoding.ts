@@ -26,8 +26,10 @@ import { createHash } from "node:crypto"
 // Redis MATCH patterns exact; braces keep values out of cluster hash tags.
 const valueNeedsEscape = /[%:{}*?[\]\\#\u0000-\u001f\u007f]/
 const partNeedsEscape = /[%{}*?[\]\\#\u0000-\u001f\u007f]/
-const valueEscapes = /[%:{}*?[\]\\#\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
-const partEscapes = /[%{}*?[\]\\#\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+const valueEscapes =
+  /[%:{}*?[\]\\#\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+const partEscapes =
+  /[%{}*?[\]\\#\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
 
 const escapeChar = (c: string): string => {
   const code = c.charCodeAt(0)

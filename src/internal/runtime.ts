@@ -5,20 +5,7 @@
  *
  * @internal
  */
-import {
-  Cause,
-  Clock,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  Metric,
-  Option,
-  Schema,
-  Scope
-} from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Schema, Scope } from "effect"
 import {
   CacheEncodeError,
   type CacheKeyError,
@@ -253,20 +240,20 @@ const validateDuration = (option: string, input: Duration.Input | undefined, fal
     throw new Error(`cachet: Cachet.layer option "${option}" is not a valid duration: ${String(input)}`)
   }
   if (!(millis > 0) || !Number.isFinite(millis)) {
-    throw new Error(`cachet: Cachet.layer option "${option}" must be a finite duration above zero, got ${String(input)}`)
+    throw new Error(
+      `cachet: Cachet.layer option "${option}" must be a finite duration above zero, got ${String(input)}`
+    )
   }
   return millis
 }
 
 /** Builds the runtime in the current scope, on the `CacheStore` in context. */
-export const make = (
-  options?: RuntimeOptions
-): Effect.Effect<RuntimeService, never, CacheStore | Scope.Scope> => {
+export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, never, CacheStore | Scope.Scope> => {
   // Static configuration fails at construction, naming the option.
   const tagRetention = validateDuration("tagRetention", options?.tagRetention, 24 * 60 * 60 * 1000)
   const logInterval = validateDuration("logInterval", options?.logInterval, 10_000)
   const metricPrefix = options?.metricPrefix ?? "cachet"
-  return Effect.gen(function*() {
+  return Effect.gen(function* () {
     const store = yield* CacheStore
     const clock = yield* Clock.Clock
     const scope = yield* Effect.scope
@@ -373,22 +360,42 @@ export const make = (
       series("hit", () => counters.hits)
       series("miss", () => counters.misses)
       series("stale", () => counters.staleHits)
-      counterSeries("loads_total", "Loader runs", { ...attrs, outcome: "success" }, () =>
-        counters.loads - counters.loadFailures)
+      counterSeries(
+        "loads_total",
+        "Loader runs",
+        { ...attrs, outcome: "success" },
+        () => counters.loads - counters.loadFailures
+      )
       counterSeries("loads_total", "Loader runs", { ...attrs, outcome: "failure" }, () => counters.loadFailures)
       counterSeries("sets_total", "Entries written", attrs, () => counters.sets)
       counterSeries("deletes_total", "Entries deleted", attrs, () => counters.deletes)
       for (const op of ["get", "set", "delete", "tags"] as const) {
-        counterSeries("store_errors_total", "Store failures by operation", { ...attrs, op }, () =>
-          counters.storeErrorsByOp[op])
+        counterSeries(
+          "store_errors_total",
+          "Store failures by operation",
+          { ...attrs, op },
+          () => counters.storeErrorsByOp[op]
+        )
       }
       counterSeries("decode_errors_total", "Unreadable entries dropped", attrs, () => counters.decodeErrors)
-      counterSeries("encode_errors_total", "Values refused by their Schema on write", attrs, () =>
-        counters.encodeErrors)
-      counterSeries("revalidations_total", "Background revalidations", { ...attrs, outcome: "success" }, () =>
-        counters.revalidations - counters.revalidationFailures)
-      counterSeries("revalidations_total", "Background revalidations", { ...attrs, outcome: "failure" }, () =>
-        counters.revalidationFailures)
+      counterSeries(
+        "encode_errors_total",
+        "Values refused by their Schema on write",
+        attrs,
+        () => counters.encodeErrors
+      )
+      counterSeries(
+        "revalidations_total",
+        "Background revalidations",
+        { ...attrs, outcome: "success" },
+        () => counters.revalidations - counters.revalidationFailures
+      )
+      counterSeries(
+        "revalidations_total",
+        "Background revalidations",
+        { ...attrs, outcome: "failure" },
+        () => counters.revalidationFailures
+      )
       states.set(keyspace.name, state)
       return state
     }
@@ -399,9 +406,13 @@ export const make = (
       } catch (error) {
         state.counters.keyErrors++
         Effect.runForkWith(context)(
-          warn(`key:${state.keyspace.name}`, `cachet: bypassing the cache: ${String((error as CacheKeyError).message)}`, {
-            keyspace: state.keyspace.name
-          })
+          warn(
+            `key:${state.keyspace.name}`,
+            `cachet: bypassing the cache: ${String((error as CacheKeyError).message)}`,
+            {
+              keyspace: state.keyspace.name
+            }
+          )
         )
         return undefined
       }
@@ -427,18 +438,21 @@ export const make = (
     // An entry is gone when one of its tags was invalidated at or after its
     // creation (invalidation wins a tie within one millisecond).
     const getTagTimeUnsafe = store.getTagTimeUnsafe
-    const readSync = store.getUnsafe === undefined || getTagTimeUnsafe === undefined ? null : (() => {
-      const getUnsafe = store.getUnsafe
-      return (_state: KeyspaceState, key: string): StoredEntry | undefined => {
-        const entry = getUnsafe(key)
-        if (entry === undefined || entry.tags.length === 0) return entry
-        for (const tag of entry.tags) {
-          const time = getTagTimeUnsafe(tag)
-          if (time !== undefined && time >= entry.createdAt) return undefined
-        }
-        return entry
-      }
-    })()
+    const readSync =
+      store.getUnsafe === undefined || getTagTimeUnsafe === undefined
+        ? null
+        : (() => {
+            const getUnsafe = store.getUnsafe
+            return (_state: KeyspaceState, key: string): StoredEntry | undefined => {
+              const entry = getUnsafe(key)
+              if (entry === undefined || entry.tags.length === 0) return entry
+              for (const tag of entry.tags) {
+                const time = getTagTimeUnsafe(tag)
+                if (time !== undefined && time >= entry.createdAt) return undefined
+              }
+              return entry
+            }
+          })()
 
     const read = (
       state: KeyspaceState,
@@ -453,7 +467,7 @@ export const make = (
         Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
           if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
           return store.getTagTimes(entry.tags).pipe(
-            Effect.map((times) => times.some((t) => t !== undefined && t >= entry.createdAt) ? undefined : entry),
+            Effect.map((times) => (times.some((t) => t !== undefined && t >= entry.createdAt) ? undefined : entry)),
             // Unverifiable tags: read as a miss rather than risk serving an
             // invalidated entry.
             Effect.catch(degrade("tags"))
@@ -493,7 +507,9 @@ export const make = (
               tags = ks.tagsOf(params, value)
             } catch (cause) {
               state.counters.encodeErrors++
-              return Effect.succeed(new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` }))
+              return Effect.succeed(
+                new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` })
+              )
             }
             if (tags.length > 0) {
               // Entries with tags never outlive the tag records that could
@@ -607,7 +623,7 @@ export const make = (
       loader: Effect.Effect<unknown, unknown, unknown>,
       flight: Flight
     ): Effect.Effect<FlightResult> =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const startedAt = clock.currentTimeMillisUnsafe()
         const started = clock.currentTimeNanosUnsafe()
         const exit = yield* Effect.exit(loader)
@@ -685,7 +701,7 @@ export const make = (
       invalidateTag,
       invalidateFlights,
       isClosed: () => closed,
-      ensureOpen: (op) => closed ? Effect.fail(new CacheShuttingDown({ op })) : Effect.void,
+      ensureOpen: (op) => (closed ? Effect.fail(new CacheShuttingDown({ op })) : Effect.void),
       stats,
       tagRetention
     } satisfies RuntimeService

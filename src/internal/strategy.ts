@@ -75,9 +75,7 @@ export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, stri
       state.counters.misses++
       return strict && storeError !== undefined ? Effect.fail(storeError) : exit
     }
-    if (
-      entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE && !Cause.hasInterruptsOnly(exit.cause)
-    ) {
+    if (entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE && !Cause.hasInterruptsOnly(exit.cause)) {
       state.counters.staleHits++
       return Effect.succeed(entry.value)
     }

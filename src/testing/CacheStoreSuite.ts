@@ -16,10 +16,10 @@
  * @since 0.1.0
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, type Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
+import type { CacheDecodeError } from "../CacheError.ts"
 import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
-import { CacheDecodeError } from "../CacheError.ts"
 import * as Keyspace from "../Keyspace.ts"
 
 class Profile extends Schema.Class<Profile>("cachet/testing/Profile")({
@@ -92,11 +92,14 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
   const entryAt = (now: number, value: unknown, ttl = 60_000, stale = 0, tags: ReadonlyArray<string> = []) =>
     ({ value, createdAt: now, freshUntil: now + ttl, staleUntil: now + ttl + stale, tags }) satisfies StoredEntry
 
-  const test = (title: string, body: (store: CacheStore["Service"], now: number) => Effect.Effect<void, unknown, never>) =>
+  const test = (
+    title: string,
+    body: (store: CacheStore["Service"], now: number) => Effect.Effect<void, unknown, never>
+  ) =>
     it.effect(
       title,
       () =>
-        Effect.gen(function*() {
+        Effect.gen(function* () {
           // A realistic epoch: stores may compare against server time.
           yield* TestClock.setTime(Date.now())
           const store = yield* CacheStore
@@ -108,13 +111,13 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
 
   describe(`CacheStore conformance: ${name}`, () => {
     test("a missing key reads as undefined", (store) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         assert.isUndefined(yield* store.get(`${fresh("missing")}:1`, codec))
       }))
 
     test("set then get returns the value, times and tags", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const key = `${fresh("rt")}:1`
         const entry = entryAt(now, profile(1), 60_000, 30_000, ["users", "org:7"])
@@ -130,7 +133,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("a write replaces the previous entry", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const key = `${fresh("over")}:1`
         yield* store.set(key, entryAt(now, profile(1, "old")), codec)
@@ -140,7 +143,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("an entry expires exactly at staleUntil, on Effect's Clock", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const key = `${fresh("exp")}:1`
         yield* store.set(key, entryAt(now, profile(1), 1_000, 500), codec)
@@ -151,15 +154,19 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("an entry written already expired is not readable", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const key = `${fresh("past")}:1`
-        yield* store.set(key, { value: profile(1), createdAt: now - 10, freshUntil: now - 5, staleUntil: now, tags: [] }, codec)
+        yield* store.set(
+          key,
+          { value: profile(1), createdAt: now - 10, freshUntil: now - 5, staleUntil: now, tags: [] },
+          codec
+        )
         assert.isUndefined(yield* store.get(key, codec))
       }))
 
     test("negative entries keep their flag and error", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const key = `${fresh("neg")}:1`
         yield* store.set(key, { ...entryAt(now, new NotFound({ id: 3 }), 5_000), negative: true }, codec)
@@ -169,7 +176,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("getMany is aligned with its keys", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const prefix = fresh("many")
         const keys = Array.from({ length: 20 }, (_, i) => `${prefix}:${i}`)
@@ -180,14 +187,14 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
         const read = yield* store.getMany(keys, codec)
         assert.strictEqual(read.length, keys.length)
         read.forEach((entry, i) => {
-          if (i % 2 === 0) assert.strictEqual((entry?.value as Profile).id, i)
+          if (i % 2 === 0) assert.strictEqual((entry?.value as Profile | undefined)?.id, i)
           else assert.isUndefined(entry)
         })
         assert.deepStrictEqual(yield* store.getMany([], codec), [])
       }))
 
     test("delete and deleteMany report what existed", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const prefix = fresh("del")
         yield* store.set(`${prefix}:1`, entryAt(now, profile(1)), codec)
@@ -204,7 +211,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("deletePrefix deletes exactly the keys under the prefix", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const ns = fresh("pfx")
         const inside = [`${ns}:1`, `${ns}:a%3Ab`, `${ns}:%2A`, `${ns}:x:y`]
@@ -217,7 +224,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("tag times: unset, recorded, never moved back, forgotten after retention", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const tag = fresh("tag")
         const other = fresh("tag-other")
         assert.deepStrictEqual(yield* store.getTagTimes([tag, other]), [undefined, undefined])
@@ -230,13 +237,16 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
       }))
 
     test("keys with unicode and escapes round-trip separately", (store, now) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { codec } = makeCodec()
         const ns = fresh("uni")
         const keys = [`${ns}:é`, `${ns}:%uD800`, `${ns}:%uDC00`, `${ns}:😀`, `${ns}:a b`]
         yield* Effect.forEach(keys, (k, i) => store.set(k, entryAt(now, profile(i)), codec), { discard: true })
         const read = yield* store.getMany(keys, codec)
-        assert.deepStrictEqual(read.map((e) => (e?.value as Profile).id), [0, 1, 2, 3, 4])
+        assert.deepStrictEqual(
+          read.map((e) => (e?.value as Profile | undefined)?.id),
+          [0, 1, 2, 3, 4]
+        )
       }))
 
     test("ping answers", (store) => store.ping)

@@ -85,14 +85,19 @@ export type Op =
  * @since 0.1.0
  * @category services
  */
-export class ChaosControl extends Context.Service<ChaosControl, {
-  /** Replaces the fault settings. */
-  readonly set: (options: Options) => Effect.Effect<void>
-  /** How many calls were failed so far. */
-  readonly injected: Effect.Effect<number>
-}>()("cachet/testing/ChaosControl") {}
+export class ChaosControl extends Context.Service<
+  ChaosControl,
+  {
+    /** Replaces the fault settings. */
+    readonly set: (options: Options) => Effect.Effect<void>
+    /** How many calls were failed so far. */
+    readonly injected: Effect.Effect<number>
+  }
+>()("cachet/testing/ChaosControl") {}
 
-const validate = (options: Options): { failRate: number; latency: Duration.Duration | undefined; ops: Set<Op> | undefined } => {
+const validate = (
+  options: Options
+): { failRate: number; latency: Duration.Duration | undefined; ops: Set<Op> | undefined } => {
   const failRate = options.failRate ?? 0
   if (!(failRate >= 0 && failRate <= 1)) {
     throw new Error(`cachet: ChaosStore option "failRate" must be between 0 and 1, got ${String(options.failRate)}`)
@@ -126,7 +131,7 @@ const validate = (options: Options): { failRate: number; latency: Duration.Durat
 export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosControl, never, CacheStore> => {
   const initial = validate(options)
   return Layer.effectContext(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let settings = initial
       let injected = 0
       const inner = yield* CacheStore
@@ -134,13 +139,14 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
         Effect.suspend(() => {
           const { failRate, latency, ops } = settings
           if (ops !== undefined && !ops.has(op)) return effect
-          const fault: Effect.Effect<void, CacheStoreError> = failRate === 0
-            ? Effect.void
-            : Effect.flatMap(Random.next, (r) => {
-              if (r >= failRate) return Effect.void
-              injected++
-              return Effect.fail(new CacheStoreError({ reason: "Unavailable", op, store: "chaos" }))
-            })
+          const fault: Effect.Effect<void, CacheStoreError> =
+            failRate === 0
+              ? Effect.void
+              : Effect.flatMap(Random.next, (r) => {
+                  if (r >= failRate) return Effect.void
+                  injected++
+                  return Effect.fail(new CacheStoreError({ reason: "Unavailable", op, store: "chaos" }))
+                })
           const delayed = latency === undefined ? fault : Effect.andThen(Effect.sleep(latency), fault)
           return Effect.andThen(delayed, effect)
         })

@@ -15,7 +15,9 @@ class User extends Schema.Class<User>("User")({
 // characters the encoding must neutralise.
 const nasty = fc.oneof(
   fc.string({ unit: "binary" }),
-  fc.string({ unit: fc.constantFrom(":", "%", "{", "}", "*", "?", "[", "]", "\\", "#", "a", "3", "\uD800", "\uDC00", "%3A") })
+  fc.string({
+    unit: fc.constantFrom(":", "%", "{", "}", "*", "?", "[", "]", "\\", "#", "a", "3", "\uD800", "\uDC00", "%3A")
+  })
 )
 
 describe("Keyspace.make", () => {
@@ -43,19 +45,24 @@ describe("Keyspace.make", () => {
     assert.strictEqual(K.keyUnsafe({ x: "😀", y: "é" }), "k:a:😀:b:é", "well-formed non-ASCII stays readable")
   })
 
-  it("treats 1 and \"1\" as the same entry", () => {
+  it('treats 1 and "1" as the same entry', () => {
     const K = Keyspace.make({ name: "k", key: "{id}", value: Schema.String, ttl: 1000 })
     assert.strictEqual(K.keyUnsafe({ id: 1 }), K.keyUnsafe({ id: "1" }))
   })
 
   it("rejects parameters that cannot form a key with CacheKeyError", () =>
     Effect.runPromise(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const K = Keyspace.make({ name: "k", key: "{id}", value: Schema.String, ttl: 1000 })
         const error = yield* Effect.flip(Keyspace.key(K, {} as never))
         assert.strictEqual(error._tag, "CacheKeyError")
         assert.match(error.message, /parameter id must be a string or a number/)
-        const Fn = Keyspace.make({ name: "f", key: (_: { x: number }) => 42 as unknown as string, value: Schema.String, ttl: 1 })
+        const Fn = Keyspace.make({
+          name: "f",
+          key: (_: { x: number }) => 42 as unknown as string,
+          value: Schema.String,
+          ttl: 1
+        })
         const error2 = yield* Effect.flip(Keyspace.key(Fn, { x: 1 }))
         assert.match(error2.message, /not a string/)
       })
@@ -63,20 +70,83 @@ describe("Keyspace.make", () => {
 
   const bad: Array<[string, () => unknown, RegExp]> = [
     ["an empty name", () => Keyspace.make({ name: "", key: "{id}", value: Schema.String, ttl: 1 }), /option "name"/],
-    ["a name with ':'", () => Keyspace.make({ name: "a:b", key: "{id}", value: Schema.String, ttl: 1 }), /option "name"/],
-    ["a name with a glob", () => Keyspace.make({ name: "a*", key: "{id}", value: Schema.String, ttl: 1 }), /option "name"/],
-    ["a zero ttl", () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: 0 }), /option "ttl" must be a finite duration above zero/],
-    ["an infinite ttl", () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: "Infinity" }), /option "ttl"/],
-    ["a bad ttl string", () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: "soon" as never }), /option "ttl" is not a valid duration/],
-    ["a negative staleFor", () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: 1, staleFor: -5 }), /option "staleFor"/],
-    ["adjacent placeholders", () => Keyspace.make({ name: "a", key: "{x}{y}", value: Schema.String, ttl: 1 }), /must be separated by text containing ":"/],
-    ["placeholders separated without ':'", () => Keyspace.make({ name: "a", key: "{x}-{y}", value: Schema.String, ttl: 1 }), /separated/],
-    ["a bad placeholder name", () => Keyspace.make({ name: "a", key: "{1x}", value: Schema.String, ttl: 1 }), /placeholder \{1x\}/],
-    ["a repeated placeholder", () => Keyspace.make({ name: "a", key: "{x}:{x}", value: Schema.String, ttl: 1 }), /appears twice/],
-    ["glob characters in the template", () => Keyspace.make({ name: "a", key: "u*:{x}", value: Schema.String, ttl: 1 }), /literal text/],
-    ["a value that is not a Schema", () => Keyspace.make({ name: "a", key: "{x}", value: "string" as never, ttl: 1 }), /option "value" must be a Schema/],
-    ["a small maxKeyBytes", () => Keyspace.make({ name: "a", key: "{x}", value: Schema.String, ttl: 1, maxKeyBytes: 10 }), /option "maxKeyBytes"/],
-    ["a zero negative ttl", () => Keyspace.make({ name: "a", key: "{x}", value: Schema.String, ttl: 1, negative: { ttl: 0, error: Schema.String } }), /option "negative.ttl"/]
+    [
+      "a name with ':'",
+      () => Keyspace.make({ name: "a:b", key: "{id}", value: Schema.String, ttl: 1 }),
+      /option "name"/
+    ],
+    [
+      "a name with a glob",
+      () => Keyspace.make({ name: "a*", key: "{id}", value: Schema.String, ttl: 1 }),
+      /option "name"/
+    ],
+    [
+      "a zero ttl",
+      () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: 0 }),
+      /option "ttl" must be a finite duration above zero/
+    ],
+    [
+      "an infinite ttl",
+      () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: "Infinity" }),
+      /option "ttl"/
+    ],
+    [
+      "a bad ttl string",
+      () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: "soon" as never }),
+      /option "ttl" is not a valid duration/
+    ],
+    [
+      "a negative staleFor",
+      () => Keyspace.make({ name: "a", key: "{id}", value: Schema.String, ttl: 1, staleFor: -5 }),
+      /option "staleFor"/
+    ],
+    [
+      "adjacent placeholders",
+      () => Keyspace.make({ name: "a", key: "{x}{y}", value: Schema.String, ttl: 1 }),
+      /must be separated by text containing ":"/
+    ],
+    [
+      "placeholders separated without ':'",
+      () => Keyspace.make({ name: "a", key: "{x}-{y}", value: Schema.String, ttl: 1 }),
+      /separated/
+    ],
+    [
+      "a bad placeholder name",
+      () => Keyspace.make({ name: "a", key: "{1x}", value: Schema.String, ttl: 1 }),
+      /placeholder \{1x\}/
+    ],
+    [
+      "a repeated placeholder",
+      () => Keyspace.make({ name: "a", key: "{x}:{x}", value: Schema.String, ttl: 1 }),
+      /appears twice/
+    ],
+    [
+      "glob characters in the template",
+      () => Keyspace.make({ name: "a", key: "u*:{x}", value: Schema.String, ttl: 1 }),
+      /literal text/
+    ],
+    [
+      "a value that is not a Schema",
+      () => Keyspace.make({ name: "a", key: "{x}", value: "string" as never, ttl: 1 }),
+      /option "value" must be a Schema/
+    ],
+    [
+      "a small maxKeyBytes",
+      () => Keyspace.make({ name: "a", key: "{x}", value: Schema.String, ttl: 1, maxKeyBytes: 10 }),
+      /option "maxKeyBytes"/
+    ],
+    [
+      "a zero negative ttl",
+      () =>
+        Keyspace.make({
+          name: "a",
+          key: "{x}",
+          value: Schema.String,
+          ttl: 1,
+          negative: { ttl: 0, error: Schema.String }
+        }),
+      /option "negative.ttl"/
+    ]
   ]
   for (const [what, build, message] of bad) {
     it(`fails at construction for ${what}, naming the option`, () => {
@@ -85,7 +155,10 @@ describe("Keyspace.make", () => {
   }
 
   it("names the keyspace in construction errors", () => {
-    assert.throws(() => Keyspace.make({ name: "orders", key: "{id}", value: Schema.String, ttl: -1 }), /Keyspace "orders"/)
+    assert.throws(
+      () => Keyspace.make({ name: "orders", key: "{id}", value: Schema.String, ttl: -1 }),
+      /Keyspace "orders"/
+    )
   })
 })
 
@@ -131,13 +204,17 @@ describe("key encoding properties", () => {
   it("long keys are hashed within maxKeyBytes, keep a readable prefix, and stay injective", () => {
     const K = Keyspace.make({ name: "long", key: "q:{q}", value: Schema.String, ttl: 1, maxKeyBytes: 200 })
     fc.assert(
-      fc.property(fc.string({ unit: "binary", minLength: 0, maxLength: 400 }), fc.string({ unit: "binary", maxLength: 400 }), (a, b) => {
-        const ka = K.keyUnsafe({ q: a })
-        const kb = K.keyUnsafe({ q: b })
-        assert.isAtMost(utf8Length(ka.slice("long:".length)), 200)
-        if (a !== b) assert.notStrictEqual(ka, kb)
-        if (ka.includes("#")) assert.match(ka, /^long:q:[^#]*#[0-9a-f]{64}$/)
-      }),
+      fc.property(
+        fc.string({ unit: "binary", minLength: 0, maxLength: 400 }),
+        fc.string({ unit: "binary", maxLength: 400 }),
+        (a, b) => {
+          const ka = K.keyUnsafe({ q: a })
+          const kb = K.keyUnsafe({ q: b })
+          assert.isAtMost(utf8Length(ka.slice("long:".length)), 200)
+          if (a !== b) assert.notStrictEqual(ka, kb)
+          if (ka.includes("#")) assert.match(ka, /^long:q:[^#]*#[0-9a-f]{64}$/)
+        }
+      ),
       { numRuns: 1_000 }
     )
     const key = K.keyUnsafe({ q: "x".repeat(1_000) })
@@ -154,12 +231,14 @@ describe("key encoding properties", () => {
 
 describe("values round-trip through their Schema", () => {
   const Users = Keyspace.make({ name: "user", key: "{id}", value: User, ttl: "1 minute" })
-  const user = fc.record({
-    id: fc.double({ noNaN: true }),
-    name: fc.string({ unit: "binary" }),
-    joined: fc.date({ noInvalidDate: true }),
-    roles: fc.array(fc.constantFrom("admin" as const, "member" as const))
-  }).map((u) => new User(u))
+  const user = fc
+    .record({
+      id: fc.double({ noNaN: true }),
+      name: fc.string({ unit: "binary" }),
+      joined: fc.date({ noInvalidDate: true }),
+      roles: fc.array(fc.constantFrom("admin" as const, "member" as const))
+    })
+    .map((u) => new User(u))
 
   it("encode then JSON then decode gives back an equal value", () => {
     fc.assert(

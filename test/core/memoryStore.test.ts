@@ -1,14 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { CacheStore } from "../../src/CacheStore.ts"
-import * as CacheStoreModule from "../../src/CacheStore.ts"
 import type { EntryCodec, StoredEntry } from "../../src/CacheStore.ts"
+import * as CacheStoreModule from "../../src/CacheStore.ts"
+import { CacheStore } from "../../src/CacheStore.ts"
 import { estimateSize } from "../../src/internal/memoryStore.ts"
 import * as CacheStoreSuite from "../../src/testing/CacheStoreSuite.ts"
 
 CacheStoreSuite.suite("memory", CacheStoreModule.layerMemory({ capacity: 1_000 }))
-CacheStoreSuite.suite("memory with a byte budget", CacheStoreModule.layerMemory({ capacity: 1_000, maxBytes: 1_000_000 }))
+CacheStoreSuite.suite(
+  "memory with a byte budget",
+  CacheStoreModule.layerMemory({ capacity: 1_000, maxBytes: 1_000_000 })
+)
 
 const codec: EntryCodec = {
   keyspace: "t",
@@ -26,7 +29,7 @@ const entry = (value: unknown, now = 0, ttl = 60_000): StoredEntry => ({
 
 describe("memory store", () => {
   it.effect("evicts the least recently used entry at capacity", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       for (const k of ["a", "b", "c"]) yield* store.set(`t:${k}`, entry(k), codec)
       // Touch "a": "b" is now the least recently used.
@@ -37,10 +40,11 @@ describe("memory store", () => {
       const info = yield* store.info
       assert.strictEqual(info?.entries, 3)
       assert.strictEqual(info?.evictions, 1)
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 }))))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 })))
+  )
 
   it.effect("an overwrite refreshes recency and does not count twice", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       for (const k of ["a", "b", "c"]) yield* store.set(`t:${k}`, entry(k), codec)
       yield* store.set("t:a", entry("a2"), codec)
@@ -48,10 +52,11 @@ describe("memory store", () => {
       assert.isUndefined(yield* store.get("t:b", codec))
       assert.strictEqual((yield* store.get("t:a", codec))?.value, "a2")
       assert.strictEqual((yield* store.info)?.entries, 3)
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 }))))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 })))
+  )
 
   it.effect("maxBytes holds: total size never exceeds the budget", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       const budget = 10_000
       for (let i = 0; i < 200; i++) {
@@ -63,31 +68,32 @@ describe("memory store", () => {
       assert.isAbove(info!.evictions, 0)
       // The newest entry is always kept.
       assert.isDefined(yield* store.get("t:199", codec))
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 10_000, maxBytes: 10_000 }))))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 10_000, maxBytes: 10_000 })))
+  )
 
   it.effect("an entry larger than maxBytes fails with CacheValueTooLarge and is not stored", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       const error = yield* Effect.flip(store.set("t:big", entry("x".repeat(10_000)), codec))
       assert.strictEqual(error._tag, "CacheValueTooLarge")
       assert.isUndefined(yield* store.get("t:big", codec))
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ maxBytes: 1_000 }))))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ maxBytes: 1_000 })))
+  )
 
   it.effect("a custom sizeOf is used for the byte budget", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       yield* store.set("t:1", entry({ weight: 600 }), codec)
       yield* store.set("t:2", entry({ weight: 600 }), codec)
       assert.isUndefined(yield* store.get("t:1", codec), "1200 bytes of weight do not fit in 1000 + overhead")
       assert.isDefined(yield* store.get("t:2", codec))
     }).pipe(
-      Effect.provide(
-        CacheStoreModule.layerMemory({ maxBytes: 1_000, sizeOf: (v) => (v as { weight: number }).weight })
-      )
-    ))
+      Effect.provide(CacheStoreModule.layerMemory({ maxBytes: 1_000, sizeOf: (v) => (v as { weight: number }).weight }))
+    )
+  )
 
   it.effect("expired entries are dropped on read and not counted as evictions", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const store = yield* CacheStore
       yield* store.set("t:a", entry("a", 0, 100), codec)
       yield* TestClock.adjust(100)
@@ -95,7 +101,8 @@ describe("memory store", () => {
       const info = yield* store.info
       assert.strictEqual(info?.entries, 0)
       assert.strictEqual(info?.evictions, 0)
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory())))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory()))
+  )
 
   it("invalid options fail at construction and name the option", () => {
     assert.throws(() => CacheStoreModule.layerMemory({ capacity: 0 }), /"capacity" must be a positive integer/)

@@ -54,7 +54,7 @@ describe("requireRedis", () => {
 describe.skipIf(!requireRedis())("Redis test harness", () => {
   describe("RedisServer", () => {
     it.effect("starts on an ephemeral port and answers PING", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const server = yield* RedisServer.start()
         assert.strictEqual(server.host, "127.0.0.1")
         assert.notStrictEqual(server.port, 6379)
@@ -69,10 +69,11 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         assert.include(info, `tcp_port:${server.port}`)
         assert.strictEqual(yield* server.command("CONFIG", "GET", "save"), "save\n")
         assert.strictEqual(yield* server.command("CONFIG", "GET", "appendonly"), "appendonly\nno")
-      }))
+      })
+    )
 
     it.effect("pause stops answers (raw PING times out) and resume brings them back", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const server = yield* RedisServer.start()
         assert.isTrue(yield* pingRaw(server.port, { timeoutMs: 300 }))
 
@@ -84,10 +85,11 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         yield* server.resume
         assert.isTrue(yield* pingRaw(server.port, { timeoutMs: 1_000 }))
         assert.strictEqual(yield* server.command("PING"), "PONG")
-      }))
+      })
+    )
 
     it.effect("kill then restart comes back on the same port with an empty dataset", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const server = yield* RedisServer.start()
         const port = server.port
         const firstPid = server.pid
@@ -106,10 +108,11 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         assert.notStrictEqual(server.pid, firstPid)
         assert.strictEqual(yield* server.command("PING"), "PONG")
         assert.strictEqual(yield* server.command("DBSIZE"), "0")
-      }))
+      })
+    )
 
     it.effect("stop is graceful and restart also works from a running server", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const server = yield* RedisServer.start()
         const pid1 = server.pid
         yield* server.restart // stops the running process first
@@ -123,13 +126,14 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         assert.isTrue(processGone(pid2))
         const error = yield* Effect.flip(server.pause)
         assert.instanceOf(error, HarnessError)
-      }))
+      })
+    )
 
     it.effect("closing the scope kills the process (even when paused) and removes its dir", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const stopGraceMs = 5_000
         const { pid, dir, closingAt } = yield* Effect.scoped(
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             const server = yield* RedisServer.start({ stopGraceMs })
             // Paused on purpose: the finalizer must SIGCONT before SIGTERM,
             // otherwise the pending SIGTERM is never handled and teardown
@@ -141,11 +145,16 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         const closeMs = Date.now() - closingAt
         assert.isTrue(processGone(pid))
         assert.isFalse(fs.existsSync(dir))
-        assert.isBelow(closeMs, stopGraceMs - 1_000, "a paused server should shut down gracefully, not hit the SIGKILL fallback")
-      }))
+        assert.isBelow(
+          closeMs,
+          stopGraceMs - 1_000,
+          "a paused server should shut down gracefully, not hit the SIGKILL fallback"
+        )
+      })
+    )
 
     it.effect("a server that cannot start fails with HarnessError and leaves nothing behind", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const exit = yield* Effect.exit(Effect.scoped(RedisServer.start({ args: ["--no-such-directive", "x"] })))
         assert.isTrue(Exit.isFailure(exit))
         if (Exit.isFailure(exit)) {
@@ -156,24 +165,26 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
             assert.include(error.error.message, "exited during startup")
           }
         }
-      }))
+      })
+    )
   })
 
   // Built by `layer(...)`, i.e. under the TestClock: proves the harness does
   // not depend on virtual time advancing.
   layer(RedisServer.layer())("RedisServer.layer", (it) => {
     it.effect("provides a running server", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const server = yield* RedisServerService
         assert.strictEqual(yield* server.command("PING"), "PONG")
-      }))
+      })
+    )
   })
 
   describe("RedisCluster", () => {
     it.effect("forms a 3-master cluster covering all 16384 slots, torn down on scope close", () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const pids = yield* Effect.scoped(
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             const cluster = yield* RedisCluster.start()
             assert.strictEqual(cluster.nodes.length, 3)
             assert.deepStrictEqual(
@@ -197,7 +208,10 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
             }
             const slots = masters.flatMap((master) => master.slots).sort((a, b) => a - b)
             assert.strictEqual(slots.length, 16384)
-            assert.deepStrictEqual(slots, Array.from({ length: 16384 }, (_, i) => i))
+            assert.deepStrictEqual(
+              slots,
+              Array.from({ length: 16384 }, (_, i) => i)
+            )
 
             // `cluster.command` follows redirects, so keys in any slot work.
             for (const key of ["a", "b", "c", "user:1", "user:2"]) {
@@ -210,6 +224,7 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         )
         assert.strictEqual(pids.length, 3)
         for (const pid of pids) assert.isTrue(processGone(pid), `pid ${pid} still exists`)
-      }))
+      })
+    )
   })
 })

@@ -120,7 +120,10 @@ const sleepReal = (millis: number): Effect.Effect<void> =>
  * server still completes the TCP handshake — the kernel does that — but never
  * replies, so this is also how tests observe a "hung" server.
  */
-export const pingRaw = (port: number, options: { readonly host?: string; readonly timeoutMs?: number } = {}): Effect.Effect<boolean> =>
+export const pingRaw = (
+  port: number,
+  options: { readonly host?: string; readonly timeoutMs?: number } = {}
+): Effect.Effect<boolean> =>
   Effect.callback<boolean>((resume) => {
     let settled = false
     let received = ""
@@ -150,7 +153,11 @@ export const pingRaw = (port: number, options: { readonly host?: string; readonl
   })
 
 /** Runs a short-lived command (redis-cli) with a hard timeout; resolves stdout. */
-const runCommand = (file: string, args: ReadonlyArray<string>, timeoutMs: number): Effect.Effect<string, HarnessError> =>
+const runCommand = (
+  file: string,
+  args: ReadonlyArray<string>,
+  timeoutMs: number
+): Effect.Effect<string, HarnessError> =>
   Effect.callback<string, HarnessError>((resume) => {
     const child = execFile(
       file,
@@ -221,12 +228,18 @@ const liveDirs = registry.dirs
 const probeFreePort: Effect.Effect<number, HarnessError> = Effect.callback<number, HarnessError>((resume) => {
   const server = net.createServer()
   server.unref()
-  server.once("error", (cause) => resume(Effect.fail(new HarnessError({ message: "could not bind an ephemeral port", cause }))))
+  server.once("error", (cause) =>
+    resume(Effect.fail(new HarnessError({ message: "could not bind an ephemeral port", cause })))
+  )
   server.listen(0, HOST, () => {
     const address = server.address()
     const port = typeof address === "object" && address !== null ? address.port : undefined
     server.close(() =>
-      resume(port === undefined ? Effect.fail(new HarnessError({ message: "ephemeral port probe returned no port" })) : Effect.succeed(port))
+      resume(
+        port === undefined
+          ? Effect.fail(new HarnessError({ message: "ephemeral port probe returned no port" }))
+          : Effect.succeed(port)
+      )
     )
   })
 })
@@ -238,7 +251,7 @@ const probeFreePort: Effect.Effect<number, HarnessError> = Effect.callback<numbe
  * reports "Address already in use". Probing itself is retried too (EADDRINUSE
  * on port 0 is rare but possible under ephemeral-port exhaustion).
  */
-const reservePort: Effect.Effect<number, HarnessError> = Effect.gen(function*() {
+const reservePort: Effect.Effect<number, HarnessError> = Effect.gen(function* () {
   let lastError: HarnessError | undefined
   for (let attempt = 0; attempt < 20; attempt++) {
     const result = yield* Effect.result(probeFreePort)
@@ -350,7 +363,7 @@ const sigkillAndWait = (proc: Proc): Effect.Effect<boolean> =>
  * server would sit out the whole grace period and then be SIGKILLed.
  */
 const terminate = (proc: Proc, graceMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     if (proc.exited) return true
     signal(proc, "SIGCONT")
     signal(proc, "SIGTERM")
@@ -448,15 +461,15 @@ const serverArgs = (state: ServerState, dir: string, options: RedisServerOptions
   ...(state.busPort === undefined
     ? []
     : [
-      "--cluster-enabled",
-      "yes",
-      "--cluster-config-file",
-      path.join(dir, "nodes.conf"),
-      "--cluster-node-timeout",
-      String(options.clusterNodeTimeoutMs ?? 2_000),
-      "--cluster-port",
-      String(state.busPort)
-    ]),
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        path.join(dir, "nodes.conf"),
+        "--cluster-node-timeout",
+        String(options.clusterNodeTimeoutMs ?? 2_000),
+        "--cluster-port",
+        String(state.busPort)
+      ]),
   ...(options.args ?? [])
 ]
 
@@ -466,7 +479,7 @@ const serverArgs = (state: ServerState, dir: string, options: RedisServerOptions
  * instead of failing when the port was taken so callers can retry. On any
  * non-ready outcome the spawned process is gone when this returns.
  */
-const launch = Effect.fnUntraced(function*(
+const launch = Effect.fnUntraced(function* (
   serverBinary: string,
   cliBinary: string,
   state: ServerState,
@@ -477,17 +490,21 @@ const launch = Effect.fnUntraced(function*(
   const proc = yield* spawnProcess(serverBinary, serverArgs(state, dir, options))
   state.proc = proc
   const describe = () => `redis-server on ${HOST}:${state.port} (pid ${proc.pid})`
-  const outcome = yield* Effect.gen(function*(): Effect.fn.Return<LaunchOutcome, HarnessError> {
+  const outcome = yield* Effect.gen(function* (): Effect.fn.Return<LaunchOutcome, HarnessError> {
     while (true) {
       if (proc.exited) {
         if (ADDRESS_IN_USE.test(proc.output)) return "port-in-use"
         return yield* Effect.fail(
-          new HarnessError({ message: `${describe()} exited during startup (${proc.exitDescription}):\n${proc.output}` })
+          new HarnessError({
+            message: `${describe()} exited during startup (${proc.exitDescription}):\n${proc.output}`
+          })
         )
       }
       if (yield* pingRaw(state.port, { timeoutMs: 250 })) break
       if (Date.now() > deadline) {
-        return yield* Effect.fail(new HarnessError({ message: `${describe()} did not answer PING in time:\n${proc.output}` }))
+        return yield* Effect.fail(
+          new HarnessError({ message: `${describe()} did not answer PING in time:\n${proc.output}` })
+        )
       }
       yield* sleepReal(20)
     }
@@ -505,7 +522,7 @@ const launch = Effect.fnUntraced(function*(
   return outcome
 })
 
-const startServer = Effect.fnUntraced(function*(
+const startServer = Effect.fnUntraced(function* (
   options: RedisServerOptions = {}
 ): Effect.fn.Return<RedisServer, HarnessError, Scope.Scope> {
   const serverBinary = yield* binary(redisServerPath, "redis-server")
@@ -534,7 +551,7 @@ const startServer = Effect.fnUntraced(function*(
   const state = yield* Effect.acquireRelease(
     Effect.sync((): ServerState => ({ port: 0, busPort: undefined, proc: undefined })),
     (s) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         if (s.proc !== undefined) yield* terminate(s.proc, stopGraceMs)
         reservedPorts.delete(s.port)
         if (s.busPort !== undefined) reservedPorts.delete(s.busPort)
@@ -544,7 +561,7 @@ const startServer = Effect.fnUntraced(function*(
   // Fresh ports per attempt: another process may grab a probed port before
   // redis-server binds it.
   const deadline = Date.now() + startTimeoutMs
-  for (let attempt = 1;; attempt++) {
+  for (let attempt = 1; ; attempt++) {
     state.port = yield* reservePort
     if (options.cluster === true) state.busPort = yield* reservePort
     const outcome = yield* launch(serverBinary, cliBinary, state, dir, options, deadline)
@@ -552,7 +569,9 @@ const startServer = Effect.fnUntraced(function*(
     reservedPorts.delete(state.port)
     if (state.busPort !== undefined) reservedPorts.delete(state.busPort)
     if (attempt >= 5 || Date.now() > deadline) {
-      return yield* Effect.fail(new HarnessError({ message: `could not bind redis-server to a free port after ${attempt} attempts` }))
+      return yield* Effect.fail(
+        new HarnessError({ message: `could not bind redis-server to a free port after ${attempt} attempts` })
+      )
     }
   }
 
@@ -570,25 +589,29 @@ const startServer = Effect.fnUntraced(function*(
   const serialized = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => lifecycle.withPermits(1)(effect)
 
   const kill: Effect.Effect<void, HarnessError> = serialized(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const proc = running()
       if (proc === undefined) return
       if (!(yield* sigkillAndWait(proc))) {
-        return yield* Effect.fail(new HarnessError({ message: `redis-server pid ${proc.pid} survived SIGKILL for ${KILL_WAIT_MS} ms` }))
+        return yield* Effect.fail(
+          new HarnessError({ message: `redis-server pid ${proc.pid} survived SIGKILL for ${KILL_WAIT_MS} ms` })
+        )
       }
     })
   )
 
-  const stopUnserialized: Effect.Effect<void, HarnessError> = Effect.gen(function*() {
+  const stopUnserialized: Effect.Effect<void, HarnessError> = Effect.gen(function* () {
     const proc = running()
     if (proc === undefined) return
     if (!(yield* terminate(proc, stopGraceMs))) {
-      return yield* Effect.fail(new HarnessError({ message: `redis-server pid ${proc.pid} did not exit after SIGTERM/SIGKILL` }))
+      return yield* Effect.fail(
+        new HarnessError({ message: `redis-server pid ${proc.pid} did not exit after SIGTERM/SIGKILL` })
+      )
     }
   })
 
   const restart: Effect.Effect<void, HarnessError> = serialized(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       yield* stopUnserialized
       // Same port this time, so no fresh ports on conflict: Redis sets
       // SO_REUSEADDR, but the port may be briefly held (e.g. by a client socket
@@ -598,7 +621,9 @@ const startServer = Effect.fnUntraced(function*(
         const outcome = yield* launch(serverBinary, cliBinary, state, dir, options, restartDeadline)
         if (outcome === "ready") return
         if (Date.now() > restartDeadline) {
-          return yield* Effect.fail(new HarnessError({ message: `could not restart redis-server: port ${state.port} stayed in use` }))
+          return yield* Effect.fail(
+            new HarnessError({ message: `could not restart redis-server: port ${state.port} stayed in use` })
+          )
         }
         yield* sleepReal(100)
       }
@@ -683,9 +708,13 @@ export interface RedisCluster {
 }
 
 const clusterInfoField = (info: string, field: string): string | undefined =>
-  info.split(/\r?\n/).find((line) => line.startsWith(`${field}:`))?.slice(field.length + 1).trim()
+  info
+    .split(/\r?\n/)
+    .find((line) => line.startsWith(`${field}:`))
+    ?.slice(field.length + 1)
+    .trim()
 
-const waitClusterHealthy = Effect.fnUntraced(function*(
+const waitClusterHealthy = Effect.fnUntraced(function* (
   nodes: ReadonlyArray<RedisServer>,
   timeoutMs: number
 ): Effect.fn.Return<void, HarnessError> {
@@ -696,7 +725,8 @@ const waitClusterHealthy = Effect.fnUntraced(function*(
     for (const node of nodes) {
       if (!(yield* node.isRunning)) continue
       const info = yield* node.command("CLUSTER", "INFO").pipe(Effect.orElseSucceed(() => ""))
-      const ok = clusterInfoField(info, "cluster_state") === "ok" &&
+      const ok =
+        clusterInfoField(info, "cluster_state") === "ok" &&
         clusterInfoField(info, "cluster_slots_assigned") === "16384" &&
         clusterInfoField(info, "cluster_known_nodes") === String(nodes.length)
       if (!ok) {
@@ -707,19 +737,22 @@ const waitClusterHealthy = Effect.fnUntraced(function*(
     }
     if (healthy) return
     if (Date.now() > deadline) {
-      return yield* Effect.fail(new HarnessError({ message: `Redis Cluster did not become healthy in ${timeoutMs} ms; ${last}` }))
+      return yield* Effect.fail(
+        new HarnessError({ message: `Redis Cluster did not become healthy in ${timeoutMs} ms; ${last}` })
+      )
     }
     yield* sleepReal(50)
   }
 })
 
-const startCluster = Effect.fnUntraced(function*(
+const startCluster = Effect.fnUntraced(function* (
   options: RedisClusterOptions = {}
 ): Effect.fn.Return<RedisCluster, HarnessError, Scope.Scope> {
   const cliBinary = yield* binary(redisCliPath, "redis-cli")
   const masters = options.masters ?? 3
   const readyTimeoutMs = options.readyTimeoutMs ?? 20_000
-  if (masters < 3) return yield* Effect.fail(new HarnessError({ message: `a Redis Cluster needs at least 3 masters, got ${masters}` }))
+  if (masters < 3)
+    return yield* Effect.fail(new HarnessError({ message: `a Redis Cluster needs at least 3 masters, got ${masters}` }))
 
   const nodes = yield* Effect.forEach(
     Array.from({ length: masters }, (_, i) => i),

@@ -1,0 +1,140 @@
+import { Context, Effect, type Option, Schema } from "effect"
+import { describe, expectTypeOf, it } from "vitest"
+import type { CacheStoreError } from "../src/CacheError.ts"
+import * as Cachet from "../src/Cachet.ts"
+import * as Keyspace from "../src/Keyspace.ts"
+import * as Strategy from "../src/Strategy.ts"
+
+class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
+class DbError extends Schema.TaggedError<DbError>()("DbError", {}) {}
+class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+class Db extends Context.Service<Db, { readonly findUser: (id: number) => Effect.Effect<User, DbError> }>()("Db") {}
+
+const Users = Keyspace.make({ name: "user", key: "user:{id}", value: User, ttl: "5 minutes" })
+const findUser = (id: number) => Effect.flatMap(Effect.service(Db), (db) => db.findUser(id))
+
+describe("Keyspace typing", () => {
+  it("infers template parameters", () => {
+    expectTypeOf<Keyspace.TemplateParams<"user:{id}:posts:{page}">>().toEqualTypeOf<{
+      readonly id: string | number
+      readonly page: string | number
+    }>()
+    expectTypeOf<Keyspace.TemplateParams<"static">>().toEqualTypeOf<{}>()
+    expectTypeOf(Users).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, never>>()
+  })
+
+  it("takes parameters from a key function", () => {
+    const Search = Keyspace.make({
+      name: "search",
+      key: (p: { readonly q: string; readonly page: number }) => `${p.q}:${p.page}`,
+      value: Schema.Array(Schema.String),
+      ttl: 1000
+    })
+    expectTypeOf<Keyspace.Params<typeof Search>>().toEqualTypeOf<{ readonly q: string; readonly page: number }>()
+    expectTypeOf<Keyspace.Value<typeof Search>>().toEqualTypeOf<ReadonlyArray<string>>()
+  })
+
+  it("carries the negative-caching error type", () => {
+    const Lookups = Keyspace.make({
+      name: "l",
+      key: "{id}",
+      value: User,
+      ttl: 1,
+      negative: { ttl: 1, error: NotFound }
+    })
+    expectTypeOf(Lookups).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, NotFound>>()
+  })
+
+  it("types tags from parameters and value", () => {
+    Keyspace.make({
+      name: "t",
+      key: "org:{org}",
+      value: User,
+      ttl: 1,
+      tags: (params, user) => {
+        expectTypeOf(params).toEqualTypeOf<{ readonly org: string | number }>()
+        expectTypeOf(user).toEqualTypeOf<User>()
+        return [`org:${user.orgId}`]
+      }
+    })
+  })
+})
+
+describe("cacheAside typing", () => {
+  it("adds only Cachet to R and nothing to E in degrade mode (both forms)", () => {
+    const piped = findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }))
+    expectTypeOf(piped).toEqualTypeOf<Effect.Effect<User, DbError, Db | Cachet.Cachet>>()
+    const direct = Strategy.cacheAside(findUser(1), Users, { id: 1 })
+    expectTypeOf(direct).toEqualTypeOf<Effect.Effect<User, DbError, Db | Cachet.Cachet>>()
+    const explicit = Strategy.cacheAside(findUser(1), Users, { id: 1 }, { onStoreError: "degrade" })
+    expectTypeOf(explicit).toEqualTypeOf<Effect.Effect<User, DbError, Db | Cachet.Cachet>>()
+  })
+
+  it("adds CacheStoreError to E in strict mode", () => {
+    const strict = findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }, { onStoreError: "fail" }))
+    expectTypeOf(strict).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+  })
+
+  it("adds the negative-caching error to E", () => {
+    const Lookups = Keyspace.make({
+      name: "l",
+      key: "{id}",
+      value: User,
+      ttl: 1,
+      negative: { ttl: 1, error: NotFound }
+    })
+    const read = findUser(1).pipe(Strategy.cacheAside(Lookups, { id: 1 }))
+    expectTypeOf(read).toEqualTypeOf<Effect.Effect<User, DbError | NotFound, Db | Cachet.Cachet>>()
+  })
+
+  it("rejects a loader whose value does not match the keyspace", () => {
+    // @ts-expect-error a number is not a User
+    Effect.succeed(42).pipe(Strategy.cacheAside(Users, { id: 1 }))
+    // @ts-expect-error a number is not a User (data-first)
+    Strategy.cacheAside(Effect.succeed(42), Users, { id: 1 })
+  })
+
+  it("rejects wrong parameters", () => {
+    // @ts-expect-error id is missing
+    findUser(1).pipe(Strategy.cacheAside(Users, { userId: 1 }))
+    // @ts-expect-error id must be a string or a number
+    findUser(1).pipe(Strategy.cacheAside(Users, { id: true }))
+  })
+
+  it("is a Strategy value", () => {
+    expectTypeOf(Strategy.cacheAside).toExtend<Strategy.Strategy>()
+  })
+})
+
+describe("Cachet typing", () => {
+  it("direct access", () => {
+    expectTypeOf(Cachet.get(Users, { id: 1 })).toEqualTypeOf<Effect.Effect<Option.Option<User>, never, Cachet.Cachet>>()
+    expectTypeOf(Cachet.invalidate(Users, { id: 1 })).toEqualTypeOf<Effect.Effect<void, never, Cachet.Cachet>>()
+    expectTypeOf(Cachet.invalidateTag("org:7")).toEqualTypeOf<Effect.Effect<void, never, Cachet.Cachet>>()
+    expectTypeOf(Cachet.invalidateTag("org:7", { onStoreError: "fail" })).toEqualTypeOf<
+      Effect.Effect<void, CacheStoreError, Cachet.Cachet>
+    >()
+    expectTypeOf(Cachet.stats).toEqualTypeOf<Effect.Effect<Cachet.CacheStats, never, Cachet.Cachet>>()
+    // @ts-expect-error the value must be a User
+    Cachet.set(Users, { id: 1 }, { name: "not a user" })
+  })
+
+  it("cached is (params) => Effect<A, E, R | Cachet>", () => {
+    const cachedFind = Cachet.cached(Users, (p: { readonly id: number }) => findUser(p.id))
+    expectTypeOf(cachedFind).toEqualTypeOf<
+      (params: { readonly id: number }) => Effect.Effect<User, DbError, Db | Cachet.Cachet>
+    >()
+    const withStrategy = Cachet.cached(Users, (p: { readonly id: number }) => findUser(p.id), Strategy.cacheAside)
+    expectTypeOf(withStrategy).toEqualTypeOf<
+      (params: { readonly id: number }) => Effect.Effect<User, DbError, Db | Cachet.Cachet>
+    >()
+  })
+
+  it("warm requires a loader of the keyspace value", () => {
+    expectTypeOf(Cachet.warm(Users, [{ id: 1 }], (p) => findUser(p.id))).toEqualTypeOf<
+      Effect.Effect<Cachet.WarmResult, never, Db | Cachet.Cachet>
+    >()
+    // @ts-expect-error the loader must produce a User
+    Cachet.warm(Users, [{ id: 1 }], () => Effect.succeed("nope"))
+  })
+})
