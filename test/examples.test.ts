@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
 
@@ -10,6 +11,13 @@ describe("examples", () => {
   it("the README quick start runs as written", { timeout: 30_000 }, async () => {
     const { stdout } = await run(process.execPath, ["examples/quickstart.ts"])
     assert.strictEqual(stdout.trim(), "Ada Ada hits=1 misses=1")
+  })
+
+  it("the README shows the quick start exactly as the file that runs", () => {
+    const readme = readFileSync("README.md", "utf8")
+    const section = readme.slice(readme.indexOf("## Quick start"))
+    const block = section.slice(section.indexOf("```ts\n") + 6, section.indexOf("\n```", section.indexOf("```ts\n")))
+    assert.strictEqual(block.trim(), readFileSync("examples/quickstart.ts", "utf8").trim())
   })
 
   it("the demo narrates its five steps and ends with a stats table", { timeout: 30_000 }, async () => {
