@@ -115,6 +115,14 @@ export interface Keyspace<in P, in out A, out EN = never> {
 }
 
 /**
+ * The brand carried by every keyspace.
+ *
+ * @example
+ * ```ts
+ * import { Keyspace } from "cachet"
+ * const branded = (u: object) => Keyspace.TypeId in u
+ * ```
+ *
  * @since 0.1.0
  * @category symbols
  */
