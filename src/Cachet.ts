@@ -55,6 +55,8 @@ import type * as Strategy from "./Strategy.ts"
 export const Cachet: typeof internal.CachetService = internal.CachetService
 
 /**
+ * The runtime service's type.
+ *
  * @since 0.1.0
  * @category services
  */
@@ -68,6 +70,8 @@ export type Cachet = internal.CachetService
  * - `logInterval`: least time between two warnings about failures of one
  *   kind. Default 10 seconds.
  * - `metricPrefix`: prefix of metric names. Default `"cachet"`.
+ * - `writeBehind`: the write-behind queue (bounds, batching, retry schedule,
+ *   shutdown deadline, `onDeadLetter`); see `Strategy.WriteBehindOptions`.
  *
  * @example
  * ```ts
@@ -565,7 +569,14 @@ export const warm = <P, A, EN, E, R>(
 
 /**
  * A memoised function: `(params) => Effect<A, E, R | Cachet>`, cached in a
- * keyspace with a strategy (default {@link Strategy.cacheAside}).
+ * keyspace with a strategy.
+ *
+ * **Details**
+ *
+ * Without a strategy, the keyspace's strategy comes from context (see
+ * `Strategy.auto`: `Strategy.layer`, then `Strategy.layerDefault`, then
+ * `Strategy.cacheAside`), so a Layer can change it without touching the call
+ * site.
  *
  * @example
  * ```ts
@@ -586,7 +597,7 @@ export const cached = <P, A, EN, E, R>(
   strategy?: Strategy.Strategy
 ): ((params: P) => Effect.Effect<A, E | EN, R | Cachet>) => {
   if (strategy === undefined) {
-    return (params) => internalStrategy.cacheAside(loader(params), keyspace, params)
+    return (params) => internalStrategy.auto(loader(params), keyspace, params)
   }
   return (params) => strategy(keyspace, params)(loader(params))
 }

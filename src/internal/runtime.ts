@@ -5,7 +5,21 @@
  *
  * @internal
  */
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Schema, Scope } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  Option,
+  Random,
+  Schema,
+  Scope
+} from "effect"
 import {
   CacheEncodeError,
   type CacheKeyError,
@@ -16,6 +30,7 @@ import {
 import { CacheStore, type EntryCodec, type StoredEntry, type StoreInfo } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
 import { escapePart } from "./keyEncoding.ts"
+import * as WriteBehind from "./writeBehind.ts"
 
 // ---------------------------------------------------------------------------
 // Stats
@@ -36,6 +51,12 @@ export class Counters {
   keyErrors = 0
   revalidations = 0
   revalidationFailures = 0
+  /** Write-behind operations queued or being written. */
+  writeBehindDepth = 0
+  writeBehindWrites = 0
+  writeBehindRetries = 0
+  writeBehindCoalesced = 0
+  writeBehindDeadLetters = 0
   readonly storeErrorsByOp: Record<StoreOp, number> = { get: 0, set: 0, delete: 0, tags: 0 }
 }
 
@@ -59,8 +80,20 @@ export interface KeyspaceStats {
   readonly decodeErrors: number
   readonly encodeErrors: number
   readonly keyErrors: number
+  /** Background reloads (stale-while-revalidate, refresh-ahead) that finished. */
   readonly revalidations: number
+  /** Background reloads that failed (the old value was kept). */
   readonly revalidationFailures: number
+  /** Write-behind operations queued or being written now. */
+  readonly writeBehindQueued: number
+  /** Write-behind operations written to the source. */
+  readonly writeBehindWrites: number
+  /** Failed write-behind attempts that were scheduled again. */
+  readonly writeBehindRetries: number
+  /** Write-behind operations replaced by a newer one of their key before being written. */
+  readonly writeBehindCoalesced: number
+  /** Write-behind operations given up (retries exhausted, or still queued at shutdown). */
+  readonly writeBehindDeadLetters: number
   /** (hits + staleHits) / (hits + staleHits + misses); 0 before any request. */
   readonly hitRate: number
 }
@@ -96,6 +129,11 @@ const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     keyErrors,
     revalidations: sum((c) => c.revalidations),
     revalidationFailures: sum((c) => c.revalidationFailures),
+    writeBehindQueued: sum((c) => c.writeBehindDepth),
+    writeBehindWrites: sum((c) => c.writeBehindWrites),
+    writeBehindRetries: sum((c) => c.writeBehindRetries),
+    writeBehindCoalesced: sum((c) => c.writeBehindCoalesced),
+    writeBehindDeadLetters: sum((c) => c.writeBehindDeadLetters),
     hitRate: requests === 0 ? 0 : (hits + staleHits) / requests
   }
 }
@@ -116,6 +154,12 @@ export interface RuntimeOptions {
   readonly logInterval?: Duration.Input | undefined
   /** Name prefix of the metrics. Default `"cachet"`. */
   readonly metricPrefix?: string | undefined
+  /**
+   * Write-behind: queue bounds, batching, retry schedule, shutdown deadline
+   * and the dead-letter callback. Used only by `Strategy.writeBehind` and
+   * `Strategy.deleteBehind`; costs nothing otherwise.
+   */
+  readonly writeBehind?: WriteBehind.WriteBehindOptions | undefined
 }
 
 /** How a strategy treats store failures. */
@@ -138,6 +182,8 @@ export interface KeyspaceState {
   readonly counters: Counters
   readonly codec: EntryCodec
   readonly loadDuration: Metric.Histogram<number>
+  /** Mean loader run time in ms (moving average); -1 before the first load. */
+  meanLoadMillis: number
 }
 
 interface Flight {
@@ -146,12 +192,23 @@ interface Flight {
   fiber: Fiber.Fiber<unknown> | undefined
   /** Set when the key is invalidated during the load: its result is not stored. */
   invalidated: boolean
+  /**
+   * A background reload (revalidation, refresh): nobody started it by
+   * waiting, so it is not stopped when the callers that joined it leave.
+   */
+  readonly background: boolean
 }
 
 /** The outcome of one load: the loader's exit, and a store failure on write. */
 export interface FlightResult {
   readonly exit: Exit.Exit<unknown, unknown>
   readonly storeError: CacheStoreError | undefined
+}
+
+/** A write queued for the source: loads answer with its value (or, for a delete, store nothing). */
+export interface PendingWrite {
+  readonly op: "set" | "delete"
+  readonly value: unknown
 }
 
 /** Entry states along the timeline. */
@@ -188,6 +245,19 @@ export interface RuntimeService {
   readonly readSync: ((state: KeyspaceState, key: string) => StoredEntry | undefined) | null
   /** Where `entry` is on its timeline now. */
   readonly stateNow: (entry: StoredEntry) => typeof FRESH | typeof STALE | typeof GONE
+  /**
+   * Starts a background reload of `key` (stale-while-revalidate,
+   * refresh-ahead) in the layer's scope, unless a load of that key is already
+   * in flight or the layer is closing: then `undefined`, at no cost. The
+   * reload shares single-flight with foreground loads; a failure keeps the
+   * old entry and is counted as a revalidation failure.
+   */
+  readonly revalidate: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Effect.Effect<unknown, unknown, unknown>
+  ) => Effect.Effect<void, never, unknown> | undefined
   /** Runs `loader` once per key across concurrent callers, storing its result. */
   readonly load: (
     state: KeyspaceState,
@@ -206,6 +276,38 @@ export interface RuntimeService {
   ) => Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined>
   /** Deletes one key; never fails; returns a store error if any. */
   readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+  /**
+   * Stores `value` as the new entry of `key`, created now, for a write the
+   * source has made. If it cannot be stored the old entry is deleted; if that
+   * fails too, this process hides every entry of `key` created until now
+   * (see `hide`). Never fails; returns the first error, if any.
+   */
+  readonly replace: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    value: unknown
+  ) => Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined>
+  /**
+   * In this process, reads of `key` ignore entries created until now, until
+   * the key is written or deleted successfully, or until such an entry must
+   * have expired. For when the store could neither update nor delete it.
+   */
+  readonly hide: (state: KeyspaceState, key: string) => void
+  /** The write-behind queue. */
+  readonly writeBehind: WriteBehind.WriteBehindQueue
+  /**
+   * Adds a source of writes not yet made to the source (durable
+   * write-behind), consulted by loads like the in-memory queue. Returns the
+   * function that removes it.
+   */
+  readonly registerPending: (lookup: (key: string) => PendingWrite | undefined) => () => void
+  /** Counts, logs and reports a write-behind operation given up; invalidates its cache entry. */
+  readonly reportDeadLetter: (
+    state: KeyspaceState,
+    letter: WriteBehind.DeadLetter,
+    callback: ((letter: WriteBehind.DeadLetter) => Effect.Effect<void>) | undefined
+  ) => Effect.Effect<void>
   /** Records a store failure (count + rate-limited warning). */
   readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
   /** Records a tag invalidation now. */
@@ -215,7 +317,7 @@ export interface RuntimeService {
    * result: the load of `key` when `exact`, else of every key starting with it.
    */
   readonly invalidateFlights: (key: string, exact: boolean) => void
-  /** Whether the layer has closed. */
+  /** Whether the layer is closing or has closed. */
   readonly isClosed: () => boolean
   /** Fails when closed. */
   readonly ensureOpen: (op: string) => Effect.Effect<void, CacheShuttingDown>
@@ -223,6 +325,8 @@ export interface RuntimeService {
   readonly stats: Effect.Effect<CacheStats>
   /** The tag retention in milliseconds. */
   readonly tagRetention: number
+  /** A random number fixed per runtime (from Effect's `Random`), for jitter. */
+  readonly salt: number
 }
 
 /** The Cachet runtime service. */
@@ -253,6 +357,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
   const tagRetention = validateDuration("tagRetention", options?.tagRetention, 24 * 60 * 60 * 1000)
   const logInterval = validateDuration("logInterval", options?.logInterval, 10_000)
   const metricPrefix = options?.metricPrefix ?? "cachet"
+  const writeBehindOptions = WriteBehind.resolveOptions(options?.writeBehind)
   return Effect.gen(function* () {
     const store = yield* CacheStore
     const clock = yield* Clock.Clock
@@ -264,7 +369,18 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     const flights = new Map<string, Flight>()
     const registrations: Array<Metric.Registration> = []
     const lastLogged = new Map<string, number>()
+    // Set first thing when the layer starts closing: from then on nothing is
+    // written to the store, loads bypass the cache, writes are refused.
     let closed = false
+    // Keys whose entries created until a time must not be served here (see
+    // `hide`). Empty in normal operation: the read path checks `.size`.
+    const floors = new Map<string, number>()
+    const maxFloors = 100_000
+    // Loads and background reloads run here, not in the caller's fiber. Its
+    // own scope (closed by the layer's finalizer, below) so that closing the
+    // layer stops them before write-behind drains and nothing else.
+    const background = Scope.makeUnsafe("parallel")
+    const salt = yield* Random.nextInt
 
     // Metrics: the hit path increments plain counters; these series read them
     // when metrics are snapshotted or exported (no per-request Metric update).
@@ -283,8 +399,13 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         })
       )
     }
-    const gaugeSeries = (name: string, description: string, get: () => number) => {
-      const metric = Metric.gauge(`${metricPrefix}_${name}`, { description })
+    const gaugeSeries = (
+      name: string,
+      description: string,
+      get: () => number,
+      attributes: Record<string, string> = {}
+    ) => {
+      const metric = Metric.gauge(`${metricPrefix}_${name}`, { description, attributes })
       registrations.push(
         Metric.registerUnsafe(metric, context, { get: () => ({ value: get() }), update: () => {}, modify: () => {} })
       )
@@ -296,11 +417,31 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       counterSeries("store_evictions_total", "Entries evicted by the store for capacity", {}, () => info.evictions)
     }
 
+    // One finalizer, so the order holds whatever the scope's strategy:
+    // refuse new work, stop loads and reloads, drain write-behind (it writes
+    // to the source, never to the store), then remove the metric series.
     yield* Scope.addFinalizer(
       scope,
-      Effect.sync(() => {
+      Effect.suspend(() => {
         closed = true
-        for (const r of registrations) r.remove()
+        return Scope.close(background, Exit.void).pipe(
+          // A load interrupted before it started never completes its flight:
+          // release whoever still waits on one.
+          Effect.andThen(
+            Effect.sync(() => {
+              for (const flight of flights.values()) {
+                Deferred.doneUnsafe(flight.deferred, Effect.succeed({ exit: Exit.interrupt(), storeError: undefined }))
+              }
+              flights.clear()
+            })
+          ),
+          Effect.andThen(Effect.suspend(() => writeBehind.shutdown)),
+          Effect.ensuring(
+            Effect.sync(() => {
+              for (const r of registrations) r.remove()
+            })
+          )
+        )
       })
     )
 
@@ -350,7 +491,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
           description: "Loader run time",
           attributes: attrs,
           boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 16 })
-        })
+        }),
+        meanLoadMillis: -1
       }
       // The histogram is a real metric (updated per load, not per hit); it is
       // removed with the layer like the hook-backed series.
@@ -396,6 +538,20 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         { ...attrs, outcome: "failure" },
         () => counters.revalidationFailures
       )
+      gaugeSeries(
+        "write_behind_queue_depth",
+        "Write-behind operations queued or being written",
+        () => counters.writeBehindDepth,
+        attrs
+      )
+      for (const [outcome, get] of [
+        ["success", () => counters.writeBehindWrites],
+        ["retry", () => counters.writeBehindRetries],
+        ["coalesced", () => counters.writeBehindCoalesced],
+        ["dead_letter", () => counters.writeBehindDeadLetters]
+      ] as const) {
+        counterSeries("write_behind_total", "Write-behind operations by outcome", { ...attrs, outcome }, get)
+      }
       states.set(keyspace.name, state)
       return state
     }
@@ -430,6 +586,32 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         })
       })
 
+    const isHidden = (state: KeyspaceState, key: string, entry: StoredEntry): boolean => {
+      const floor = floors.get(key)
+      if (floor === undefined) return false
+      // Every entry created by `floor` has expired by then: forget the floor.
+      if (clock.currentTimeMillisUnsafe() >= floor + state.keyspace.ttl + state.keyspace.staleFor) {
+        floors.delete(key)
+        return false
+      }
+      return entry.createdAt <= floor
+    }
+
+    const hide = (state: KeyspaceState, key: string) => {
+      floors.delete(key)
+      floors.set(key, clock.currentTimeMillisUnsafe())
+      // Bounded: past the bound the oldest floor goes (its key may then show
+      // its old entry here too, as it may on other instances).
+      if (floors.size > maxFloors) floors.delete(floors.keys().next().value!)
+      Effect.runForkWith(context)(
+        warn(
+          `hide:${state.keyspace.name}`,
+          `cachet: could neither update nor delete ${key} in the store; this process ignores its old entry, other instances may serve it until it expires`,
+          { keyspace: state.keyspace.name, key }
+        )
+      )
+    }
+
     const stateNow = (entry: StoredEntry) => {
       const now = clock.currentTimeMillisUnsafe()
       return now < entry.freshUntil ? FRESH : now < entry.staleUntil ? STALE : GONE
@@ -443,9 +625,13 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         ? null
         : (() => {
             const getUnsafe = store.getUnsafe
-            return (_state: KeyspaceState, key: string): StoredEntry | undefined => {
+            return (state: KeyspaceState, key: string): StoredEntry | undefined => {
               const entry = getUnsafe(key)
-              if (entry === undefined || entry.tags.length === 0) return entry
+              if (entry === undefined) return entry
+              // `floors` is empty unless a write could not reach the store:
+              // one size check on the hit path.
+              if (floors.size !== 0 && isHidden(state, key, entry)) return undefined
+              if (entry.tags.length === 0) return entry
               for (const tag of entry.tags) {
                 const time = getTagTimeUnsafe(tag)
                 if (time !== undefined && time >= entry.createdAt) return undefined
@@ -465,6 +651,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       return store.get(key, state.codec).pipe(
         Effect.catch(degrade("get")),
         Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+          if (entry !== undefined && floors.size !== 0 && isHidden(state, key, entry)) return Effect.succeed(undefined)
           if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
           return store.getTagTimes(entry.tags).pipe(
             Effect.map((times) => (times.some((t) => t !== undefined && t >= entry.createdAt) ? undefined : entry)),
@@ -485,6 +672,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       negative: boolean
     ): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> =>
       Effect.suspend((): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> => {
+        // Nothing is written to the store once the layer is closing.
+        if (closed) return Effect.succeed(undefined)
         const ks = state.keyspace
         if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
           state.counters.encodeErrors++
@@ -526,6 +715,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
           Effect.matchEffect({
             onSuccess: () => {
               state.counters.sets++
+              if (floors.size !== 0) floors.delete(key)
               return Effect.succeed(undefined)
             },
             onFailure: (error): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
@@ -541,15 +731,35 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       })
 
     const remove = (state: KeyspaceState, key: string): Effect.Effect<CacheStoreError | undefined> =>
-      store.delete(key).pipe(
-        Effect.matchEffect({
-          onSuccess: (existed) => {
-            if (existed) state.counters.deletes++
-            return Effect.succeed(undefined)
-          },
-          onFailure: (error) => Effect.as(storeFailed(state, "delete", error), error)
-        })
+      Effect.suspend(() =>
+        closed
+          ? Effect.undefined
+          : store.delete(key).pipe(
+              Effect.matchEffect({
+                onSuccess: (existed) => {
+                  if (existed) state.counters.deletes++
+                  if (floors.size !== 0) floors.delete(key)
+                  return Effect.undefined
+                },
+                onFailure: (error) => Effect.as(storeFailed(state, "delete", error), error)
+              })
+            )
       )
+
+    const replace = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      value: unknown
+    ): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> =>
+      Effect.flatMap(write(state, key, params, value, clock.currentTimeMillisUnsafe(), false), (error) => {
+        if (error === undefined) return Effect.undefined
+        // The source has the new value: the old entry must not outlive it.
+        return Effect.map(remove(state, key), (removeError) => {
+          if (removeError !== undefined) hide(state, key)
+          return error
+        })
+      })
 
     const load = (
       state: KeyspaceState,
@@ -563,37 +773,81 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       // would leave a load that nobody waits on and nobody stops.
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
+          // Closing: no cache to fill; the loader answers.
+          if (closed) {
+            return Effect.map(restore(Effect.exit(loader)), (exit) => ({
+              exit,
+              storeError: undefined
+            })) as Effect.Effect<FlightResult>
+          }
           const existing = flights.get(key)
           if (existing !== undefined) return wait(existing, key, restore)
-          const created: Flight = {
-            deferred: Deferred.makeUnsafe<FlightResult>(),
-            waiters: 0,
-            fiber: undefined,
-            invalidated: false
-          }
-          flights.set(key, created)
-          const run = runLoad(state, key, params, loader, created).pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                if (flights.get(key) === created) flights.delete(key)
-                Deferred.doneUnsafe(
-                  created.deferred,
-                  Exit.isSuccess(exit) ? exit : Effect.succeed({ exit, storeError: undefined })
-                )
-              })
-            )
-          )
+          const created = startFlight(state, key, params, loader, false)
           // The load runs in a fiber of the layer's scope, not the caller's:
           // a caller's interruption must not cancel a load others wait on.
           return Effect.flatMap(
-            Effect.forkIn(run, scope, { startImmediately: true, uninterruptible: false }),
+            Effect.forkIn(created.run, background, { startImmediately: true, uninterruptible: false }),
             (fiber) => {
-              created.fiber = fiber
-              return wait(created, key, restore)
+              created.flight.fiber = fiber
+              return wait(created.flight, key, restore)
             }
           )
         })
       )
+
+    const startFlight = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      loader: Effect.Effect<unknown, unknown, unknown>,
+      isBackground: boolean
+    ) => {
+      const flight: Flight = {
+        deferred: Deferred.makeUnsafe<FlightResult>(),
+        waiters: 0,
+        fiber: undefined,
+        invalidated: false,
+        background: isBackground
+      }
+      flights.set(key, flight)
+      const run = runLoad(state, key, params, loader, flight).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            if (flights.get(key) === flight) flights.delete(key)
+            Deferred.doneUnsafe(
+              flight.deferred,
+              Exit.isSuccess(exit) ? exit : Effect.succeed({ exit, storeError: undefined })
+            )
+          })
+        )
+      )
+      return { flight, run }
+    }
+
+    const revalidate = (
+      state: KeyspaceState,
+      key: string,
+      params: unknown,
+      loader: Effect.Effect<unknown, unknown, unknown>
+    ): Effect.Effect<void, never, unknown> | undefined => {
+      // Deduplicated per key: any load of the key in flight (foreground or
+      // background) will refresh the entry; nothing to start.
+      if (closed || flights.has(key)) return undefined
+      // Registering the flight and forking it happen in one uninterruptible
+      // step: a reader interrupted in between must not leave a flight that
+      // never runs (later readers would wait on it). Not started immediately:
+      // the reader that triggered it gets its value first; the reload runs in
+      // the layer's scope with the reader's context.
+      return Effect.uninterruptible(
+        Effect.suspend(() => {
+          if (closed || flights.has(key)) return Effect.void
+          const created = startFlight(state, key, params, loader, true)
+          return Effect.map(Effect.forkIn(created.run, background, { startImmediately: false }), (fiber) => {
+            created.flight.fiber = fiber
+          })
+        })
+      )
+    }
 
     const wait = (
       flight: Flight,
@@ -605,7 +859,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         Effect.onExit((exit) =>
           Effect.suspend(() => {
             flight.waiters--
-            if (Exit.isSuccess(exit) || flight.waiters > 0 || flight.fiber === undefined) return Effect.void
+            if (Exit.isSuccess(exit) || flight.waiters > 0 || flight.fiber === undefined || flight.background) {
+              return Effect.void
+            }
             // The last waiter left: stop the load. It no longer serves new
             // callers (they start their own) and its result is not stored.
             flight.invalidated = true
@@ -625,13 +881,45 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     ): Effect.Effect<FlightResult> =>
       Effect.gen(function* () {
         const startedAt = clock.currentTimeMillisUnsafe()
+        // Write-behind: a key with a queued write answers with that value
+        // (the source does not have it yet); one with a queued delete loads,
+        // but its value is not stored. Free when nothing is queued.
+        let keep = true
+        if (!writeBehind.isEmpty() || pendingLookups.length !== 0) {
+          const pending = pendingWrite(key)
+          if (pending?.op === "set") {
+            let storeError: CacheStoreError | undefined
+            if (!flight.invalidated) {
+              const error = yield* write(state, key, params, pending.value, startedAt, false)
+              if (error?._tag === "CacheStoreError") storeError = error
+            }
+            return { exit: Exit.succeed(pending.value), storeError }
+          }
+          if (pending !== undefined) keep = false
+        }
         const started = clock.currentTimeNanosUnsafe()
         const exit = yield* Effect.exit(loader)
         const ns = Number(clock.currentTimeNanosUnsafe() - started)
         state.loadDuration.updateUnsafe(ns / 1e9, context)
+        const ms = ns / 1e6
+        state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
         state.counters.loads++
         if (Exit.isFailure(exit)) state.counters.loadFailures++
-        if (flight.invalidated) return { exit, storeError: undefined }
+        if (flight.background) {
+          state.counters.revalidations++
+          if (Exit.isFailure(exit)) {
+            // The stale (or still fresh) entry stays; the next reader past
+            // its refresh point or in its stale window tries again.
+            state.counters.revalidationFailures++
+            yield* warn(
+              `revalidate:${state.keyspace.name}`,
+              `cachet: background reload failed; keeping the cached value: ${Cause.pretty(exit.cause)}`,
+              { keyspace: state.keyspace.name, key }
+            )
+            return { exit, storeError: undefined }
+          }
+        }
+        if (flight.invalidated || !keep) return { exit, storeError: undefined }
         let storeError: CacheStoreError | undefined
         if (Exit.isSuccess(exit)) {
           const error = yield* write(state, key, params, exit.value, startedAt, false)
@@ -673,6 +961,76 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         return store.setTagTime(escaped, now, tagRetention)
       })
 
+    const pendingLookups: Array<(key: string) => PendingWrite | undefined> = []
+    const pendingWrite = (key: string): PendingWrite | undefined => {
+      const queued = writeBehind.pending(key)
+      if (queued !== undefined) return queued
+      for (const lookup of pendingLookups) {
+        const found = lookup(key)
+        if (found !== undefined) return found
+      }
+      return undefined
+    }
+    const registerPending = (lookup: (key: string) => PendingWrite | undefined) => {
+      pendingLookups.push(lookup)
+      return () => {
+        const i = pendingLookups.indexOf(lookup)
+        if (i !== -1) pendingLookups.splice(i, 1)
+      }
+    }
+
+    const writeBehind: WriteBehind.WriteBehindQueue = WriteBehind.make(writeBehindOptions, clock, context, {
+      written: (pending) => {
+        pending.state.counters.writeBehindWrites++
+      },
+      deadLetter: (pending, cause, reason) =>
+        reportDeadLetter(
+          pending.state,
+          {
+            keyspace: pending.state.keyspace.name,
+            key: pending.key,
+            params: pending.params,
+            op: pending.op,
+            value: pending.op === "set" ? pending.value : undefined,
+            attempts: pending.attempts,
+            reason,
+            cause
+          },
+          writeBehindOptions.onDeadLetter
+        )
+    })
+
+    const reportDeadLetter = (
+      state: KeyspaceState,
+      letter: WriteBehind.DeadLetter,
+      callback: ((letter: WriteBehind.DeadLetter) => Effect.Effect<void>) | undefined
+    ): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        state.counters.writeBehindDeadLetters++
+        yield* Effect.logError(
+          `cachet: write-behind gave up on ${letter.op} ${letter.key} after ${letter.attempts} attempt(s) (${letter.reason})`
+        ).pipe(
+          Effect.annotateLogs({ keyspace: letter.keyspace, key: letter.key, op: letter.op, reason: letter.reason }),
+          Effect.annotateLogs("cause", Cause.pretty(letter.cause))
+        )
+        // The cache must not keep a value the source will never have
+        // (unless a newer write of the key is queued). At shutdown the
+        // store is not touched: `remove` is a no-op once closing.
+        if (letter.op === "set" && pendingWrite(letter.key) === undefined) {
+          invalidateFlights(letter.key, true)
+          yield* remove(state, letter.key)
+        }
+        if (callback !== undefined) {
+          yield* Effect.suspend(() => callback(letter)).pipe(
+            Effect.catchCause((failure) =>
+              Effect.logError(`cachet: onDeadLetter failed: ${Cause.pretty(failure)}`).pipe(
+                Effect.annotateLogs({ keyspace: letter.keyspace, key: letter.key })
+              )
+            )
+          )
+        }
+      })
+
     const stats: Effect.Effect<CacheStats> = Effect.map(store.info, (info) => {
       storeInfo = info
       const all = [...states.values()]
@@ -694,16 +1052,23 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       read,
       readSync,
       stateNow,
+      revalidate,
       load,
       write,
       remove,
+      replace,
+      hide,
+      writeBehind,
+      registerPending,
+      reportDeadLetter,
       storeFailed,
       invalidateTag,
       invalidateFlights,
       isClosed: () => closed,
       ensureOpen: (op) => (closed ? Effect.fail(new CacheShuttingDown({ op })) : Effect.void),
       stats,
-      tagRetention
+      tagRetention,
+      salt
     } satisfies RuntimeService
   })
 }

@@ -4,11 +4,12 @@
  *
  * @internal
  */
-import { Cause, Effect, Exit } from "effect"
-import type { CacheStoreError } from "../CacheError.ts"
+import { Cause, Context, Effect, Exit, Random } from "effect"
+import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
-import { type CachetService, FRESH, GONE, type KeyspaceState, type RuntimeService, service } from "./runtime.ts"
+import { type CachetService, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime.ts"
+import type { WriteBehindQueueFull } from "./writeBehind.ts"
 
 /**
  * What to do with an entry that is not fresh. Strategies differ here only:
@@ -25,6 +26,20 @@ export type OnEntry = (
   strict: boolean
 ) => Effect.Effect<unknown, unknown, unknown>
 
+/**
+ * What to do on a fresh hit besides serving it: `undefined` to just serve
+ * (the common case: nothing is allocated), or the effect that answers
+ * instead. Refresh-ahead uses it to start a refresh past the refresh point.
+ */
+export type OnFresh = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  entry: StoredEntry
+) => Effect.Effect<unknown, unknown, unknown> | undefined
+
 /** Serves a fresh entry: its value, or its cached error for a negative entry. */
 const serve = (entry: StoredEntry): Effect.Effect<unknown, unknown> =>
   entry.negative ? Effect.fail(entry.value) : Effect.succeed(entry.value)
@@ -32,14 +47,16 @@ const serve = (entry: StoredEntry): Effect.Effect<unknown, unknown> =>
 /**
  * Reads `key` and either serves a fresh hit or hands over to `onEntry`.
  * With a store in the process the read is synchronous: a hit is one
- * `flatMap` on the service and one `succeed`.
+ * `flatMap` on the service and one `succeed`. `onFresh` is one `undefined`
+ * check on a hit when the strategy has none.
  */
 export const readThrough = (
   loader: Effect.Effect<unknown, unknown, unknown>,
   keyspace: Keyspace<any, any, any>,
   params: unknown,
   strict: boolean,
-  onEntry: OnEntry
+  onEntry: OnEntry,
+  onFresh?: OnFresh
 ): Effect.Effect<unknown, unknown, unknown> =>
   Effect.flatMap(service, (rt) => {
     // After the layer closed there is no cache to use: the loader answers.
@@ -51,6 +68,10 @@ export const readThrough = (
       const entry = rt.readSync(state, key)
       if (entry !== undefined && rt.stateNow(entry) === FRESH) {
         state.counters.hits++
+        if (onFresh !== undefined) {
+          const answer = onFresh(rt, state, key, params, loader, entry)
+          if (answer !== undefined) return answer
+        }
         return serve(entry)
       }
       return onEntry(rt, state, key, params, loader, entry, strict)
@@ -58,6 +79,10 @@ export const readThrough = (
     return Effect.flatMap(rt.read(state, key, strict), (entry) => {
       if (entry !== undefined && rt.stateNow(entry) === FRESH) {
         state.counters.hits++
+        if (onFresh !== undefined) {
+          const answer = onFresh(rt, state, key, params, loader, entry)
+          if (answer !== undefined) return answer
+        }
         return serve(entry)
       }
       return onEntry(rt, state, key, params, loader, entry, strict)
@@ -83,18 +108,350 @@ export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, stri
     return exit
   })
 
+/**
+ * Stale-while-revalidate: a stale entry is served at once and one background
+ * reload of its key starts (none if one is in flight); anything else loads.
+ */
+export const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict) => {
+  if (entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE) {
+    state.counters.staleHits++
+    const reload = rt.revalidate(state, key, params, loader)
+    return reload === undefined ? Effect.succeed(entry.value) : Effect.as(reload, entry.value)
+  }
+  return loadOrStale(rt, state, key, params, loader, entry, strict)
+}
+
+/**
+ * Read-only: serves fresh entries (and stale ones as the fallback of a failed
+ * loader) but never writes: on a miss the loader runs for this caller alone.
+ */
+export const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
+  Effect.flatMap(Effect.exit(loader), (exit) => {
+    if (
+      Exit.isFailure(exit) &&
+      entry !== undefined &&
+      !entry.negative &&
+      rt.stateNow(entry) !== GONE &&
+      !Cause.hasInterruptsOnly(exit.cause)
+    ) {
+      state.counters.staleHits++
+      return Effect.succeed(entry.value)
+    }
+    state.counters.misses++
+    return exit
+  })
+
 /** The error a strategy adds in strict mode. */
 export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? CacheStoreError : never
 
+/** Options every strategy takes. */
+export interface ModeOptions {
+  readonly onStoreError?: "degrade" | "fail" | undefined
+}
+
+type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+
 /** `Strategy.cacheAside`, data-first. */
-export const cacheAside = <A, E, R, P, EN, O extends { readonly onStoreError?: "degrade" | "fail" | undefined }>(
+export const cacheAside = <A, E, R, P, EN, O extends ModeOptions>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
-): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale) as Effect.Effect<
+): Cast<A, E, R, EN, O> =>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale) as Cast<A, E, R, EN, O>
+
+/** `Strategy.staleWhileRevalidate`, data-first. */
+export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  options?: O
+): Cast<A, E, R, EN, O> =>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", serveStaleOrLoad) as Cast<A, E, R, EN, O>
+
+/** Options of refresh-ahead. */
+export interface RefreshAheadOptions extends ModeOptions {
+  readonly at?: number | undefined
+  readonly jitter?: number | undefined
+  readonly beta?: number | undefined
+}
+
+const fraction = (option: string, value: number | undefined, fallback: number, min: number, max: number) => {
+  if (value === undefined) return fallback
+  if (typeof value !== "number" || !(value >= min && value <= max)) {
+    throw new Error(`cachet: Strategy.refreshAhead option "${option}" must be between ${min} and ${max}, got ${value}`)
+  }
+  return value
+}
+
+/** A number in [0, 1) from a key, a time and a salt (FNV-1a). */
+const unitHash = (key: string, createdAt: number, salt: number): number => {
+  let h = (0x811c9dc5 ^ salt) >>> 0
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= createdAt | 0
+  h = Math.imul(h, 0x01000193)
+  h ^= (createdAt / 4294967296) | 0
+  h = Math.imul(h, 0x01000193)
+  h ^= h >>> 15
+  h = Math.imul(h, 0x2c1b3c6d)
+  h ^= h >>> 12
+  return (h >>> 0) / 4294967296
+}
+
+// -ln(u) for the smallest double u > 0 is about 36.04: past this many
+// `delta * beta` before the refresh point, XFetch can never trigger.
+const xfetchReach = 37
+
+/**
+ * The refresh-ahead hook for one set of options.
+ *
+ * - The refresh point of an entry is `createdAt + at * ttl` (its own ttl,
+ *   `freshUntil - createdAt`).
+ * - `jitter` moves it earlier by up to `jitter * ttl`, by an amount fixed per
+ *   entry (a hash of its key, its `createdAt` and the runtime's salt), so
+ *   entries written together refresh at different times; no randomness at
+ *   read time, so each entry still refreshes once.
+ * - `beta` (XFetch): a read within reach of the point refreshes when
+ *   `now - delta * beta * ln(random) >= point`, `delta` being the keyspace's
+ *   mean load time; earlier reads refresh with a small, growing probability.
+ */
+const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
+  const earliest = at - jitter
+  return (rt, state, key, params, loader, entry) => {
+    if (entry.negative) return undefined
+    const ttl = entry.freshUntil - entry.createdAt
+    const now = rt.clock.currentTimeMillisUnsafe()
+    const delta = beta > 0 && state.meanLoadMillis > 0 ? state.meanLoadMillis * beta : 0
+    // Fast path for the common case: well before any refresh point.
+    if (now < entry.createdAt + earliest * ttl - delta * xfetchReach) return undefined
+    let point = entry.createdAt + at * ttl
+    if (jitter > 0) point -= jitter * ttl * unitHash(key, entry.createdAt, rt.salt)
+    if (delta === 0) {
+      if (now < point) return undefined
+      const reload = rt.revalidate(state, key, params, loader)
+      return reload === undefined ? undefined : Effect.as(reload, entry.value)
+    }
+    if (now < point - delta * xfetchReach) return undefined
+    return Effect.withFiber((fiber) => {
+      const u = fiber.getRef(Random.Random).nextDoubleUnsafe()
+      if (now - delta * Math.log(u) < point) return Effect.succeed(entry.value)
+      const reload = rt.revalidate(state, key, params, loader)
+      return reload === undefined ? Effect.succeed(entry.value) : Effect.as(reload, entry.value)
+    })
+  }
+}
+
+const defaultRefreshHook = refreshHook(0.8, 0, 0)
+
+/** Validates refresh-ahead options (throws naming the option) and builds the hook. */
+export const refreshAheadHook = (options: RefreshAheadOptions | undefined): OnFresh => {
+  if (options === undefined || (options.at === undefined && options.jitter === undefined && !options.beta)) {
+    return defaultRefreshHook
+  }
+  const at = fraction("at", options.at, 0.8, 0, 1)
+  const jitter = fraction("jitter", options.jitter, 0, 0, at)
+  const beta = fraction("beta", options.beta, 0, 0, 100)
+  return refreshHook(at, jitter, beta)
+}
+
+/** `Strategy.refreshAhead`, data-first. */
+export const refreshAhead = <A, E, R, P, EN, O extends RefreshAheadOptions>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  options?: O
+): Cast<A, E, R, EN, O> =>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale, refreshAheadHook(options)) as Cast<
     A,
-    E | EN | StrictError<O>,
+    E,
+    R,
+    EN,
+    O
+  >
+
+/** `Strategy.readOnly`, data-first. */
+export const readOnly = <A, E, R, P, EN, O extends ModeOptions>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  options?: O
+): Cast<A, E, R, EN, O> =>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadWithoutStoring) as Cast<A, E, R, EN, O>
+
+/** `Strategy.bypass`, data-first. */
+export const bypass = <A, E, R, P, EN>(
+  self: Effect.Effect<A, E, R>,
+  _keyspace: Keyspace<P, A, EN>,
+  _params: P
+): Effect.Effect<A, E | EN, R | CachetService> => self
+
+/**
+ * `Strategy.writeThrough`, data-first: runs the write; on success stores its
+ * value, or invalidates the key when that fails.
+ */
+export const writeThrough = <A, E, R, P, EN, O extends ModeOptions>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  options?: O
+): Effect.Effect<A, E | StrictError<O>, R | CachetService> =>
+  Effect.flatMap(service, (rt) => {
+    // Closing: the cache is not touched (nothing is written to a store once
+    // the layer closes); the write still runs.
+    if (rt.isClosed()) return self
+    const state = rt.stateOf(keyspace)
+    const key = rt.keyOf(state, params)
+    if (key === undefined) return self
+    const strict = options?.onStoreError === "fail"
+    // A load of the key that started before the write may return the old
+    // value: keep it out of the cache.
+    rt.invalidateFlights(key, true)
+    return Effect.flatMap(self, (value) => {
+      // Again, for loads that started while the source was being written.
+      rt.invalidateFlights(key, true)
+      return Effect.flatMap(rt.replace(state, key, params, value), (error) =>
+        strict && error?._tag === "CacheStoreError" ? Effect.fail(error) : Effect.succeed(value)
+      )
+    })
+  }) as Effect.Effect<A, E | StrictError<O>, R | CachetService>
+
+/** The writer of `writeBehind`: an effect, or a function of the value. */
+export type Writer<A, E, R> = Effect.Effect<unknown, E, R> | ((value: A) => Effect.Effect<unknown, E, R>)
+
+/** The errors of `writeBehind` besides strict mode's. */
+export type WriteBehindError = CacheShuttingDown | WriteBehindQueueFull | CacheEncodeError | CacheKeyError
+
+const keyOrFail = (state: KeyspaceState, params: unknown): string | CacheKeyError => {
+  try {
+    return state.keyspace.keyUnsafe(params)
+  } catch (error) {
+    state.counters.keyErrors++
+    return error instanceof CacheKeyError
+      ? error
+      : new CacheKeyError({ keyspace: state.keyspace.name, message: String(error) })
+  }
+}
+
+/** `Strategy.writeBehind`. */
+export const writeBehind = <P, A, EN, E, R, O extends ModeOptions>(
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  value: A,
+  writer: Writer<A, E, R>,
+  options?: O
+): Effect.Effect<void, WriteBehindError | StrictError<O>, R | CachetService> =>
+  Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
+    if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "writeBehind" }))
+    const state = rt.stateOf(keyspace)
+    const key = keyOrFail(state, params)
+    if (typeof key !== "string") return Effect.fail(key)
+    if (!keyspace.is(value)) {
+      state.counters.encodeErrors++
+      return Effect.fail(
+        new CacheEncodeError({
+          keyspace: keyspace.name,
+          message: "value does not satisfy the keyspace Schema; not stored, not queued"
+        })
+      )
+    }
+    return Effect.contextWith(
+      (context: Context.Context<R>): Effect.Effect<void, WriteBehindError | CacheStoreError> => {
+        const effect = typeof writer === "function" ? writer(value) : writer
+        const refused = rt.writeBehind.offer(state, key, params, "set", value, Effect.provideContext(effect, context))
+        if (refused !== undefined) return Effect.fail(refused)
+        rt.invalidateFlights(key, true)
+        return Effect.flatMap(rt.replace(state, key, params, value), (error) =>
+          options?.onStoreError === "fail" && error?._tag === "CacheStoreError" ? Effect.fail(error) : Effect.void
+        )
+      }
+    )
+  }) as Effect.Effect<void, WriteBehindError | StrictError<O>, R | CachetService>
+
+/** `Strategy.deleteBehind`. */
+export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions>(
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  deleter: Effect.Effect<unknown, E, R>,
+  options?: O
+): Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | CachetService> =>
+  Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
+    if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "deleteBehind" }))
+    const state = rt.stateOf(keyspace)
+    const key = keyOrFail(state, params)
+    if (typeof key !== "string") return Effect.fail(key)
+    return Effect.contextWith(
+      (context: Context.Context<R>): Effect.Effect<void, WriteBehindError | CacheStoreError> => {
+        const refused = rt.writeBehind.offer(
+          state,
+          key,
+          params,
+          "delete",
+          undefined,
+          Effect.provideContext(deleter, context)
+        )
+        if (refused !== undefined) return Effect.fail(refused)
+        rt.invalidateFlights(key, true)
+        return Effect.flatMap(rt.remove(state, key), (error) => {
+          if (error === undefined) return Effect.void
+          rt.hide(state, key)
+          return options?.onStoreError === "fail" ? Effect.fail(error) : Effect.void
+        })
+      }
+    )
+  }) as Effect.Effect<
+    void,
+    CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>,
     R | CachetService
   >
+
+/** `Strategy.flushWriteBehind`. */
+export const flushWriteBehind: Effect.Effect<void, never, CachetService> = Effect.flatMap(
+  service,
+  (rt) => rt.writeBehind.flush
+)
+
+// ---------------------------------------------------------------------------
+// Strategies from context
+// ---------------------------------------------------------------------------
+
+/** A read strategy as a value (see `Strategy.Strategy`). */
+export type AnyStrategy = <P, A, EN>(
+  keyspace: Keyspace<P, A, EN>,
+  params: P
+) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+
+// One reference per keyspace name, so that `Strategy.layer` layers for
+// different keyspaces merge freely (each provides its own key).
+const references = new Map<string, Context.Reference<AnyStrategy | undefined>>()
+
+/** The context reference holding the default strategy of keyspace `name`. */
+export const referenceFor = (name: string): Context.Reference<AnyStrategy | undefined> => {
+  let reference = references.get(name)
+  if (reference === undefined) {
+    reference = Context.Reference<AnyStrategy | undefined>(`cachet/Strategy/keyspace/${name}`, {
+      defaultValue: () => undefined
+    })
+    references.set(name, reference)
+  }
+  return reference
+}
+
+/** The default strategy of every keyspace without its own. */
+export const DefaultStrategy: Context.Reference<AnyStrategy | undefined> = Context.Reference<AnyStrategy | undefined>(
+  "cachet/Strategy/default",
+  { defaultValue: () => undefined }
+)
+
+/** `Strategy.auto`, data-first: the keyspace's strategy from context, else the default one, else cache-aside. */
+export const auto = <A, E, R, P, EN>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P
+): Effect.Effect<A, E | EN, R | CachetService> =>
+  Effect.withFiber((fiber) => {
+    const strategy = fiber.getRef(referenceFor(keyspace.name)) ?? fiber.getRef(DefaultStrategy)
+    return strategy === undefined ? cacheAside(self, keyspace, params) : strategy(keyspace, params)(self)
+  })
