@@ -30,7 +30,11 @@ const undocumented = (file: string): Array<string> => {
     let start = end
     while (start >= 0 && !lines[start]!.includes("/**")) start--
     const doc = lines.slice(start, end + 1).join("\n")
-    const summary = doc.replace(/\/\*\*|\*\//g, "").split("\n").map((l) => l.replace(/^\s*\* ?/, "").trim()).find((l) => l.length > 0)
+    const summary = doc
+      .replace(/\/\*\*|\*\//g, "")
+      .split("\n")
+      .map((l) => l.replace(/^\s*\* ?/, "").trim())
+      .find((l) => l.length > 0)
     const isTypeOnlyAlias = /^export type \w+ = [\w.]+(<.*>)?$/.test(line.trim()) && doc.includes("@since")
     if (!summary || summary.startsWith("@")) {
       if (!isTypeOnlyAlias) problems.push(`${match[1]}: no summary`)
