@@ -7,6 +7,7 @@ import { Console, Duration, Effect, Layer, Schema } from "effect"
 import * as CacheStore from "../src/CacheStore.ts"
 import * as Cachet from "../src/Cachet.ts"
 import * as Keyspace from "../src/Keyspace.ts"
+import * as RedisStore from "../src/redis/RedisStore.ts"
 import * as Strategy from "../src/Strategy.ts"
 import * as ChaosStore from "../src/testing/ChaosStore.ts"
 
@@ -110,9 +111,15 @@ const program = Effect.gen(function* () {
   )
 })
 
-const storeLayer: Layer.Layer<CacheStore.CacheStore> = CacheStore.layerMemory({ capacity: 10_000 })
+// The embedded store by default; Redis when REDIS_URL is set. Nothing else changes.
+const redisUrl = process.env.REDIS_URL
+const storeLayer: Layer.Layer<CacheStore.CacheStore> = redisUrl
+  ? RedisStore.layer({ url: redisUrl, prefix: `cachet-demo-${process.pid}` })
+  : CacheStore.layerMemory({ capacity: 10_000 })
 
-const main = program.pipe(
+const cleanup = redisUrl ? Effect.ignore(Cachet.invalidateKeyspace(Users)) : Effect.void
+
+const main = Effect.ensuring(program, cleanup).pipe(
   Effect.provide(Cachet.layer().pipe(Layer.provideMerge(ChaosStore.layer()), Layer.provide(storeLayer)))
 )
 

@@ -272,7 +272,8 @@ export interface RuntimeService {
     params: unknown,
     value: unknown,
     createdAt: number,
-    negative: boolean
+    negative: boolean,
+    guard?: () => boolean
   ) => Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined>
   /** Deletes one key; never fails; returns a store error if any. */
   readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
@@ -669,11 +670,15 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       params: unknown,
       value: unknown,
       createdAt: number,
-      negative: boolean
+      negative: boolean,
+      guard?: () => boolean
     ): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> =>
       Effect.suspend((): Effect.Effect<CacheStoreError | CacheEncodeError | CacheValueTooLarge | undefined> => {
-        // Nothing is written to the store once the layer is closing.
-        if (closed) return Effect.succeed(undefined)
+        // Nothing is written to the store once the layer is closing. The
+        // guard (a load's "not invalidated since I started") is checked here,
+        // in the same synchronous step that issues the store write, so an
+        // invalidation or Cachet.set cannot slip in between check and write.
+        if (closed || (guard !== undefined && !guard())) return Effect.succeed(undefined)
         const ks = state.keyspace
         if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
           state.counters.encodeErrors++
@@ -881,6 +886,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     ): Effect.Effect<FlightResult> =>
       Effect.gen(function* () {
         const startedAt = clock.currentTimeMillisUnsafe()
+        const stillValid = () => !flight.invalidated
         // Write-behind: a key with a queued write answers with that value
         // (the source does not have it yet); one with a queued delete loads,
         // but its value is not stored. Free when nothing is queued.
@@ -890,7 +896,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
           if (pending?.op === "set") {
             let storeError: CacheStoreError | undefined
             if (!flight.invalidated) {
-              const error = yield* write(state, key, params, pending.value, startedAt, false)
+              const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid)
               if (error?._tag === "CacheStoreError") storeError = error
             }
             return { exit: Exit.succeed(pending.value), storeError }
@@ -922,12 +928,12 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         if (flight.invalidated || !keep) return { exit, storeError: undefined }
         let storeError: CacheStoreError | undefined
         if (Exit.isSuccess(exit)) {
-          const error = yield* write(state, key, params, exit.value, startedAt, false)
+          const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid)
           if (error?._tag === "CacheStoreError") storeError = error
         } else if (state.keyspace.negative !== undefined) {
           const failure = Cause.findErrorOption(exit.cause)
           if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
-            const error = yield* write(state, key, params, failure.value, startedAt, true)
+            const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid)
             if (error?._tag === "CacheStoreError") storeError = error
           }
         }

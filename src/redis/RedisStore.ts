@@ -1,0 +1,1110 @@
+/**
+ * A `CacheStore` on Redis (standalone or Redis Cluster), through ioredis.
+ *
+ * **Storage layout**
+ *
+ * With `P = escape(prefix)` (percent-escaped: no `:`, glob characters,
+ * braces, `%` or control characters, so the first `:` always ends it and
+ * MATCH patterns built on it are exact):
+ *
+ * - entry: key `P:<keyspace>:<key>` (the store key as given, already
+ *   escaped), a string holding a JSON envelope
+ *   `{"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":data}`
+ *   (`n` only on negative entries; `d` is the value encoded by the keyspace
+ *   codec), with a Redis TTL of `staleUntil - now` (PX);
+ * - tag invalidation time: key `P:~tag:<tag>` (the tag as given, already
+ *   escaped), a string `<time>:<expiresAt>` in epoch milliseconds, with a
+ *   TTL of the retention. A later time always wins (a small Lua script);
+ *   `expiresAt` lets reads follow the Effect `Clock` too. Keyspace names
+ *   never start with `~`, so tag keys never meet entry keys.
+ *
+ * No key holds more than one entry or tag, so no command spans two hash
+ * slots: multi-key reads (`MGET`) and deletes (`UNLINK`) are grouped by slot
+ * on a cluster.
+ *
+ * **Details**
+ *
+ * - Time comes from the Effect `Clock` of the context the store is built in:
+ *   TTLs are computed with it, and reads also check `staleUntil` against it.
+ * - Every Redis call is bounded by `commandTimeout` (default 500 ms) on a
+ *   real timer, whatever the client's own settings.
+ * - While the client makes a connection (at boot, or a reconnection
+ *   attempt), calls wait for it within that bound, so a fresh layer is usable
+ *   at once; while it is known to be down, calls fail at once.
+ * - A connection that let a command time out and has answered nothing since
+ *   is *stalled*: calls to that node fail at once (reason `Unavailable`)
+ *   instead of queueing behind it. One call per `commandTimeout` passes as a
+ *   probe; any answer, or a new connection, ends the stall. So a hung server
+ *   costs a caller one timeout at most, and the client's queue stays bounded.
+ * - A circuit breaker (effect's `CircuitBreaker`, in-memory state) guards
+ *   every call: after `failures` (default 5) consecutive `Timeout` or
+ *   `Unavailable` failures it opens, calls fail at once with reason
+ *   `CircuitOpen`, and after `openFor` (default 1 s) one call probes.
+ *   Transitions are logged. `Protocol` errors and unreadable entries never
+ *   trip it. While the circuit is closed and no failure is counted, calls
+ *   skip the breaker's bookkeeping (a success there changes nothing): the
+ *   first failure is recorded after the fact.
+ * - Every ioredis error is translated once into a `CacheStoreError`:
+ *   timeouts to `Timeout`; no connection, offline queue disabled, connection
+ *   closed, and busy/loading/cluster-down replies to `Unavailable`; other
+ *   error replies to `Protocol`.
+ * - Unreadable entries (not UTF-8, not JSON, wrong envelope, `__proto__`
+ *   keys, a value the codec rejects) read as misses: the store deletes them
+ *   (only if they still hold the same bytes) and reports them with the
+ *   codec's `onCorrupt`, in `get` and `getMany` alike.
+ * - Values over `maxEntryBytes` (default 1 MiB, encoded) fail with
+ *   `CacheValueTooLarge` before any command is sent.
+ *
+ * This module does not keep entries in the process (no `getUnsafe`), does
+ * not report sizes (`info` is `undefined`: `DBSIZE` would count other
+ * prefixes too), does not use pub/sub, and does not retry failed calls: the
+ * runtime above it degrades to the loader.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Option, Result, type Scope, Stream } from "effect"
+import { CircuitBreaker } from "effect/persistence"
+import type { Cluster, Redis } from "ioredis"
+import {
+  type CacheDecodeError,
+  type CacheEncodeError,
+  CacheStoreError,
+  type CacheValueTooLarge,
+  type StoreErrorReason
+} from "../CacheError.ts"
+import * as CacheStoreModule from "../CacheStore.ts"
+import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
+import { escapeValue } from "../internal/keyEncoding.ts"
+import * as IoRedis from "./IoRedis.ts"
+import * as clientInternal from "./internal/client.ts"
+import * as envelope from "./internal/envelope.ts"
+import { slotOf } from "./internal/slot.ts"
+
+/**
+ * Circuit breaker settings.
+ *
+ * - `failures`: consecutive `Timeout`/`Unavailable` failures that open the
+ *   circuit. Default 5.
+ * - `openFor`: how long the circuit stays open before one call probes.
+ *   Default 1 second.
+ *
+ * @example
+ * ```ts
+ * import type { RedisStore } from "cachet/redis"
+ * const breaker: RedisStore.BreakerOptions = { failures: 3, openFor: "2 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BreakerOptions {
+  readonly failures?: number | undefined
+  readonly openFor?: Duration.Input | undefined
+}
+
+/**
+ * Options of the store.
+ *
+ * - `prefix`: namespace of every key of this store (required, not empty;
+ *   escaped, so any string is safe).
+ * - `commandTimeout`: bound of every Redis call. Default: the client's
+ *   command timeout, else 500 ms.
+ * - `maxEntryBytes`: largest encoded entry, in UTF-8 bytes. Default 1 MiB.
+ * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix`. Default 1000.
+ * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix`. Default 500.
+ * - `breaker`: circuit breaker settings, or `false` for none.
+ *
+ * @example
+ * ```ts
+ * import type { RedisStore } from "cachet/redis"
+ * const options: RedisStore.Options = { prefix: "myapp", commandTimeout: "250 millis", maxEntryBytes: 256 * 1024 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly prefix: string
+  readonly commandTimeout?: Duration.Input | undefined
+  readonly maxEntryBytes?: number | undefined
+  readonly scanCount?: number | undefined
+  readonly deleteBatchSize?: number | undefined
+  readonly breaker?: BreakerOptions | false | undefined
+}
+
+/**
+ * Options of {@link layer}: the store's {@link Options} and where Redis is,
+ * as exactly one of
+ *
+ * - `url`: a standalone server (`redis://host:port`),
+ * - `cluster`: seed nodes of a Redis Cluster,
+ * - `client`: an ioredis client you own (it is not closed with the layer).
+ *
+ * With `url` or `cluster`, the client options of `IoRedis.Options` apply
+ * (`commandTimeout` serves both).
+ *
+ * @example
+ * ```ts
+ * import type { RedisStore } from "cachet/redis"
+ * const options: RedisStore.LayerOptions = { url: "redis://localhost:6379", prefix: "myapp" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LayerOptions extends Options, Omit<IoRedis.Options, "commandTimeout" | "reservePool"> {
+  readonly client?: IoRedis.Client | undefined
+}
+
+const STORE = "redis"
+const STANDALONE = "standalone"
+const BREAKER_KEY = "redis"
+const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
+
+interface Resolved {
+  readonly namespace: string
+  readonly commandTimeout: number | undefined
+  readonly maxEntryBytes: number
+  readonly scanCount: number
+  readonly deleteBatchSize: number
+  readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
+}
+
+const positiveInt = (option: string, value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`cachet: RedisStore option "${option}" must be a positive integer, got ${String(value)}`)
+  }
+  return value
+}
+
+const resolve = (options: Options): Resolved => {
+  if (typeof options.prefix !== "string" || options.prefix === "") {
+    throw new Error(`cachet: RedisStore option "prefix" must be a non-empty string`)
+  }
+  const breaker =
+    options.breaker === false
+      ? undefined
+      : {
+          failures: positiveInt("breaker.failures", options.breaker?.failures, 5),
+          openFor: clientInternal.millisOption("RedisStore", "breaker.openFor", options.breaker?.openFor, 1_000)
+        }
+  return {
+    namespace: escapeValue(options.prefix),
+    commandTimeout:
+      options.commandTimeout === undefined
+        ? undefined
+        : clientInternal.millisOption("RedisStore", "commandTimeout", options.commandTimeout, 0, 1),
+    maxEntryBytes: positiveInt("maxEntryBytes", options.maxEntryBytes, DEFAULT_MAX_ENTRY_BYTES),
+    scanCount: positiveInt("scanCount", options.scanCount, 1000),
+    deleteBatchSize: positiveInt("deleteBatchSize", options.deleteBatchSize, 500),
+    breaker
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/** A call that did not answer in time (our own timer). */
+class TimedOut extends Error {
+  constructor(millis: number) {
+    super(`no reply within ${millis} ms`)
+    this.name = "TimedOut"
+  }
+}
+
+const unavailableReplies =
+  /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
+
+/** Why an ioredis call failed. */
+const reasonOf = (error: unknown): StoreErrorReason => {
+  if (error instanceof TimedOut) return "Timeout"
+  const message = error instanceof Error ? error.message : String(error)
+  if (message.includes("Command timed out")) return "Timeout"
+  const name = error instanceof Error ? error.name : ""
+  if (name === "ReplyError") return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
+  // Connection refused/reset/closed, offline queue disabled, cluster not
+  // ready, retries exhausted, socket timeout: no usable connection.
+  return "Unavailable"
+}
+
+const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
+  new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
+
+const stalledError = (node: string) =>
+  new Error(`connection to ${node} is stalled: a command timed out and nothing has been answered since`)
+
+// ---------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------
+
+/**
+ * Per node: whether its connection is stalled (in which connection epoch),
+ * and the probe that may pass while it is.
+ */
+interface Health {
+  epoch: number
+  stalled: boolean
+  probing: boolean
+  nextProbeAt: number
+}
+
+const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, "\\$&")
+
+// KEYS[1]: tag key; ARGV: time, expiresAt, now, ttl. Keeps the later time,
+// unless the stored record has expired by the caller's clock.
+const KEEP_MAX_LUA = `local cur = redis.call('GET', KEYS[1])
+if cur then
+  local t, e = string.match(cur, '^([^:]+):([^:]+)$')
+  t = tonumber(t)
+  e = tonumber(e)
+  if t and e and e > tonumber(ARGV[3]) and t >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[4])
+return 1`
+
+const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
+return 0`
+
+const nodeKeyOf = (redis: Redis): string => `${redis.options.host ?? "127.0.0.1"}:${redis.options.port ?? 6379}`
+
+const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], never, IoRedis.IoRedis | Scope.Scope> =>
+  Effect.gen(function* () {
+    const io = yield* IoRedis.IoRedis
+    const client = io.client
+    const cluster: Cluster | undefined = clientInternal.isCluster(client) ? client : undefined
+    const standalone: Redis | undefined = cluster === undefined ? (client as Redis) : undefined
+    const clock = yield* Clock.Clock
+    const scope = yield* Effect.scope
+    const timeout = resolved.commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
+    const { namespace, maxEntryBytes, scanCount, deleteBatchSize } = resolved
+
+    // -- connection health ---------------------------------------------------
+
+    const health = new Map<string, Health>()
+    const healthOf = (node: string): Health => {
+      let h = health.get(node)
+      if (h === undefined) {
+        h = { epoch: 0, stalled: false, probing: false, nextProbeAt: 0 }
+        health.set(node, h)
+      }
+      return h
+    }
+    const reset = (node: string) => {
+      const h = health.get(node)
+      if (h !== undefined) {
+        h.epoch++
+        h.stalled = false
+        h.probing = false
+        h.nextProbeAt = 0
+      }
+    }
+    const resetAll = () => {
+      for (const node of health.keys()) reset(node)
+    }
+    // A new or closed connection is not stalled.
+    const onNode = (redis: Redis) => reset(nodeKeyOf(redis))
+    if (cluster !== undefined) {
+      cluster.on("+node", onNode)
+      cluster.on("-node", onNode)
+    }
+    client.on("close", resetAll)
+    client.on("ready", resetAll)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        client.off("close", resetAll)
+        client.off("ready", resetAll)
+        if (cluster !== undefined) {
+          cluster.off("+node", onNode)
+          cluster.off("-node", onNode)
+        }
+      })
+    )
+
+    /** A call timed out: the connection is stalled; the first probe may pass one timeout later. */
+    const markStalled = (h: Health, epoch: number) => {
+      if (h.epoch !== epoch || h.stalled) return
+      h.stalled = true
+      h.nextProbeAt = Math.max(h.nextProbeAt, performance.now() + timeout)
+    }
+
+    /**
+     * Runs one ioredis call against `node`, bounded by the timeout, with
+     * every error translated. This is the only place ioredis promises meet
+     * Effect. `gated`: wait for the client's connection first (not for calls
+     * on a cluster node's own connection, which queues by itself).
+     *
+     * While the node's connection is stalled, one call at a time may pass as
+     * a probe, at most one per `timeout` after the previous probe ended; any
+     * answer clears the stall. The others fail at once.
+     */
+    const exec = <A>(
+      op: string,
+      node: string,
+      run: () => Promise<A>,
+      gated = true
+    ): Effect.Effect<A, CacheStoreError> =>
+      Effect.callback<A, CacheStoreError>((resume) => {
+        const h = healthOf(node)
+        let probe = false
+        if (h.stalled) {
+          if (h.probing || performance.now() < h.nextProbeAt) {
+            resume(Effect.fail(storeError(op, "Unavailable", stalledError(node))))
+            return
+          }
+          h.probing = true
+          probe = true
+        }
+        const epoch = h.epoch
+        let pending = true
+        const done = () => {
+          pending = false
+          clearTimeout(timer)
+          if (probe && h.epoch === epoch) {
+            h.probing = false
+            h.nextProbeAt = performance.now() + timeout
+          }
+        }
+        const timer = setTimeout(() => {
+          if (!pending) return
+          done()
+          markStalled(h, epoch)
+          resume(Effect.fail(storeError(op, "Timeout", new TimedOut(timeout))))
+        }, timeout)
+        const settle = (exit: Effect.Effect<A, CacheStoreError>) => {
+          if (!pending) return
+          done()
+          resume(exit)
+        }
+        const start = () => {
+          let promise: Promise<A>
+          try {
+            promise = run()
+          } catch (error) {
+            settle(Effect.fail(storeError(op, reasonOf(error), error)))
+            return
+          }
+          promise.then(
+            (value) => {
+              if (h.epoch === epoch) h.stalled = false
+              settle(Effect.succeed(value))
+            },
+            (error: unknown) => {
+              const reason = reasonOf(error)
+              if (reason === "Timeout") markStalled(h, epoch)
+              else if (h.epoch === epoch) h.stalled = false
+              settle(Effect.fail(storeError(op, reason, error)))
+            }
+          )
+        }
+        const gate = gated ? clientInternal.connectingGate(client) : undefined
+        if (gate !== undefined) {
+          void gate.then((ready) => {
+            if (!pending) return
+            if (ready) start()
+            else settle(Effect.fail(storeError(op, "Unavailable", new Error("connection closed before it was ready"))))
+          })
+        } else {
+          start()
+        }
+        return Effect.sync(() => {
+          if (pending) done()
+        })
+      })
+
+    // -- circuit breaker -----------------------------------------------------
+
+    const breaker =
+      resolved.breaker === undefined
+        ? undefined
+        : yield* CircuitBreaker.make({
+            tripPolicy: CircuitBreaker.consecutive(resolved.breaker.failures),
+            openDuration: Duration.millis(resolved.breaker.openFor)
+          }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
+
+    if (breaker !== undefined) {
+      yield* breaker.transitions.pipe(
+        Stream.runForEach((t) =>
+          t.to === "Open"
+            ? Effect.logWarning(
+                `cachet: Redis circuit opened after ${t.from === "HalfOpen" ? "a failed probe" : "consecutive failures"}; calls fail fast for ${Duration.format(t.retryAfter)}`
+              )
+            : t.to === "Closed"
+              ? Effect.logInfo("cachet: Redis circuit closed; Redis answers again")
+              : Effect.logDebug("cachet: Redis circuit half-open; probing")
+        ),
+        Effect.forkIn(scope, { startImmediately: true })
+      )
+    }
+
+    const classify = (exit: Exit.Exit<unknown, CacheStoreError>): CircuitBreaker.Outcome => {
+      if (Exit.isSuccess(exit)) return CircuitBreaker.success
+      const error = Cause.findErrorOption(exit.cause)
+      if (Option.isNone(error)) return CircuitBreaker.ignored
+      return error.value.reason === "Protocol" ? CircuitBreaker.ignored : CircuitBreaker.failure()
+    }
+
+    const throughBreaker = <A>(
+      active: CircuitBreaker.CircuitBreaker,
+      op: string,
+      effect: Effect.Effect<A, CacheStoreError>
+    ): Effect.Effect<A, CacheStoreError> =>
+      active
+        .execute(effect, { key: BREAKER_KEY, classify })
+        .pipe(
+          Effect.mapError((error) =>
+            error._tag === "CircuitBreakerError"
+              ? storeError(op, error.reason._tag === "CircuitBreakerStoreError" ? "Unavailable" : "CircuitOpen", error)
+              : error
+          )
+        )
+
+    // Fast path: while the circuit is closed with no failure counted, a call
+    // runs without admission or recording (a success there changes nothing).
+    // Its first failure is recorded after the fact and turns the fast path
+    // off; from then on every call goes through the breaker, until one
+    // succeeds with the circuit closed again.
+    let healthy = true
+    const recordFailure = (active: CircuitBreaker.CircuitBreaker, error: CacheStoreError): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (error.reason === "Protocol") return Effect.void
+        healthy = false
+        return Effect.ignore(active.execute(Effect.fail(error), { key: BREAKER_KEY, classify }))
+      })
+    const markHealthy = (active: CircuitBreaker.CircuitBreaker): Effect.Effect<void> =>
+      Effect.ignore(
+        Effect.map(active.state(BREAKER_KEY), (state) => {
+          if (state._tag === "Closed") healthy = true
+        })
+      )
+
+    const guard = <A>(op: string, effect: Effect.Effect<A, CacheStoreError>): Effect.Effect<A, CacheStoreError> => {
+      const active = breaker
+      if (active === undefined) return effect
+      return Effect.suspend(() =>
+        healthy
+          ? Effect.tapError(effect, (error) => recordFailure(active, error))
+          : Effect.tap(throughBreaker(active, op, effect), () => markHealthy(active))
+      )
+    }
+
+    // -- keys and routing ----------------------------------------------------
+
+    const fullKey = (key: string) => `${namespace}:${key}`
+    const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
+    const nodeOfSlot = (slot: number): string => cluster?.slots[slot]?.[0] ?? "unknown"
+    const nodeOfKey = (key: string): string => (cluster === undefined ? STANDALONE : nodeOfSlot(slotOf(key)))
+
+    /**
+     * Groups key indices by node, and within a node into batches that a
+     * multi-key command may take (one slot each on a cluster).
+     */
+    const groups = (
+      keys: ReadonlyArray<string>,
+      batchSize: number
+    ): Array<{ readonly node: string; readonly batches: Array<Array<number>> }> => {
+      const chunk = (indices: Array<number>): Array<Array<number>> => {
+        if (indices.length <= batchSize) return [indices]
+        const out: Array<Array<number>> = []
+        for (let i = 0; i < indices.length; i += batchSize) out.push(indices.slice(i, i + batchSize))
+        return out
+      }
+      if (cluster === undefined) return [{ node: STANDALONE, batches: chunk(keys.map((_, i) => i)) }]
+      const bySlot = new Map<number, Array<number>>()
+      keys.forEach((key, i) => {
+        const slot = slotOf(key)
+        const list = bySlot.get(slot)
+        if (list === undefined) bySlot.set(slot, [i])
+        else list.push(i)
+      })
+      const byNode = new Map<string, Array<Array<number>>>()
+      for (const [slot, indices] of bySlot) {
+        const node = nodeOfSlot(slot)
+        const batches = byNode.get(node)
+        if (batches === undefined) byNode.set(node, chunk(indices))
+        else batches.push(...chunk(indices))
+      }
+      return [...byNode].map(([node, batches]) => ({ node, batches }))
+    }
+
+    /** MGET of full keys, aligned with `keys`. */
+    const fetchRaw = (op: string, keys: ReadonlyArray<string>): Effect.Effect<Array<Buffer | null>, CacheStoreError> =>
+      Effect.map(
+        Effect.forEach(
+          groups(keys, 1000),
+          ({ node, batches }) =>
+            Effect.map(
+              exec(op, node, () => Promise.all(batches.map((batch) => client.mgetBuffer(batch.map((i) => keys[i]!))))),
+              (replies) => ({ batches, replies })
+            ),
+          { concurrency: "unbounded" }
+        ),
+        (results) => {
+          const out: Array<Buffer | null> = new Array(keys.length).fill(null)
+          for (const { batches, replies } of results) {
+            batches.forEach((batch, b) => {
+              const reply = replies[b] ?? []
+              batch.forEach((index, j) => {
+                out[index] = reply[j] ?? null
+              })
+            })
+          }
+          return out
+        }
+      )
+
+    /** UNLINK of full keys; returns how many existed. */
+    const unlinkAll = (op: string, keys: ReadonlyArray<string>): Effect.Effect<number, CacheStoreError> =>
+      keys.length === 0
+        ? Effect.succeed(0)
+        : Effect.map(
+            Effect.forEach(
+              groups(keys, deleteBatchSize),
+              ({ node, batches }) =>
+                exec(op, node, () => Promise.all(batches.map((batch) => client.unlink(batch.map((i) => keys[i]!))))),
+              { concurrency: "unbounded" }
+            ),
+            (results) => results.flat().reduce((n, m) => n + m, 0)
+          )
+
+    // -- reading -------------------------------------------------------------
+
+    /** Deletes an unreadable entry if it still holds the same bytes; never fails. */
+    const dropCorrupt = (key: string, raw: Buffer): Effect.Effect<void> =>
+      Effect.ignore(exec("get", nodeOfKey(key), () => client.eval(DELETE_IF_SAME_LUA, 1, key, raw)))
+
+    /** Decodes raw replies; unreadable entries are deleted, then reported. */
+    const decodeAll = (
+      keys: ReadonlyArray<string>,
+      full: ReadonlyArray<string>,
+      raws: ReadonlyArray<Buffer | null>,
+      codec: EntryCodec
+    ): Effect.Effect<Array<StoredEntry | undefined>> => {
+      const now = clock.currentTimeMillisUnsafe()
+      const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
+      const entries = raws.map((raw, i): StoredEntry | undefined => {
+        if (raw === null) return undefined
+        let decoded: envelope.Decoded
+        try {
+          decoded = envelope.decode(raw, keys[i]!, codec, now)
+        } catch (error) {
+          decoded = envelope.corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
+        }
+        if (decoded._tag === "Entry") return decoded.entry
+        if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
+        return undefined
+      })
+      if (corrupt.length === 0) return Effect.succeed(entries)
+      return Effect.as(
+        Effect.forEach(
+          corrupt,
+          ({ index, error }) =>
+            Effect.andThen(
+              dropCorrupt(full[index]!, raws[index]!),
+              Effect.sync(() => codec.onCorrupt(error))
+            ),
+          { concurrency: "unbounded", discard: true }
+        ),
+        entries
+      )
+    }
+
+    const get: CacheStore["Service"]["get"] = (key, codec) =>
+      Effect.suspend(() => {
+        const k = fullKey(key)
+        return guard(
+          "get",
+          exec("get", nodeOfKey(k), () => client.getBuffer(k))
+        ).pipe(
+          Effect.flatMap((raw) =>
+            raw === null
+              ? Effect.succeed(undefined)
+              : Effect.map(decodeAll([key], [k], [raw], codec), (entries) => entries[0])
+          )
+        )
+      })
+
+    const getMany: CacheStore["Service"]["getMany"] = (keys, codec) =>
+      Effect.suspend(() => {
+        if (keys.length === 0) return Effect.succeed([])
+        const full = keys.map(fullKey)
+        return guard("getMany", fetchRaw("getMany", full)).pipe(
+          Effect.flatMap((raws) => decodeAll(keys, full, raws, codec))
+        )
+      })
+
+    // -- writing -------------------------------------------------------------
+
+    type Write = readonly [key: string, json: string, ttl: number]
+
+    const prepare = (
+      key: string,
+      entry: StoredEntry,
+      codec: EntryCodec,
+      now: number
+    ): Result.Result<Write, CacheEncodeError | CacheValueTooLarge> => {
+      const json = envelope.encode(key, entry, codec, maxEntryBytes)
+      if (Result.isFailure(json)) return Result.fail(json.failure)
+      return Result.succeed([fullKey(key), json.success, Math.ceil(entry.staleUntil - now)])
+    }
+
+    /** SET with PX, or UNLINK when the entry has already expired. */
+    const writeOne = ([k, json, ttl]: Write): Promise<unknown> =>
+      ttl > 0 ? (Number.isFinite(ttl) ? client.set(k, json, "PX", ttl) : client.set(k, json)) : client.unlink(k)
+
+    const set: CacheStore["Service"]["set"] = (key, entry, codec) =>
+      Effect.suspend((): Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
+        const write = prepare(key, entry, codec, clock.currentTimeMillisUnsafe())
+        if (Result.isFailure(write)) return Effect.fail(write.failure)
+        return Effect.asVoid(
+          guard(
+            "set",
+            exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success))
+          )
+        )
+      })
+
+    const setMany: CacheStore["Service"]["setMany"] = (entries, codec) =>
+      Effect.suspend((): Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
+        if (entries.length === 0) return Effect.void
+        const now = clock.currentTimeMillisUnsafe()
+        const writes: Array<Write> = []
+        // Everything is encoded (and size-checked) before any command.
+        for (const [key, entry] of entries) {
+          const write = prepare(key, entry, codec, now)
+          if (Result.isFailure(write)) return Effect.fail(write.failure)
+          writes.push(write.success)
+        }
+        const run = (batch: ReadonlyArray<Write>): Promise<unknown> => {
+          if (standalone === undefined) return Promise.all(batch.map(writeOne))
+          const pipeline = standalone.pipeline()
+          for (const [k, json, ttl] of batch) {
+            if (ttl <= 0) pipeline.unlink(k)
+            else if (Number.isFinite(ttl)) pipeline.set(k, json, "PX", ttl)
+            else pipeline.set(k, json)
+          }
+          return pipeline.exec().then((results) => {
+            const failed = results?.find(([error]) => error !== null)
+            if (failed !== undefined) throw failed[0]
+            return results
+          })
+        }
+        return guard(
+          "setMany",
+          Effect.forEach(
+            groups(
+              writes.map((w) => w[0]),
+              1000
+            ),
+            ({ node, batches }) =>
+              exec("setMany", node, () => Promise.all(batches.map((b) => run(b.map((i) => writes[i]!))))),
+            { concurrency: "unbounded", discard: true }
+          )
+        )
+      })
+
+    // -- deleting ------------------------------------------------------------
+
+    const del: CacheStore["Service"]["delete"] = (key) =>
+      Effect.suspend(() => {
+        const k = fullKey(key)
+        return guard(
+          "delete",
+          exec("delete", nodeOfKey(k), () => client.unlink(k))
+        ).pipe(Effect.map((n) => n > 0))
+      })
+
+    const deleteMany: CacheStore["Service"]["deleteMany"] = (keys) =>
+      Effect.suspend(() =>
+        keys.length === 0 ? Effect.succeed(0) : guard("deleteMany", unlinkAll("deleteMany", keys.map(fullKey)))
+      )
+
+    /** Waits (within the timeout) for a client that is connecting; fails when it is not ready. */
+    const ready = (op: string): Effect.Effect<void, CacheStoreError> =>
+      Effect.suspend(() => {
+        const gate = clientInternal.connectingGate(client)
+        const check = Effect.suspend(() =>
+          client.status === "ready"
+            ? Effect.void
+            : Effect.fail(storeError(op, "Unavailable", new Error(`the Redis client is ${client.status}, not ready`)))
+        )
+        if (gate === undefined) return check
+        return Effect.andThen(
+          Effect.promise(() => clientInternal.settleConnecting(client, timeout)),
+          check
+        )
+      })
+
+    /** The masters to scan, each with its node key; all slots must be served. */
+    const scanTargets: Effect.Effect<
+      ReadonlyArray<{ readonly node: string; readonly redis: Redis }>,
+      CacheStoreError
+    > = Effect.suspend(() => {
+      if (cluster === undefined) return Effect.succeed([{ node: STANDALONE, redis: standalone! }])
+      if (cluster.status !== "ready") {
+        return Effect.fail(
+          storeError("deletePrefix", "Unavailable", new Error(`cluster is ${cluster.status}, not ready`))
+        )
+      }
+      const masters = new Map(cluster.nodes("master").map((redis) => [nodeKeyOf(redis), redis] as const))
+      for (let slot = 0; slot < 16384; slot++) {
+        const owner = cluster.slots[slot]?.[0]
+        if (owner === undefined || !masters.has(owner)) {
+          return Effect.fail(
+            storeError(
+              "deletePrefix",
+              "Unavailable",
+              new Error(`slot ${slot} has no known master; cannot scan every key`)
+            )
+          )
+        }
+      }
+      return Effect.succeed([...masters].map(([node, redis]) => ({ node, redis })))
+    })
+
+    const deletePrefix: CacheStore["Service"]["deletePrefix"] = (prefix) =>
+      guard(
+        "deletePrefix",
+        Effect.gen(function* () {
+          const pattern = `${globEscape(fullKey(prefix))}*`
+          if (cluster !== undefined) yield* ready("deletePrefix")
+          const targets = yield* scanTargets
+          const counts = yield* Effect.forEach(
+            targets,
+            ({ node, redis }) =>
+              Effect.gen(function* () {
+                let cursor = "0"
+                let deleted = 0
+                let found: Array<string> = []
+                do {
+                  const [next, keys] = yield* exec(
+                    "deletePrefix",
+                    node,
+                    () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
+                    cluster === undefined
+                  )
+                  cursor = next
+                  found.push(...keys)
+                  while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
+                    const batch = found.slice(0, deleteBatchSize)
+                    found = found.slice(deleteBatchSize)
+                    deleted += yield* unlinkAll("deletePrefix", batch)
+                  }
+                } while (cursor !== "0")
+                return deleted
+              }),
+            { concurrency: "unbounded" }
+          )
+          return counts.reduce((n, m) => n + m, 0)
+        })
+      )
+
+    // -- tags ----------------------------------------------------------------
+
+    const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
+      Effect.suspend(() => {
+        if (tags.length === 0) return Effect.succeed([])
+        return guard("getTagTimes", fetchRaw("getTagTimes", tags.map(tagKey))).pipe(
+          Effect.map((raws) => {
+            const now = clock.currentTimeMillisUnsafe()
+            return raws.map((raw) => {
+              if (raw === null) return undefined
+              const [time, expiresAt] = raw.toString("latin1").split(":").map(Number)
+              return time !== undefined && Number.isFinite(time) && expiresAt !== undefined && expiresAt > now
+                ? time
+                : undefined
+            })
+          })
+        )
+      })
+
+    const setTagTime: CacheStore["Service"]["setTagTime"] = (tag, time, retainMillis) =>
+      Effect.suspend(() => {
+        const now = clock.currentTimeMillisUnsafe()
+        const expiresAt = time + retainMillis
+        const ttl = Math.ceil(expiresAt - now)
+        if (!Number.isFinite(time) || !Number.isFinite(expiresAt) || !(ttl > 0)) return Effect.void
+        const k = tagKey(tag)
+        return Effect.asVoid(
+          guard(
+            "setTagTime",
+            exec("setTagTime", nodeOfKey(k), () =>
+              client.eval(KEEP_MAX_LUA, 1, k, String(time), String(expiresAt), String(now), String(ttl))
+            )
+          )
+        )
+      })
+
+    // -- health --------------------------------------------------------------
+
+    const ping: CacheStore["Service"]["ping"] = guard(
+      "ping",
+      Effect.suspend(() => {
+        if (cluster === undefined) return Effect.asVoid(exec("ping", STANDALONE, () => standalone!.ping()))
+        return Effect.andThen(
+          ready("ping"),
+          Effect.suspend(() => {
+            const masters = cluster.nodes("master")
+            if (masters.length === 0)
+              return Effect.fail(storeError("ping", "Unavailable", new Error("no master known")))
+            return Effect.forEach(masters, (redis) => exec("ping", nodeKeyOf(redis), () => redis.ping(), false), {
+              concurrency: "unbounded",
+              discard: true
+            })
+          })
+        )
+      })
+    )
+
+    return CacheStoreModule.make({
+      name: STORE,
+      get,
+      getMany,
+      set,
+      setMany,
+      delete: del,
+      deleteMany,
+      deletePrefix,
+      getTagTimes,
+      setTagTime,
+      ping,
+      info: Effect.succeed(undefined)
+    })
+  })
+
+/**
+ * The connection of {@link layer} and {@link make}, validated at the call:
+ * a client built from `url` or `cluster` (closed with the scope), or the
+ * given `client` (left open). Only the `IoRedis` service: the store has no
+ * use for effect's generic `Redis` service that `IoRedis.layer` adds.
+ */
+const connection = (
+  options: LayerOptions
+): { readonly store: Resolved; readonly io: Effect.Effect<IoRedis.Service, never, Scope.Scope> } => {
+  const {
+    client,
+    url,
+    cluster,
+    connectTimeout,
+    socketTimeout,
+    maxRetryDelay,
+    redisOptions,
+    clusterOptions,
+    ...storeOptions
+  } = options
+  const where = [client, url, cluster].filter((x) => x !== undefined).length
+  if (where !== 1) {
+    throw new Error(`cachet: RedisStore needs exactly one of the options "url", "cluster" and "client"`)
+  }
+  const store = resolve(storeOptions)
+  if (client !== undefined) {
+    return {
+      store,
+      io: Effect.as(
+        clientInternal.attach(client, false),
+        IoRedis.IoRedis.of({
+          client,
+          isCluster: clientInternal.isCluster(client),
+          commandTimeout: clientInternal.commandTimeoutOf(client)
+        })
+      )
+    }
+  }
+  const plan = clientInternal.planClient({
+    url,
+    cluster,
+    commandTimeout: storeOptions.commandTimeout,
+    connectTimeout,
+    socketTimeout,
+    maxRetryDelay,
+    redisOptions,
+    clusterOptions
+  })
+  return {
+    store,
+    io: Effect.suspend(() => {
+      const created = plan.create()
+      return Effect.as(
+        clientInternal.attach(created, true),
+        IoRedis.IoRedis.of({
+          client: created,
+          isCluster: clientInternal.isCluster(created),
+          commandTimeout: plan.commandTimeout
+        })
+      )
+    })
+  }
+}
+
+/**
+ * Builds the store with its own connection (see {@link layer} for the
+ * options). The store and the connection it built live in the current scope.
+ *
+ * **Gotchas**
+ *
+ * Invalid options (none or several of `url`, `cluster` and `client`, an
+ * empty prefix, a bad duration or count) throw at the call, naming the
+ * option.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisStore } from "cachet/redis"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RedisStore.make({ url: "redis://localhost:6379", prefix: "myapp" })
+ *   yield* store.ping
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: LayerOptions): Effect.Effect<CacheStore["Service"], never, Scope.Scope> => {
+  const { store, io } = connection(options)
+  return Effect.flatMap(io, (service) => Effect.provideService(makeResolved(store), IoRedis.IoRedis, service))
+}
+
+/**
+ * Builds the store on the `IoRedis` client in context. The store lives in the
+ * current scope (its circuit breaker and listeners); the client is not
+ * closed with it.
+ *
+ * **Gotchas**
+ *
+ * Invalid options (an empty prefix, a bad duration or count) throw at the
+ * call, naming the option.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { IoRedis, RedisStore } from "cachet/redis"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RedisStore.makeClient({ prefix: "myapp" })
+ *   yield* store.ping
+ * }).pipe(Effect.scoped, Effect.provide(IoRedis.layer({ url: "redis://localhost:6379" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeClient = (
+  options: Options
+): Effect.Effect<CacheStore["Service"], never, IoRedis.IoRedis | Scope.Scope> => makeResolved(resolve(options))
+
+/**
+ * The store as a `CacheStore` layer, on the `IoRedis` client in context (for
+ * apps that share one client between the cache and other code).
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cachet } from "cachet"
+ * import { IoRedis, RedisStore } from "cachet/redis"
+ *
+ * const CacheLive = Cachet.layer().pipe(
+ *   Layer.provide(RedisStore.layerClient({ prefix: "myapp" })),
+ *   Layer.provide(IoRedis.layer({ url: "redis://localhost:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerClient = (options: Options): Layer.Layer<CacheStore, never, IoRedis.IoRedis> => {
+  const resolved = resolve(options)
+  return Layer.effect(CacheStore, makeResolved(resolved))
+}
+
+/**
+ * The store as a `CacheStore` layer, with its own connection: from `url` or
+ * `cluster` (built with `IoRedis.layer` and closed with the layer), or on a
+ * `client` you own (not closed with the layer).
+ *
+ * **Gotchas**
+ *
+ * Invalid options (none or several of `url`, `cluster` and `client`, an
+ * empty prefix, a bad duration) throw at the call, naming the option.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cachet } from "cachet"
+ * import { RedisStore } from "cachet/redis"
+ *
+ * const CacheLive = Cachet.layer().pipe(
+ *   Layer.provide(RedisStore.layer({ url: "redis://localhost:6379", prefix: "myapp" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: LayerOptions): Layer.Layer<CacheStore> => {
+  const { store, io } = connection(options)
+  return Layer.effect(CacheStore, makeResolved(store)).pipe(Layer.provide(Layer.effect(IoRedis.IoRedis, io)))
+}
+
+/**
+ * The store options read by {@link layerConfig}, from the `ConfigProvider`:
+ *
+ * - `CACHET_REDIS_PREFIX` (optional): the key prefix. Default `"cachet"`.
+ * - `CACHET_REDIS_MAX_ENTRY_BYTES` (optional): see {@link Options}.
+ *
+ * The connection is read by `IoRedis.config` (`REDIS_URL` or
+ * `REDIS_CLUSTER_NODES`, ...).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisStore } from "cachet/redis"
+ * const prefix = Effect.map(RedisStore.config, (o) => o.prefix)
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  prefix: Config.NonEmptyString("CACHET_REDIS_PREFIX").pipe(Config.withDefault("cachet")),
+  maxEntryBytes: Config.option(Config.Int("CACHET_REDIS_MAX_ENTRY_BYTES"))
+}).pipe(
+  Config.map(
+    (raw): Options =>
+      Option.isSome(raw.maxEntryBytes)
+        ? { prefix: raw.prefix, maxEntryBytes: raw.maxEntryBytes.value }
+        : { prefix: raw.prefix }
+  )
+)
+
+/**
+ * {@link layer} with the connection read by `IoRedis.config` and the store
+ * options by {@link config}; `overrides` apply on top.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cachet } from "cachet"
+ * import { RedisStore } from "cachet/redis"
+ *
+ * // REDIS_URL=redis://cache:6379 CACHET_REDIS_PREFIX=myapp
+ * const CacheLive = Cachet.layer().pipe(Layer.provide(RedisStore.layerConfig()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  overrides?: Partial<Omit<LayerOptions, "url" | "cluster" | "client">>
+): Layer.Layer<CacheStore, Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.map(Config.all({ connection: IoRedis.config, store: config }), ({ connection, store }) =>
+      layer({
+        ...connection,
+        ...store,
+        ...overrides,
+        redisOptions: { ...connection.redisOptions, ...overrides?.redisOptions }
+      })
+    )
+  )

@@ -1,0 +1,15 @@
+/**
+ * `cachet/redis`: the Redis store for cachet, on ioredis (an optional peer
+ * dependency: install `ioredis` to use this entry point).
+ *
+ * - {@link IoRedis}: an ioredis client (standalone or cluster) as a service,
+ *   with bounded defaults; also provides effect's generic `Redis` service.
+ * - {@link RedisStore}: the `CacheStore` on Redis.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as IoRedis from "./IoRedis.ts"
+/** @since 0.1.0 */
+export * as RedisStore from "./RedisStore.ts"

@@ -1,0 +1,164 @@
+/**
+ * The JSON envelope a Redis entry is stored in:
+ *
+ * ```text
+ * {"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":<data>}
+ * ```
+ *
+ * `n` is present (and 1) only for negative entries; `d` is the value as
+ * encoded by the keyspace codec. Reading is strict: anything else (bytes that
+ * are not UTF-8, not JSON, not an object, another version, a missing or extra
+ * field, a `__proto__` key anywhere) is corrupt.
+ *
+ * @internal
+ */
+import { isUtf8 } from "node:buffer"
+import { Result } from "effect"
+import { CacheDecodeError, CacheEncodeError, CacheValueTooLarge } from "../../CacheError.ts"
+import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
+
+/** The envelope version written and read by this module. */
+export const VERSION = 1
+
+const allowedKeys = new Set(["v", "c", "f", "s", "t", "n", "d"])
+
+/**
+ * Serialises an entry; fails with `CacheEncodeError` when the codec refuses
+ * the value or JSON cannot represent it, and with `CacheValueTooLarge` when
+ * the result is over `maxBytes` (UTF-8).
+ */
+export const encode = (
+  key: string,
+  entry: StoredEntry,
+  codec: EntryCodec,
+  maxBytes: number
+): Result.Result<string, CacheEncodeError | CacheValueTooLarge> => {
+  const negative = entry.negative === true
+  const encoded = codec.encode(entry.value, negative)
+  if (Result.isFailure(encoded)) return Result.fail(encoded.failure)
+  const data = encoded.success
+  if (data === undefined || typeof data === "function" || typeof data === "symbol") {
+    return Result.fail(
+      new CacheEncodeError({ keyspace: codec.keyspace, message: "value encodes to nothing JSON can represent" })
+    )
+  }
+  let json: string
+  try {
+    json = JSON.stringify(
+      negative
+        ? { v: VERSION, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags, n: 1, d: data }
+        : { v: VERSION, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags, d: data }
+    )
+  } catch (error) {
+    return Result.fail(
+      new CacheEncodeError({
+        keyspace: codec.keyspace,
+        message: `value is not JSON-serialisable: ${error instanceof Error ? error.message : String(error)}`
+      })
+    )
+  }
+  // Reads refuse `__proto__` keys; refuse to write what could not be read.
+  if (json.includes('"__proto__"') && hasProtoKey(json)) {
+    return Result.fail(
+      new CacheEncodeError({
+        keyspace: codec.keyspace,
+        message: 'value has a "__proto__" key, which the Redis store does not read back; not stored'
+      })
+    )
+  }
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: skip the count when small.
+  if (json.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(json, "utf8")
+    if (bytes > maxBytes) {
+      return Result.fail(new CacheValueTooLarge({ keyspace: codec.keyspace, key, bytes, maxBytes }))
+    }
+  }
+  return Result.succeed(json)
+}
+
+/** What reading raw bytes gave. */
+export type Decoded =
+  | { readonly _tag: "Entry"; readonly entry: StoredEntry }
+  | { readonly _tag: "Expired" }
+  | { readonly _tag: "Corrupt"; readonly error: CacheDecodeError }
+
+const expired: Decoded = { _tag: "Expired" }
+
+const hasProtoKey = (json: string): boolean => {
+  try {
+    JSON.parse(json, rejectProto)
+    return false
+  } catch {
+    return true
+  }
+}
+
+const rejectProto = (key: string, value: unknown): unknown => {
+  if (key === "__proto__") throw new SyntaxError("__proto__ key")
+  return value
+}
+
+/** A corrupt result with a message. */
+export const corruptOf = (codec: EntryCodec, key: string, message: string): Decoded => ({
+  _tag: "Corrupt",
+  error: new CacheDecodeError({ keyspace: codec.keyspace, key, message: `unreadable Redis entry: ${message}` })
+})
+
+const isTime = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
+
+/**
+ * Reads raw bytes into an entry. An entry whose `staleUntil` is at or before
+ * `now` reads as expired (Redis expires it by wall-clock time; this check
+ * follows the Effect `Clock`).
+ */
+export const decode = (raw: Buffer, key: string, codec: EntryCodec, now: number): Decoded => {
+  if (!isUtf8(raw)) return corruptOf(codec, key, "not UTF-8")
+  const text = raw.toString("utf8")
+  let parsed: unknown
+  try {
+    // A `__proto__` key can only appear literally or through a \u escape;
+    // only then pay for the reviver.
+    parsed = text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
+  } catch (error) {
+    return corruptOf(
+      codec,
+      key,
+      error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
+    )
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return corruptOf(codec, key, "not a JSON object")
+  }
+  const o = parsed as Record<string, unknown>
+  for (const k of Object.keys(o)) {
+    if (!allowedKeys.has(k)) return corruptOf(codec, key, `unknown field ${JSON.stringify(k)}`)
+  }
+  if (o.v !== VERSION) return corruptOf(codec, key, `unknown envelope version ${JSON.stringify(o.v) ?? "(missing)"}`)
+  const createdAt = o.c
+  const freshUntil = o.f
+  const staleUntil = o.s
+  const tags = o.t
+  if (!isTime(createdAt) || !isTime(freshUntil) || !isTime(staleUntil)) {
+    return corruptOf(codec, key, "missing or invalid times")
+  }
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string")) {
+    return corruptOf(codec, key, "missing or invalid tags")
+  }
+  if (o.n !== undefined && o.n !== 1) return corruptOf(codec, key, "invalid negative flag")
+  if (!Object.hasOwn(o, "d")) return corruptOf(codec, key, "missing data")
+  if (staleUntil <= now) return expired
+  const negative = o.n === 1
+  let value: Result.Result<unknown, CacheDecodeError>
+  try {
+    value = codec.decode(o.d, key, negative)
+  } catch (error) {
+    return corruptOf(codec, key, `decoder threw: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  if (Result.isFailure(value)) return { _tag: "Corrupt", error: value.failure }
+  return {
+    _tag: "Entry",
+    entry: negative
+      ? { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string>, negative: true }
+      : { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string> }
+  }
+}

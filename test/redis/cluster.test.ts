@@ -1,0 +1,173 @@
+/**
+ * RedisStore on a real 3-master Redis Cluster (one harness cluster for the
+ * file): the conformance suite, keyspace invalidation over every master with
+ * escaped glob characters, the Cachet runtime, and our hash-slot function
+ * against `CLUSTER KEYSLOT`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Option, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import fc from "fast-check"
+import * as Cachet from "../../src/Cachet.ts"
+import * as Keyspace from "../../src/Keyspace.ts"
+import * as IoRedis from "../../src/redis/IoRedis.ts"
+import { slotOf } from "../../src/redis/internal/slot.ts"
+import * as RedisStore from "../../src/redis/RedisStore.ts"
+import * as Strategy from "../../src/Strategy.ts"
+import * as CacheStoreSuite from "../../src/testing/CacheStoreSuite.ts"
+import { requireRedis } from "../harness/redis.ts"
+import { rawClient, runId, sharedCluster } from "./helpers.ts"
+
+const cluster = sharedCluster()
+
+const storeLayer = (prefix: string) =>
+  Layer.unwrap(Effect.sync(() => RedisStore.layer({ cluster: cluster.get().startupNodes, prefix })))
+
+const runtime = (prefix: string) => Cachet.layer().pipe(Layer.provideMerge(storeLayer(prefix)))
+
+/** Every key on every master, per node. */
+const keysPerNode = Effect.suspend(() =>
+  Effect.forEach(cluster.get().nodes, (node) =>
+    Effect.map(node.command("KEYS", "*"), (out) =>
+      out
+        .split("\n")
+        .filter((k) => k !== "")
+        .sort()
+    )
+  )
+)
+
+const Users = Keyspace.make({
+  name: "user",
+  key: "user:{id}",
+  value: Schema.Struct({ id: Schema.Number, org: Schema.Number }),
+  ttl: "1 minute",
+  tags: (_p, u) => [`org:${u.org}`]
+})
+const UsersArchive = Keyspace.make({ name: "user.archive-1/x_y", key: "{id}", value: Schema.Number, ttl: "1 minute" })
+const Users2 = Keyspace.make({ name: "user2", key: "{id}", value: Schema.Number, ttl: "1 minute" })
+
+describe.skipIf(!requireRedis())("RedisStore (cluster)", () => {
+  CacheStoreSuite.suite("redis cluster", storeLayer(`conf-${runId()}`), { timeout: 20_000 })
+
+  it.effect(
+    "invalidateKeyspace deletes exactly that keyspace's keys on every master, glob characters escaped",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.now())
+        // Two stores whose prefixes would collide as unescaped globs: "c*[ab]?"
+        // matches "cZZaQ" and "c[ab]?" matches "caQ".
+        const tricky = yield* Layer.build(runtime("c*[ab]?"))
+        const neighbours = yield* Layer.build(runtime("cZZaQ"))
+        const neighbours2 = yield* Layer.build(runtime("caQ"))
+        const ids = Array.from({ length: 60 }, (_, i) => i)
+        for (const ctx of [tricky, neighbours, neighbours2]) {
+          yield* Effect.provide(
+            Effect.forEach(
+              ids,
+              (id) =>
+                Effect.all([
+                  Cachet.set(Users, { id }, { id, org: id % 3 }),
+                  Cachet.set(UsersArchive, { id }, id),
+                  Cachet.set(Users2, { id: `${id}*?[` }, id)
+                ]),
+              { discard: true }
+            ),
+            ctx
+          )
+        }
+        yield* Effect.provide(Cachet.invalidateTag("org:1"), tricky)
+        yield* cluster.get().command("SET", "unrelated", "1")
+
+        const before = yield* keysPerNode
+        for (const keys of before) assert.isAbove(keys.length, 0, "keys live on every master")
+        const all = before.flat()
+        const userKeys = all.filter((k) => k.startsWith("c%2A%5Bab%5D%3F:user:"))
+        assert.strictEqual(userKeys.length, 60)
+
+        const deleted = yield* Effect.provide(Cachet.invalidateKeyspace(Users), tricky)
+        assert.strictEqual(deleted, 60)
+
+        const after = (yield* keysPerNode).flat().sort()
+        assert.deepStrictEqual(after, all.filter((k) => !userKeys.includes(k)).sort(), "nothing else was deleted")
+        assert.isTrue(after.includes("c%2A%5Bab%5D%3F:~tag:org:1"), "tag records are not entries")
+        assert.strictEqual(after.filter((k) => k.startsWith("cZZaQ:user:")).length, 60)
+        assert.strictEqual(after.filter((k) => k.startsWith("caQ:user:")).length, 60)
+        assert.strictEqual(after.filter((k) => k.startsWith("c%2A%5Bab%5D%3F:user.archive-1/x_y:")).length, 60)
+        assert.strictEqual(after.filter((k) => k.startsWith("c%2A%5Bab%5D%3F:user2:")).length, 60)
+
+        // The other keyspace, whose keys contain escaped glob characters.
+        assert.strictEqual(yield* Effect.provide(Cachet.invalidateKeyspace(Users2), tricky), 60)
+        assert.strictEqual(yield* Effect.provide(Cachet.invalidateKeyspace(Users2), tricky), 0)
+        const finalKeys = (yield* keysPerNode).flat()
+        assert.strictEqual(finalKeys.filter((k) => k.includes(":user2:")).length, 120, "neighbours keep theirs")
+        assert.isTrue(finalKeys.includes("unrelated"))
+      }),
+    30_000
+  )
+
+  it.effect(
+    "Cachet over the cluster: cacheAside, tags in other slots, getMany across slots",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.now())
+        let loads = 0
+        const read = (id: number) =>
+          Effect.sync(() => {
+            loads++
+            return { id, org: 7 }
+          }).pipe(Strategy.cacheAside(Users, { id }))
+        for (let id = 0; id < 20; id++) yield* read(id)
+        for (let id = 0; id < 20; id++) yield* read(id)
+        assert.strictEqual(loads, 20)
+        yield* TestClock.adjust(1)
+        yield* Cachet.invalidateTag("org:7")
+        yield* TestClock.adjust(1)
+        for (let id = 0; id < 20; id++) yield* read(id)
+        assert.strictEqual(loads, 40)
+        const many = yield* Cachet.getMany(
+          Users,
+          Array.from({ length: 30 }, (_, id) => ({ id }))
+        )
+        assert.strictEqual(many.filter(Option.isSome).length, 20)
+        const io = yield* IoRedis.IoRedis
+        assert.isTrue(io.isCluster)
+      }).pipe(
+        Effect.provide(
+          Layer.unwrap(
+            Effect.sync(() => {
+              const io = IoRedis.layer({ cluster: cluster.get().startupNodes })
+              return Cachet.layer().pipe(
+                Layer.provideMerge(RedisStore.layerClient({ prefix: `rt-${runId()}` })),
+                Layer.provideMerge(io)
+              )
+            })
+          )
+        )
+      ),
+    20_000
+  )
+
+  it.effect("slotOf agrees with CLUSTER KEYSLOT (fast-check)", () =>
+    Effect.gen(function* () {
+      const redis = yield* rawClient(cluster.get().nodes[0]!.port)
+      const keys = fc.oneof(
+        fc.string({ unit: "grapheme", maxLength: 30 }),
+        fc.string({ unit: "binary", maxLength: 30 }),
+        fc
+          .tuple(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }))
+          .map(([a, b, c]) => `${a}{${b}}${c}`),
+        fc.constantFrom("{}", "{}a", "a{}", "{{a}}", "a{b}{c}", "}{", "user:1")
+      )
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(keys, async (key) => {
+            const expected = await redis.cluster("KEYSLOT", key)
+            return slotOf(key) === expected
+          }),
+          { numRuns: 300 }
+        )
+      )
+    })
+  )
+})
