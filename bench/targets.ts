@@ -1,0 +1,101 @@
+/**
+ * The targets of issue 7, as ratios measured in the same run.
+ */
+import { metric, ratioTarget, type Target } from "./lib/report.ts"
+import { formatMs, formatOps } from "./lib/stats.ts"
+
+export const STAMPEDE_MAX_OVERHEAD_US = 3
+export const FOOTPRINT_MAX_BYTES = 150
+
+export const targets: ReadonlyArray<Target> = [
+  ratioTarget(
+    "hit-fiber-effect",
+    "memory hit in a fiber >= 1x effect Cache.get",
+    "hit-fiber",
+    "cachet cacheAside",
+    "effect Cache.get",
+    1
+  ),
+  ratioTarget(
+    "hit-fiber-bento",
+    "memory hit in a fiber >= 10x BentoCache getOrSet",
+    "hit-fiber",
+    "cachet cacheAside",
+    "BentoCache getOrSet (await)",
+    10
+  ),
+  ratioTarget(
+    "hit-fiber-cache-manager",
+    "memory hit in a fiber >= 3x cache-manager wrap",
+    "hit-fiber",
+    "cachet cacheAside",
+    "cache-manager wrap (await)",
+    3
+  ),
+  ratioTarget(
+    "hit-runpromise-effect",
+    "memory hit, runPromise per op, within 1.2x of effect Cache.get",
+    "hit-runpromise",
+    "cachet cacheAside",
+    "effect Cache.get",
+    1 / 1.2
+  ),
+  ratioTarget(
+    "redis-hit-raw",
+    "Redis hit, 100 in flight >= 0.85x raw ioredis GET+JSON.parse",
+    "redis-hit",
+    "cachet cacheAside",
+    "ioredis GET + JSON.parse",
+    0.85
+  ),
+  ratioTarget(
+    "redis-hit-bento",
+    "Redis hit, 100 in flight >= 2x BentoCache L2",
+    "redis-hit",
+    "cachet cacheAside",
+    "BentoCache L2 getOrSet",
+    2
+  ),
+  ratioTarget(
+    "redis-getmany-raw",
+    "getMany 100 >= 0.8x raw MGET+JSON.parse",
+    "redis-getmany",
+    "cachet Cachet.getMany",
+    "ioredis MGET + JSON.parse",
+    0.8
+  ),
+  {
+    id: "stampede",
+    description: `stampede: 1 loader run, <= ${STAMPEDE_MAX_OVERHEAD_US} µs overhead per request`,
+    evaluate: (results) => {
+      const runs = metric(results, "stampede", "cachet cacheAside", "loaderRunsMax")
+      const overhead = metric(results, "stampede", "cachet cacheAside", "overheadMs")
+      if (runs === undefined || overhead === undefined) return { status: "SKIP", measured: "not measured" }
+      const ok = runs === 1 && overhead <= STAMPEDE_MAX_OVERHEAD_US / 1000
+      return { status: ok ? "PASS" : "MISS", measured: `${runs} run(s), ${formatMs(overhead)}/request` }
+    }
+  },
+  {
+    id: "footprint",
+    description: `memory: structure overhead <= ${FOOTPRINT_MAX_BYTES} B/entry`,
+    evaluate: (results) => {
+      const bytes = metric(results, "footprint", "cachet memory store", "overhead")
+      if (bytes === undefined) return { status: "SKIP", measured: "not measured" }
+      return { status: bytes <= FOOTPRINT_MAX_BYTES ? "PASS" : "MISS", measured: `${bytes.toFixed(0)} B/entry` }
+    }
+  },
+  {
+    id: "swr",
+    description: "SWR hot key: p99 while revalidating below the loader time (informational)",
+    evaluate: (results) => {
+      const p99 = metric(results, "swr", "cachet staleWhileRevalidate", "p99")
+      const loader = metric(results, "swr", "cachet staleWhileRevalidate", "loaderMs")
+      const ops = metric(results, "swr", "cachet staleWhileRevalidate", "ops")
+      if (p99 === undefined || loader === undefined) return { status: "SKIP", measured: "not measured" }
+      return {
+        status: p99 < loader ? "PASS" : "MISS",
+        measured: `p99 ${formatMs(p99)} (loader ${formatMs(loader)}), ${formatOps(ops ?? Number.NaN)} req/s`
+      }
+    }
+  }
+]
