@@ -132,15 +132,17 @@ export const planClient = (options: ConnectionOptions): ClientPlan => {
     return {
       commandTimeout: redisOptions.commandTimeout ?? base.commandTimeout,
       create: () =>
-        new Cluster(nodes, {
-          clusterRetryStrategy: retry,
-          enableOfflineQueue: false,
-          enableReadyCheck: true,
-          lazyConnect: false,
-          slotsRefreshTimeout: Math.max(base.commandTimeout, 1_000),
-          ...options.clusterOptions,
-          redisOptions
-        })
+        withSocketTimerFix(
+          new Cluster(nodes, {
+            clusterRetryStrategy: retry,
+            enableOfflineQueue: false,
+            enableReadyCheck: true,
+            lazyConnect: false,
+            slotsRefreshTimeout: Math.max(base.commandTimeout, 1_000),
+            ...options.clusterOptions,
+            redisOptions
+          })
+        )
     }
   }
   const url = options.url!
@@ -156,8 +158,33 @@ export const planClient = (options: ConnectionOptions): ClientPlan => {
   }
   return {
     commandTimeout: redisOptions.commandTimeout ?? base.commandTimeout,
-    create: () => new Redis(url, redisOptions)
+    create: () => withSocketTimerFix(new Redis(url, redisOptions))
   }
+}
+
+/**
+ * Works around an ioredis 5 bug found by our soak run: a `socketTimeout`
+ * timer armed while a connection is open is not cleared when that connection
+ * drops, and when it fires it destroys `this.stream`, which by then is the
+ * *new* connection (5 s after every server restart, a second outage). Clear
+ * the timer whenever a connection closes, on a standalone client and on every
+ * cluster node. Reaches into a private field on purpose; harmless if it is
+ * ever renamed (the bug would just come back).
+ */
+const clearSocketTimer = (redis: Redis): void => {
+  redis.on("close", () => {
+    const node = redis as unknown as { socketTimeoutTimer?: ReturnType<typeof setTimeout> | undefined }
+    if (node.socketTimeoutTimer !== undefined) {
+      clearTimeout(node.socketTimeoutTimer)
+      node.socketTimeoutTimer = undefined
+    }
+  })
+}
+
+const withSocketTimerFix = <C extends Client>(client: C): C => {
+  if (client instanceof Cluster) client.on("+node", clearSocketTimer)
+  else clearSocketTimer(client as Redis)
+  return client
 }
 
 /** The command timeout a client was configured with, if any. */
