@@ -101,6 +101,9 @@ const connectionDefaults = (options: ConnectionOptions) => {
     connectTimeout: millisOption(owner, "connectTimeout", options.connectTimeout, DEFAULT_CONNECT_TIMEOUT),
     socketTimeout: millisOption(owner, "socketTimeout", options.socketTimeout, DEFAULT_SOCKET_TIMEOUT),
     maxRetriesPerRequest: 1,
+    // Commands issued in the same tick share one write (and one round trip):
+    // with 100 requests in flight this doubled hit throughput in bench/.
+    enableAutoPipelining: true,
     // A command that already failed (timed out) must not be replayed later.
     autoResendUnfulfilledCommands: false,
     enableReadyCheck: true
@@ -135,6 +138,7 @@ export const planClient = (options: ConnectionOptions): ClientPlan => {
         withSocketTimerFix(
           new Cluster(nodes, {
             clusterRetryStrategy: retry,
+            enableAutoPipelining: true,
             enableOfflineQueue: false,
             enableReadyCheck: true,
             lazyConnect: false,
