@@ -102,6 +102,11 @@ export interface Keyspace<in P, in out A, out EN = never> {
   /** Negative caching, if on: ttl in milliseconds and the error Schema. */
   readonly negative: { readonly ttl: number; readonly error: Schema.Codec<EN, any, never, never> } | undefined
   /**
+   * Cluster-wide single flight, if on (`undefined`: loads are shared within
+   * one process only). Optional so that hand-built keyspaces stay valid.
+   */
+  readonly singleFlight?: ClusterSingleFlight | undefined
+  /**
    * The store key of `params` (`<name>:<key>`). Throws a `CacheKeyError` for
    * parameters that cannot form a key; prefer {@link key} outside hot paths.
    */
@@ -142,6 +147,10 @@ export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
  * - `tags`: tags of an entry, from its parameters and value.
  * - `negative`: cache loader failures matching `error` for `ttl`.
  * - `maxKeyBytes`: keys longer than this (UTF-8) are hashed. Default 512.
+ * - `singleFlight`: `{ scope: "process" }` (default): concurrent misses of a
+ *   key run the loader once per process. `{ scope: "cluster" }`: once across
+ *   every process sharing the store, through a lease (see
+ *   {@link SingleFlightOptions}).
  *
  * @example
  * ```ts
@@ -164,6 +173,76 @@ export interface Options<K, A, EN> {
   readonly tags?: ((params: ParamsOf<K>, value: A) => ReadonlyArray<string>) | undefined
   readonly negative?: NegativeOptions<EN> | undefined
   readonly maxKeyBytes?: number | undefined
+  readonly singleFlight?: SingleFlightOptions | undefined
+}
+
+/**
+ * Where concurrent misses of one key are collapsed into one loader run.
+ *
+ * - `{ scope: "process" }` (the default): once per process.
+ * - `{ scope: "cluster" }`: once across every process that shares the store.
+ *   The process that takes the key's lease loads; the lease expires after
+ *   `lease` (default 5 seconds) unless renewed, and it is renewed every
+ *   `lease / 3` while the loader runs, so a crashed holder blocks the others
+ *   for at most `lease`. The others wait for the value, reading the store
+ *   every `pollInterval` (default 50 ms) and retrying the lease, for at most
+ *   `wait` (default 10 seconds); then they load themselves.
+ *
+ * **Details**
+ *
+ * The lease is a service in the runtime's context: `cachet/redis` provides
+ * one on Redis (`TieredStore.layer`, `TieredStore.layerLease`). Without one,
+ * a cluster-scoped keyspace loads once per process and the runtime logs a
+ * warning. When the lease cannot be taken because its backend fails, the
+ * process loads by itself (degrade). A miss of a cluster-scoped key reads
+ * the store up to twice more (before and after taking the lease), and the
+ * lease's timings (renewal, polls, `wait`) are wall-clock time, as the
+ * lease's expiry in Redis is.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Keyspace } from "cachet"
+ *
+ * const Reports = Keyspace.make({
+ *   name: "report",
+ *   key: "report:{id}",
+ *   value: Schema.String,
+ *   ttl: "10 minutes",
+ *   singleFlight: { scope: "cluster", lease: "5 seconds", wait: "30 seconds" }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SingleFlightOptions =
+  | { readonly scope: "process" }
+  | {
+      readonly scope: "cluster"
+      readonly lease?: Duration.Input | undefined
+      readonly wait?: Duration.Input | undefined
+      readonly pollInterval?: Duration.Input | undefined
+    }
+
+/**
+ * A keyspace's cluster-wide single flight, resolved: durations in
+ * milliseconds (see {@link SingleFlightOptions}).
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * const policy: Keyspace.ClusterSingleFlight = { scope: "cluster", lease: 5_000, wait: 10_000, pollInterval: 50 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterSingleFlight {
+  readonly scope: "cluster"
+  readonly lease: number
+  readonly wait: number
+  readonly pollInterval: number
 }
 
 /**
@@ -268,6 +347,27 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     negative = { ttl: durationOption(name, "negative.ttl", options.negative.ttl, false), error: options.negative.error }
   }
 
+  let singleFlight: ClusterSingleFlight | undefined
+  const flight = options.singleFlight
+  if (flight !== undefined) {
+    if (flight.scope === "cluster") {
+      singleFlight = {
+        scope: "cluster",
+        lease: flight.lease === undefined ? 5_000 : durationOption(name, "singleFlight.lease", flight.lease, false),
+        wait: flight.wait === undefined ? 10_000 : durationOption(name, "singleFlight.wait", flight.wait, true),
+        pollInterval:
+          flight.pollInterval === undefined
+            ? 50
+            : durationOption(name, "singleFlight.pollInterval", flight.pollInterval, false)
+      }
+    } else if (flight.scope !== "process") {
+      fail(
+        name,
+        `option "singleFlight.scope" must be "process" or "cluster", got ${String((flight as { scope: unknown }).scope)}`
+      )
+    }
+  }
+
   let render: (params: any) => string
   const key: unknown = options.key
   if (typeof key === "string") {
@@ -315,6 +415,7 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     maxKeyBytes,
     tagsOf,
     negative,
+    singleFlight,
     keyUnsafe,
     is: Schema.is(options.value) as (u: unknown) => u is A,
     encode: (value, isNegative) => {

@@ -28,7 +28,7 @@ import {
   type CacheValueTooLarge
 } from "../CacheError.ts"
 import { CacheStore, type EntryCodec, type StoredEntry, type StoreInfo } from "../CacheStore.ts"
-import type { Keyspace } from "../Keyspace.ts"
+import type { ClusterSingleFlight, Keyspace } from "../Keyspace.ts"
 import { escapePart } from "./keyEncoding.ts"
 import * as WriteBehind from "./writeBehind.ts"
 
@@ -333,6 +333,35 @@ export interface RuntimeService {
 /** The Cachet runtime service. */
 export class CachetService extends Context.Service<CachetService, RuntimeService>()("cachet/Cachet") {}
 
+// ---------------------------------------------------------------------------
+// Cluster-wide single flight (optional)
+// ---------------------------------------------------------------------------
+
+/**
+ * A cross-process lease for loads of keyspaces with
+ * `singleFlight: { scope: "cluster" }` (`cachet/redis` provides one on Redis;
+ * public as `TieredStore.LoadLease`). Read once, when the runtime is built,
+ * from the context of `Cachet.layer`; when it is absent nothing changes and
+ * nothing is paid.
+ *
+ * `run` answers with `poll` as soon as it finds the value another process
+ * stored, else takes the lease of `key` and runs `load` holding it (the load
+ * both runs the loader and stores its result, so the lease outlives the
+ * write), else waits (bounded by `policy.wait`) and then runs `load` by
+ * itself. It never fails: a lease backend that fails means `load` runs.
+ */
+export class LoadLease extends Context.Service<
+  LoadLease,
+  {
+    readonly run: <A>(
+      key: string,
+      policy: ClusterSingleFlight,
+      load: Effect.Effect<A>,
+      poll: Effect.Effect<A | undefined>
+    ) => Effect.Effect<A>
+  }
+>()("cachet/LoadLease") {}
+
 /** `Effect.service(CachetService)`, allocated once. */
 export const service: Effect.Effect<RuntimeService, never, CachetService> = Effect.service(CachetService)
 
@@ -382,6 +411,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     // layer stops them before write-behind drains and nothing else.
     const background = Scope.makeUnsafe("parallel")
     const salt = yield* Random.nextInt
+    // Cluster-wide single flight: only consulted by keyspaces that ask for it.
+    const lease = Option.getOrUndefined(yield* Effect.serviceOption(LoadLease))
 
     // Metrics: the hit path increments plain counters; these series read them
     // when metrics are snapshotted or exported (no per-request Metric update).
@@ -882,7 +913,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       key: string,
       params: unknown,
       loader: Effect.Effect<unknown, unknown, unknown>,
-      flight: Flight
+      flight: Flight,
+      leased = false
     ): Effect.Effect<FlightResult> =>
       Effect.gen(function* () {
         const startedAt = clock.currentTimeMillisUnsafe()
@@ -902,6 +934,25 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
             return { exit: Exit.succeed(pending.value), storeError }
           }
           if (pending !== undefined) keep = false
+        }
+        // Cluster-wide single flight: the loader (and the write of its
+        // result) runs under the key's lease, or the value another process
+        // stored answers. Keyspaces without it pay one property read.
+        const cluster = state.keyspace.singleFlight
+        if (cluster !== undefined && !leased) {
+          if (lease !== undefined) {
+            return yield* lease.run(
+              key,
+              cluster,
+              runLoad(state, key, params, loader, flight, true),
+              polled(state, key, flight.background)
+            )
+          }
+          yield* warn(
+            `lease:${state.keyspace.name}`,
+            `cachet: keyspace ${state.keyspace.name} asks for cluster-wide single flight, but no lease service is provided (TieredStore.layer or TieredStore.layerLease); loading once per process`,
+            { keyspace: state.keyspace.name }
+          )
         }
         const started = clock.currentTimeNanosUnsafe()
         const exit = yield* Effect.exit(loader)
@@ -939,6 +990,35 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         }
         return { exit, storeError }
       }) as Effect.Effect<FlightResult>
+
+    /**
+     * For cluster-wide single flight: the value another process stored for
+     * `key`, if any. A foreground load takes any fresh entry; a background
+     * reload (of an entry that may still be fresh) only one newer than the
+     * entry seen on the first poll.
+     */
+    const polled = (
+      state: KeyspaceState,
+      key: string,
+      isBackground: boolean
+    ): Effect.Effect<FlightResult | undefined> => {
+      let first = true
+      let baseline = Number.NEGATIVE_INFINITY
+      return Effect.map(
+        Effect.orElseSucceed(read(state, key, false), () => undefined),
+        (entry) => {
+          const isFirst = first
+          first = false
+          if (entry === undefined || stateNow(entry) !== FRESH) return undefined
+          if (isBackground && isFirst) {
+            baseline = entry.createdAt
+            return undefined
+          }
+          if (entry.createdAt <= baseline) return undefined
+          return { exit: entry.negative ? Exit.fail(entry.value) : Exit.succeed(entry.value), storeError: undefined }
+        }
+      )
+    }
 
     const invalidateFlights = (keyOrPrefix: string, exact: boolean) => {
       if (exact) {

@@ -5,6 +5,10 @@
  * - {@link IoRedis}: an ioredis client (standalone or cluster) as a service,
  *   with bounded defaults; also provides effect's generic `Redis` service.
  * - {@link RedisStore}: the `CacheStore` on Redis.
+ * - {@link TieredStore}: an L1 in each process over a shared L2 (Redis by
+ *   default), kept coherent by {@link RedisBus}; also cluster-wide single
+ *   flight (a Redis lease).
+ * - {@link RedisBus}: the invalidation bus on Redis pub/sub.
  *
  * @since 0.1.0
  */
@@ -12,4 +16,8 @@
 /** @since 0.1.0 */
 export * as IoRedis from "./IoRedis.ts"
 /** @since 0.1.0 */
+export * as RedisBus from "./RedisBus.ts"
+/** @since 0.1.0 */
 export * as RedisStore from "./RedisStore.ts"
+/** @since 0.1.0 */
+export * as TieredStore from "./TieredStore.ts"

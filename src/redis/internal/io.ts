@@ -1,0 +1,140 @@
+/**
+ * Small ioredis plumbing for the bus and the lease: one bounded call, with
+ * errors translated into `CacheStoreError`, and the split of
+ * `RedisStore.LayerOptions` into a connection and store options.
+ *
+ * @internal
+ */
+import { type Duration, Effect, type Scope } from "effect"
+import { CacheStoreError, type StoreErrorReason } from "../../CacheError.ts"
+import type * as IoRedis from "../IoRedis.ts"
+import * as clientInternal from "./client.ts"
+
+const unavailableReplies =
+  /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
+
+const reasonOf = (error: unknown): StoreErrorReason => {
+  const message = error instanceof Error ? error.message : String(error)
+  if (message.includes("timed out")) return "Timeout"
+  if (error instanceof Error && error.name === "ReplyError") {
+    return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
+  }
+  return "Unavailable"
+}
+
+/**
+ * Sleeps on a real timer. I/O pacing (retries, lease renewals, polls for
+ * another process's value) follows the wall clock that Redis expiry and other
+ * processes live by, not Effect's `Clock` (which a test may have frozen).
+ */
+export const sleepReal = (millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), Math.max(0, millis))
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * Runs one ioredis call, bounded by `timeout` on a real timer (whatever the
+ * Effect `Clock`), after waiting (within the same bound) for a client that is
+ * connecting. Never throws; every failure is a `CacheStoreError`.
+ */
+export const call = <A>(
+  client: IoRedis.Client,
+  store: string,
+  op: string,
+  timeout: number,
+  run: () => Promise<A>
+): Effect.Effect<A, CacheStoreError> =>
+  Effect.callback<A, CacheStoreError>((resume) => {
+    let pending = true
+    const started = performance.now()
+    const settle = (effect: Effect.Effect<A, CacheStoreError>) => {
+      if (!pending) return
+      pending = false
+      clearTimeout(timer)
+      resume(effect)
+    }
+    const fail = (reason: StoreErrorReason, cause: unknown) =>
+      settle(Effect.fail(new CacheStoreError({ reason, op, store, cause })))
+    const timer = setTimeout(() => fail("Timeout", new Error(`no reply within ${timeout} ms`)), timeout)
+    const start = () => {
+      if (!pending) return
+      let promise: Promise<A>
+      try {
+        promise = run()
+      } catch (error) {
+        return fail(reasonOf(error), error)
+      }
+      promise.then(
+        (value) => settle(Effect.succeed(value)),
+        (error: unknown) => fail(reasonOf(error), error)
+      )
+    }
+    const gate = clientInternal.connectingGate(client)
+    if (gate === undefined) start()
+    else
+      void clientInternal
+        .settleConnecting(client, Math.max(1, timeout - (performance.now() - started)))
+        .then(start, start)
+    return Effect.sync(() => {
+      pending = false
+      clearTimeout(timer)
+    })
+  })
+
+/** The connection fields of `RedisStore.LayerOptions` and the like. */
+export interface ConnectionFields extends Omit<IoRedis.Options, "commandTimeout" | "reservePool"> {
+  readonly client?: IoRedis.Client | undefined
+  readonly commandTimeout?: Duration.Input | undefined
+}
+
+/**
+ * Options such as `RedisStore.LayerOptions` split into the connection (an
+ * `IoRedis` service, created and closed with the scope, or an adopted client
+ * left open) and the remaining options. Validated at the call: a bad option
+ * throws, naming it. `commandTimeout` serves both.
+ */
+export const connection = <O extends ConnectionFields>(
+  owner: string,
+  options: O
+): {
+  readonly rest: Omit<O, Exclude<keyof ConnectionFields, "commandTimeout">>
+  readonly io: Effect.Effect<IoRedis.Service, never, Scope.Scope>
+} => {
+  const { client, url, cluster, connectTimeout, socketTimeout, maxRetryDelay, redisOptions, clusterOptions, ...rest } =
+    options
+  if ([client, url, cluster].filter((x) => x !== undefined).length !== 1) {
+    throw new Error(`cachet: ${owner} needs exactly one of the options "url", "cluster" and "client"`)
+  }
+  if (client !== undefined) {
+    return {
+      rest,
+      io: Effect.as(clientInternal.attach(client, false), {
+        client,
+        isCluster: clientInternal.isCluster(client),
+        commandTimeout: clientInternal.commandTimeoutOf(client)
+      })
+    }
+  }
+  const plan = clientInternal.planClient({
+    url,
+    cluster,
+    commandTimeout: options.commandTimeout,
+    connectTimeout,
+    socketTimeout,
+    maxRetryDelay,
+    redisOptions,
+    clusterOptions
+  })
+  return {
+    rest,
+    io: Effect.suspend(() => {
+      const created = plan.create()
+      return Effect.as(clientInternal.attach(created, true), {
+        client: created,
+        isCluster: clientInternal.isCluster(created),
+        commandTimeout: plan.commandTimeout
+      })
+    })
+  }
+}

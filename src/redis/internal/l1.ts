@@ -1,0 +1,240 @@
+/**
+ * The L1 of a `TieredStore`: what one process keeps of the shared L2.
+ *
+ * - Entries: decoded `StoredEntry` objects (no serialisation on a hit), in a
+ *   `Map` whose insertion order is the recency order (a hit moves its key to
+ *   the end; the first key is the least recently used). Each expires at the
+ *   earlier of its `staleUntil` and `now + maxTtl`, read from Effect's `Clock`.
+ *   An entry is handed out as stored: its timeline is never changed.
+ * - Tag times: a cache of the L2's tag records, each trusted until
+ *   `validUntil` (`now + maxTtl` when read from the L2), raised (never
+ *   lowered) by invalidations this process makes or hears of on the bus.
+ * - A guard against stale backfills: an L2 read that was in flight when its
+ *   key was invalidated (here or on the bus) must not put what it read into
+ *   the L1. Every invalidation bumps a counter and remembers the key's bump;
+ *   a read records the counter when it starts and may backfill only if its
+ *   key was not bumped since. The memory is bounded: past `GUARD_KEYS`
+ *   remembered keys the oldest is forgotten and every read that started
+ *   before its bump is refused (conservative: a refused backfill is one more
+ *   L2 read later, never a stale value).
+ *
+ * This module does no I/O and never fails.
+ *
+ * @internal
+ */
+import type { MemoryOptions, StoredEntry } from "../../CacheStore.ts"
+import { estimateSize } from "../../internal/memoryStore.ts"
+
+interface Slot {
+  readonly entry: StoredEntry
+  readonly expiresAt: number
+  readonly size: number
+}
+
+/** A cached tag record; `time` is the latest invalidation known (or none). */
+interface TagRecord {
+  time: number | undefined
+  retainUntil: number
+  validUntil: number
+}
+
+/** Keys whose last invalidation the backfill guard remembers. */
+const GUARD_KEYS = 1024
+
+/** The L1; every method is synchronous. */
+export interface L1 {
+  /** An entry that has not expired (and marks it recently used). */
+  readonly get: (key: string, now: number) => StoredEntry | undefined
+  /** Keeps an entry until the earlier of its `staleUntil` and `now + maxTtl`. */
+  readonly set: (key: string, entry: StoredEntry, now: number) => void
+  readonly delete: (key: string) => void
+  readonly deletePrefix: (prefix: string) => void
+  /** Drops every entry and every cached tag record. */
+  readonly clear: () => void
+  /**
+   * The tag's invalidation time if the cache knows it (`undefined`: never
+   * invalidated, or forgotten after its retention), or `null` when the L2
+   * must be asked. With `stale`, a record past `validUntil` answers too (for
+   * when the L2 cannot be asked).
+   */
+  readonly tagTime: (tag: string, now: number, stale: boolean) => number | undefined | null
+  /** Records what the L2 answered for a tag, trusted for `maxTtl`. */
+  readonly tagFetched: (tag: string, time: number | undefined, now: number) => void
+  /** Records an invalidation (local or from the bus); never lowers a time. */
+  readonly tagInvalidated: (tag: string, time: number, retainUntil: number) => void
+  /** The guard's clock: record it when an L2 read starts. */
+  readonly mark: () => number
+  /** Whether a read started at `mark` may backfill `key`. */
+  readonly mayBackfill: (key: string, mark: number) => boolean
+  /** Whether a read started at `mark` may cache tag times (no reset since). */
+  readonly mayCacheTags: (mark: number) => boolean
+  /** An invalidation of `key`: reads in flight will not backfill it. */
+  readonly touch: (key: string) => void
+  /** An invalidation of everything (prefix, clear, reset): no read in flight backfills. */
+  readonly touchAll: () => void
+  readonly entries: () => number
+  readonly evictions: () => number
+  readonly bytes: () => number | undefined
+}
+
+const validate = (name: string, value: number | undefined, integer: boolean): void => {
+  if (value === undefined) return
+  if (!(value > 0) || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+    throw new Error(
+      `cachet: TieredStore option "l1.${name}" must be a positive ${integer ? "integer" : "number"}, got ${String(value)}`
+    )
+  }
+}
+
+/** Validates L1 options; a bad one throws, naming it. */
+export const validateOptions = (options: MemoryOptions | undefined): void => {
+  validate("capacity", options?.capacity, true)
+  validate("maxBytes", options?.maxBytes, false)
+}
+
+/**
+ * Builds an L1. Options are validated at the call (a bad one throws, naming
+ * it). `maxTtl` is in milliseconds (`Infinity` for no bound).
+ */
+export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => {
+  validateOptions(options)
+  const capacity = options?.capacity ?? 10_000
+  const maxBytes = options?.maxBytes
+  const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
+  // Tag records: as many as entries, at least 1,000 (many entries share tags).
+  const tagCapacity = Math.max(capacity, 1_000)
+
+  const map = new Map<string, Slot>()
+  const tags = new Map<string, TagRecord>()
+  let bytes = 0
+  let evictions = 0
+
+  let counter = 0
+  let floor = 0
+  const touched = new Map<string, number>()
+
+  const remove = (key: string, slot: Slot) => {
+    map.delete(key)
+    bytes -= slot.size
+  }
+
+  const get = (key: string, now: number): StoredEntry | undefined => {
+    const slot = map.get(key)
+    if (slot === undefined) return undefined
+    if (slot.expiresAt <= now) {
+      remove(key, slot)
+      return undefined
+    }
+    // Most recently used goes last (Map keeps insertion order).
+    map.delete(key)
+    map.set(key, slot)
+    return slot.entry
+  }
+
+  const set = (key: string, entry: StoredEntry, now: number): void => {
+    const existing = map.get(key)
+    if (existing !== undefined) remove(key, existing)
+    const expiresAt = Math.min(entry.staleUntil, now + maxTtl)
+    if (expiresAt <= now) return
+    const size = sizeOf === undefined ? 0 : sizeOf(entry.value) + 2 * key.length + 96
+    // Too big for the L1 budget: the L2 keeps it; the L1 does not.
+    if (maxBytes !== undefined && size > maxBytes) return
+    map.set(key, { entry, expiresAt, size })
+    bytes += size
+    while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
+      const oldest = map.keys().next()
+      if (oldest.done === true || oldest.value === key) break
+      remove(oldest.value, map.get(oldest.value)!)
+      evictions++
+    }
+  }
+
+  const deleteKey = (key: string): void => {
+    const slot = map.get(key)
+    if (slot !== undefined) remove(key, slot)
+  }
+
+  const deletePrefix = (prefix: string): void => {
+    for (const [key, slot] of map) if (key.startsWith(prefix)) remove(key, slot)
+  }
+
+  const clear = (): void => {
+    map.clear()
+    tags.clear()
+    bytes = 0
+  }
+
+  const recordOf = (tag: string): TagRecord => {
+    let record = tags.get(tag)
+    if (record === undefined) {
+      record = { time: undefined, retainUntil: 0, validUntil: 0 }
+      tags.set(tag, record)
+      if (tags.size > tagCapacity) tags.delete(tags.keys().next().value!)
+    }
+    return record
+  }
+
+  const tagTime = (tag: string, now: number, stale: boolean): number | undefined | null => {
+    const record = tags.get(tag)
+    if (record === undefined || (!stale && record.validUntil <= now)) return null
+    return record.time !== undefined && record.retainUntil > now ? record.time : undefined
+  }
+
+  const tagFetched = (tag: string, time: number | undefined, now: number): void => {
+    const record = recordOf(tag)
+    // The L2 answered for `now`; an invalidation heard meanwhile may be later.
+    if (time !== undefined && (record.time === undefined || record.retainUntil <= now || time > record.time)) {
+      record.time = time
+      // The L2 drops a record after its retention; so do we (retention is
+      // not sent back by the L2: keep it as long as we trust the record).
+      record.retainUntil = Math.max(record.retainUntil, now + maxTtl)
+    }
+    record.validUntil = now + maxTtl
+  }
+
+  const tagInvalidated = (tag: string, time: number, retainUntil: number): void => {
+    const record = recordOf(tag)
+    if (record.time === undefined || time > record.time) {
+      record.time = time
+      record.retainUntil = retainUntil
+    } else if (time === record.time) {
+      record.retainUntil = Math.max(record.retainUntil, retainUntil)
+    }
+  }
+
+  const touch = (key: string): void => {
+    counter++
+    touched.delete(key)
+    touched.set(key, counter)
+    if (touched.size > GUARD_KEYS) {
+      const [oldest, bump] = touched.entries().next().value!
+      touched.delete(oldest)
+      floor = bump
+    }
+  }
+
+  const touchAll = (): void => {
+    counter++
+    floor = counter
+    touched.clear()
+  }
+
+  return {
+    get,
+    set,
+    delete: deleteKey,
+    deletePrefix,
+    clear,
+    tagTime,
+    tagFetched,
+    tagInvalidated,
+    mark: () => counter,
+    mayBackfill: (key, mark) => mark >= floor && (touched.get(key) ?? 0) <= mark,
+    mayCacheTags: (mark) => mark >= floor,
+    touch,
+    touchAll,
+    entries: () => map.size,
+    evictions: () => evictions,
+    bytes: () => (maxBytes === undefined ? undefined : bytes)
+  }
+}

@@ -1,0 +1,363 @@
+/**
+ * The tiered store: an L1 in the process over any L2 store, kept coherent
+ * across processes by an optional bus. Public docs live in `TieredStore.ts`.
+ *
+ * Order of operations (each chosen so that no L1 keeps a value older than
+ * the L2's for longer than the bus takes to say so):
+ *
+ * - read: L1; on a miss, L2, then backfill the L1, unless the key was
+ *   invalidated while the L2 read was in flight (see `l1.ts`).
+ * - write: L2, then the L1 and a `Set` message. If the L2 fails, the value
+ *   is kept in this process's L1 only and *nothing is published* (other
+ *   instances would drop their copy only to read the old value, or nothing,
+ *   from the L2); the failure is returned.
+ * - delete (keys, prefix, tag): the L1 first, then the L2, then the L1 again
+ *   and a message, *whether or not the L2 failed*: every L1 forgets the key;
+ *   the failure is returned.
+ *
+ * @internal
+ */
+import { Clock, Effect, type Scope } from "effect"
+import type { CacheStoreError } from "../../CacheError.ts"
+import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../../CacheStore.ts"
+import type { BusService, BusStats, Message } from "./bus.ts"
+import * as L1 from "./l1.ts"
+import type { LeaseStats } from "./lease.ts"
+
+/** Counters of a tiered store. */
+export interface TieredStats {
+  /** Reads answered by the L1. */
+  readonly l1Hits: number
+  /** Reads the L1 could not answer (then asked of the L2). */
+  readonly l1Misses: number
+  /** L1 misses the L2 answered. */
+  readonly l2Hits: number
+  /** L1 misses the L2 did not have either. */
+  readonly l2Misses: number
+  /** Backfills refused because the key was invalidated during the L2 read. */
+  readonly backfillsSkipped: number
+  /** Keys dropped from the L1 on a bus message. */
+  readonly remoteInvalidations: number
+  /** Times the whole L1 was dropped (bus subscription, gap, clear message). */
+  readonly l1Clears: number
+  readonly l1Entries: number
+  readonly l1Evictions: number
+  /** The bus's counters, when the bus is on. */
+  readonly bus: BusStats | undefined
+  /** The lease's counters, when this store provides the lease. */
+  readonly lease: LeaseStats | undefined
+}
+
+/** The `Tiered` service: stats and an explicit L1 clear. */
+export interface TieredService {
+  readonly stats: Effect.Effect<TieredStats>
+  readonly clearL1: Effect.Effect<void>
+}
+
+/** Resolved options. */
+export interface Resolved {
+  readonly l1: MemoryOptions | undefined
+  readonly l1MaxTtl: number
+}
+
+const later = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined ? b : b === undefined ? a : Math.max(a, b)
+
+/** Builds the tiered store over `l2` in the current scope (the bus listener lives as long). */
+export const make = (
+  options: Resolved,
+  l2: CacheStore["Service"],
+  bus: BusService | undefined,
+  leaseStats: (() => LeaseStats) | undefined
+): Effect.Effect<{ readonly store: CacheStore["Service"]; readonly tiered: TieredService }, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const now = () => clock.currentTimeMillisUnsafe()
+    const l1 = L1.make(options.l1, options.l1MaxTtl)
+    const c = {
+      l1Hits: 0,
+      l1Misses: 0,
+      l2Hits: 0,
+      l2Misses: 0,
+      backfillsSkipped: 0,
+      remoteInvalidations: 0,
+      l1Clears: 0
+    }
+
+    const publish = (message: Message): Effect.Effect<void> => (bus === undefined ? Effect.void : bus.publish(message))
+
+    const reset = () => {
+      l1.clear()
+      l1.touchAll()
+      c.l1Clears++
+    }
+
+    if (bus !== undefined) {
+      yield* bus.listen({
+        onMessage: (message) => {
+          switch (message._tag) {
+            case "Set":
+            case "Delete":
+              for (const key of message.keys) {
+                l1.delete(key)
+                l1.touch(key)
+              }
+              c.remoteInvalidations += message.keys.length
+              return
+            case "Tags":
+              for (const t of message.tags) l1.tagInvalidated(t.tag, t.time, t.time + t.retainMillis)
+              return
+            case "DeletePrefix":
+              l1.deletePrefix(message.prefix)
+              l1.touchAll()
+              return
+            case "Clear":
+              return reset()
+          }
+        },
+        onReset: reset
+      })
+    }
+
+    /** After a successful L2 read: backfill, unless invalidated meanwhile. */
+    const backfill = (key: string, entry: StoredEntry, mark: number) => {
+      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now())
+      else c.backfillsSkipped++
+    }
+
+    /** After a write: the L1 takes the value (if nobody invalidated the key meanwhile). */
+    const keep = (key: string, entry: StoredEntry, mark: number) => {
+      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now())
+      else l1.delete(key)
+      // Reads that started before this write must not backfill older data.
+      l1.touch(key)
+    }
+
+    const forget = (keys: ReadonlyArray<string>) => {
+      for (const key of keys) {
+        l1.delete(key)
+        l1.touch(key)
+      }
+    }
+
+    const get: CacheStore["Service"]["get"] = (key, codec) =>
+      Effect.suspend(() => {
+        const hit = l1.get(key, now())
+        if (hit !== undefined) {
+          c.l1Hits++
+          return Effect.succeed(hit)
+        }
+        c.l1Misses++
+        const mark = l1.mark()
+        return Effect.map(l2.get(key, codec), (entry) => {
+          if (entry === undefined) {
+            c.l2Misses++
+            return undefined
+          }
+          c.l2Hits++
+          backfill(key, entry, mark)
+          return entry
+        })
+      })
+
+    const getMany: CacheStore["Service"]["getMany"] = (keys, codec) =>
+      Effect.suspend(() => {
+        const t = now()
+        const out: Array<StoredEntry | undefined> = new Array(keys.length)
+        const missing: Array<number> = []
+        keys.forEach((key, i) => {
+          const hit = l1.get(key, t)
+          if (hit === undefined) missing.push(i)
+          else out[i] = hit
+        })
+        c.l1Hits += keys.length - missing.length
+        c.l1Misses += missing.length
+        if (missing.length === 0) return Effect.succeed(out)
+        const mark = l1.mark()
+        return Effect.map(
+          l2.getMany(
+            missing.map((i) => keys[i]!),
+            codec
+          ),
+          (entries) => {
+            missing.forEach((i, j) => {
+              const entry = entries[j]
+              out[i] = entry
+              if (entry === undefined) c.l2Misses++
+              else {
+                c.l2Hits++
+                backfill(keys[i]!, entry, mark)
+              }
+            })
+            return out
+          }
+        )
+      })
+
+    const set: CacheStore["Service"]["set"] = (key, entry, codec) =>
+      Effect.suspend(() => {
+        const mark = l1.mark()
+        return l2.set(key, entry, codec).pipe(
+          Effect.matchEffect({
+            onSuccess: () => {
+              keep(key, entry, mark)
+              return publish({ _tag: "Set", keys: [key] })
+            },
+            onFailure: (error) => {
+              // The L2 is unreachable: this process keeps the value; nothing
+              // is published. A value the L2 refused (encoding, size) is kept
+              // nowhere.
+              if (error._tag === "CacheStoreError") keep(key, entry, mark)
+              return Effect.fail(error)
+            }
+          })
+        )
+      })
+
+    const setMany: CacheStore["Service"]["setMany"] = (entries, codec) =>
+      Effect.suspend(() => {
+        if (entries.length === 0) return Effect.void
+        const mark = l1.mark()
+        const keepAll = () => {
+          for (const [key, entry] of entries) keep(key, entry, mark)
+        }
+        return l2.setMany(entries, codec).pipe(
+          Effect.matchEffect({
+            onSuccess: () => {
+              keepAll()
+              return publish({ _tag: "Set", keys: entries.map(([key]) => key) })
+            },
+            onFailure: (error) => {
+              if (error._tag === "CacheStoreError") keepAll()
+              return Effect.fail(error)
+            }
+          })
+        )
+      })
+
+    /** Runs an L2 deletion between two L1 deletions, then publishes, whatever the L2 said. */
+    const deleting = <A>(
+      local: () => void,
+      remote: Effect.Effect<A, CacheStoreError>,
+      message: Message
+    ): Effect.Effect<A, CacheStoreError> =>
+      Effect.suspend(() => {
+        local()
+        return Effect.onExit(remote, () =>
+          Effect.suspend(() => {
+            local()
+            return publish(message)
+          })
+        )
+      })
+
+    const del: CacheStore["Service"]["delete"] = (key) =>
+      deleting(() => forget([key]), l2.delete(key), { _tag: "Delete", keys: [key] })
+
+    const deleteMany: CacheStore["Service"]["deleteMany"] = (keys) =>
+      keys.length === 0
+        ? Effect.succeed(0)
+        : deleting(() => forget(keys), l2.deleteMany(keys), { _tag: "Delete", keys })
+
+    const deletePrefix: CacheStore["Service"]["deletePrefix"] = (prefix) =>
+      deleting(
+        () => {
+          l1.deletePrefix(prefix)
+          l1.touchAll()
+        },
+        l2.deletePrefix(prefix),
+        { _tag: "DeletePrefix", prefix }
+      )
+
+    const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
+      Effect.suspend(() => {
+        const t = now()
+        const out: Array<number | undefined> = new Array(tags.length)
+        const missing: Array<number> = []
+        tags.forEach((tag, i) => {
+          const time = l1.tagTime(tag, t, false)
+          if (time === null) missing.push(i)
+          else out[i] = time
+        })
+        if (missing.length === 0) return Effect.succeed(out)
+        const mark = l1.mark()
+        return l2.getTagTimes(missing.map((i) => tags[i]!)).pipe(
+          Effect.map((times) => {
+            const t2 = now()
+            const cache = l1.mayCacheTags(mark)
+            missing.forEach((i, j) => {
+              const tag = tags[i]!
+              if (cache) l1.tagFetched(tag, times[j], t2)
+              const local = l1.tagTime(tag, t2, true)
+              out[i] = later(times[j], local ?? undefined)
+            })
+            return out
+          }),
+          // The L2 cannot answer: what the L1 last knew of every tag, if it
+          // knows them all (entries here live at most l1MaxTtl anyway).
+          Effect.catch((error) =>
+            Effect.suspend(() => {
+              const t2 = now()
+              for (const i of missing) {
+                const local = l1.tagTime(tags[i]!, t2, true)
+                if (local === null) return Effect.fail(error)
+                out[i] = local
+              }
+              return Effect.succeed(out)
+            })
+          )
+        )
+      })
+
+    const setTagTime: CacheStore["Service"]["setTagTime"] = (tag, time, retainMillis) =>
+      Effect.suspend(() => {
+        l1.tagInvalidated(tag, time, time + retainMillis)
+        return Effect.onExit(l2.setTagTime(tag, time, retainMillis), () =>
+          publish({ _tag: "Tags", tags: [{ tag, time, retainMillis }] })
+        )
+      })
+
+    const info: StoreInfo = {
+      get entries() {
+        return l1.entries()
+      },
+      get bytes() {
+        return l1.bytes()
+      },
+      get evictions() {
+        return l1.evictions()
+      }
+    }
+
+    const store: CacheStore["Service"] = {
+      name: `tiered(${l2.name})`,
+      get,
+      getMany,
+      set,
+      setMany,
+      delete: del,
+      deleteMany,
+      deletePrefix,
+      getTagTimes,
+      setTagTime,
+      ping: l2.ping,
+      info: Effect.succeed(info),
+      // No getUnsafe: the runtime's synchronous read treats `undefined` as a
+      // miss, but an L1 miss must still ask the L2.
+      getUnsafe: undefined,
+      getTagTimeUnsafe: undefined
+    }
+
+    const tiered: TieredService = {
+      stats: Effect.map(bus === undefined ? Effect.undefined : bus.stats, (busStats) => ({
+        ...c,
+        l1Entries: l1.entries(),
+        l1Evictions: l1.evictions(),
+        bus: busStats,
+        lease: leaseStats?.()
+      })),
+      clearL1: Effect.sync(reset)
+    }
+
+    return { store, tiered }
+  })
