@@ -1,9 +1,13 @@
 /**
- * `cachet/http`: HTTP caching middleware for effect/http.
+ * `cachet/http`: HTTP caching for effect/http servers, on the Cachet runtime.
  *
- * Not yet implemented: tracked by the cachet/http issue. This entry point
- * exists so that the package's export map is stable.
+ * - {@link HttpCache}: a shared cache middleware (RFC 9111, RFC 5861) for
+ *   HttpRouter and HttpApi apps: storability, keys, ETag/304, Age,
+ *   Cache-Control, stale-while-revalidate, stale-if-error, invalidation on
+ *   writes; and `HttpCache.etag` for conditional GETs alone.
  *
  * @since 0.1.0
  */
-export {}
+
+/** @since 0.1.0 */
+export * as HttpCache from "./HttpCache.ts"

@@ -1,0 +1,298 @@
+/**
+ * What a shared cache may store and reuse (RFC 9111 §3, §3.5, §4, RFC 5861),
+ * as pure functions of a request and a response, and the normalisation of a
+ * request target exactly as effect's router (FindMyWay) sees it.
+ *
+ * @internal
+ */
+import { FindMyWay } from "effect/http"
+import { type CacheControl, parseCacheControl, parseHttpDate, parseVary } from "./headers.ts"
+
+// ---------------------------------------------------------------------------
+// Target normalisation
+// ---------------------------------------------------------------------------
+
+/** How the router normalises paths (effect's defaults: both true). */
+export interface RouterNormalisation {
+  readonly ignoreTrailingSlash: boolean
+  readonly ignoreDuplicateSlashes: boolean
+}
+
+/** A request target as the router sees it: the matched path and the parsed query, canonical. */
+export interface Target {
+  /** The path the router matches (decoded as it decodes, slashes as it folds them; case kept). */
+  readonly path: string
+  /** The query parameters as the router parses them, sorted by name (values of one name keep their order). */
+  readonly query: string
+}
+
+// The functions below follow FindMyWay's `find` (effect/http/FindMyWay,
+// MIT, Tomas Della Vedova), so that two targets share a cache key only when
+// the router hands their handlers the same path, parameters and query. Case
+// is kept: the router matches static segments case-insensitively but passes
+// parameters with their case, so folding case here could merge two
+// different responses.
+
+const decodeComponentChar = (high: number, low: number): string | undefined => {
+  if (high === 50) {
+    if (low === 53) return "%"
+    if (low === 51) return "#"
+    if (low === 52) return "$"
+    if (low === 54) return "&"
+    if (low === 66 || low === 98) return "+"
+    if (low === 67 || low === 99) return ","
+    if (low === 70 || low === 102) return "/"
+    return undefined
+  }
+  if (high === 51) {
+    if (low === 65 || low === 97) return ":"
+    if (low === 66 || low === 98) return ";"
+    if (low === 68 || low === 100) return "="
+    if (low === 70 || low === 102) return "?"
+    return undefined
+  }
+  if (high === 52 && low === 48) return "@"
+  return undefined
+}
+
+const safeDecodeURI = (path: string): { readonly path: string; readonly querystring: string } => {
+  let shouldDecode = false
+  let querystring = ""
+  for (let i = 1; i < path.length; i++) {
+    const code = path.charCodeAt(i)
+    if (code === 37) {
+      const high = path.charCodeAt(i + 1)
+      const low = path.charCodeAt(i + 2)
+      if (decodeComponentChar(high, low) === undefined) {
+        shouldDecode = true
+      } else {
+        if (high === 50 && low === 53) {
+          shouldDecode = true
+          path = path.slice(0, i + 1) + "25" + path.slice(i + 1)
+          i += 2
+        }
+        i += 2
+      }
+    } else if (code === 63 || code === 59 || code === 35) {
+      querystring = path.slice(i + 1)
+      path = path.slice(0, i)
+      break
+    }
+  }
+  return { path: shouldDecode ? decodeURI(path) : path, querystring }
+}
+
+/** The path and query of a URL or origin-form target (`http://host/a?b` or `/a?b`). */
+export const originForm = (url: string): string => {
+  if (url.charCodeAt(0) === 47) return url
+  const scheme = url.startsWith("http://") ? 7 : url.startsWith("https://") ? 8 : -1
+  if (scheme === -1) return url
+  const slash = url.indexOf("/", scheme)
+  return slash === -1 ? "/" : url.slice(slash)
+}
+
+// The router's own query parser, reached through a one-route router.
+const queryRouter = FindMyWay.make<true>()
+queryRouter.on("GET", "/", true)
+
+const canonicalQuery = (querystring: string): string => {
+  if (querystring.length === 0) return ""
+  const found = queryRouter.find("GET", `/?${querystring}`)
+  if (found === undefined) return ""
+  const entries = Object.keys(found.searchParams)
+    .sort()
+    .map((name) => [name, found.searchParams[name]] as const)
+  return entries.length === 0 ? "" : JSON.stringify(entries)
+}
+
+/**
+ * The target of `url` as the router sees it, or `undefined` when the router
+ * could not route it either (a malformed percent-encoding).
+ */
+export const normalizeTarget = (url: string, router: RouterNormalisation): Target | undefined => {
+  let path = originForm(url)
+  let querystring = ""
+  try {
+    const decoded = safeDecodeURI(path)
+    path = decoded.path
+    querystring = decoded.querystring
+  } catch {
+    return undefined
+  }
+  if (router.ignoreDuplicateSlashes && path.indexOf("//") !== -1) path = path.replace(/\/\/+/g, "/")
+  if (router.ignoreTrailingSlash && path.length > 1 && path.charCodeAt(path.length - 1) === 47) {
+    path = path.slice(0, -1)
+  }
+  return { path, query: canonicalQuery(querystring) }
+}
+
+// ---------------------------------------------------------------------------
+// Storability and freshness
+// ---------------------------------------------------------------------------
+
+/** A route's caching policy, resolved (durations in milliseconds). */
+export interface ResolvedPolicy {
+  /** Freshness given by the policy to responses without their own; undefined: only explicit freshness. */
+  readonly ttl: number | undefined
+  /** Stale-while-revalidate window given by the policy. */
+  readonly staleWhileRevalidate: number
+  /** Stale-if-error window given by the policy. */
+  readonly staleIfError: number
+  /** Statuses the policy's ttl applies to; 204 and 5xx are stored only when listed. */
+  readonly statuses: ReadonlySet<number>
+}
+
+/** Heuristically cacheable statuses (RFC 9110 §15.1) without 204 and 501, which must be opted into. */
+export const defaultStatuses: ReadonlyArray<number> = [200, 203, 300, 301, 308, 404, 405, 410, 414]
+
+/** Request header names read by the decision (lowercase). */
+export interface RequestFacts {
+  readonly method: string
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** The route keys authenticated requests per user (a user key was found for this request). */
+  readonly userKeyed: boolean
+}
+
+/** What the decision reads of a response. */
+export interface ResponseFacts {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** The response sets a cookie (`Set-Cookie` header or cookies). */
+  readonly setsCookie: boolean
+}
+
+/** A stored response's timeline, relative to its generation (milliseconds). */
+export interface Timeline {
+  readonly lifetime: number
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+}
+
+/** The outcome of {@link decide}. */
+export type Decision =
+  | {
+      readonly store: true
+      readonly timeline: Timeline
+      /** Explicitly `public` or `s-maxage`: may answer requests with credentials (RFC 9111 §3.5). */
+      readonly shared: boolean
+      /** Freshness came from the response itself (else from the policy). */
+      readonly explicit: boolean
+      readonly cacheControl: CacheControl
+      /** Lowercase names of the response's `Vary`. */
+      readonly vary: ReadonlyArray<string>
+    }
+  | { readonly store: false; readonly reason: string }
+
+/** Request headers that override the method in some frameworks: such requests bypass the cache. */
+export const methodOverrideHeaders: ReadonlyArray<string> = [
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override"
+]
+
+/**
+ * Why a GET/HEAD request bypasses the cache entirely (neither read nor
+ * stored), or undefined. Credentials are not a reason here: see
+ * {@link decide} and the middleware's lookup rules.
+ */
+export const requestBypass = (method: string, headers: Readonly<Record<string, string | undefined>>) => {
+  if (method !== "GET" && method !== "HEAD") return "method"
+  if (headers["range"] !== undefined) return "range request"
+  for (const name of methodOverrideHeaders) if (headers[name] !== undefined) return "method override header"
+  return undefined
+}
+
+const seconds = (s: number): number => (s < 0 ? 0 : s * 1000)
+
+/**
+ * Whether a response may be stored by a shared cache under `policy`, and for
+ * how long. `now` is the time the response was received (for `Expires`
+ * without `Date`).
+ *
+ * Stores only when all hold (RFC 9111 §3, §3.5, plus cachet's stricter
+ * rules, each marked *):
+ * - the request method is GET or HEAD, without `Range`* or a method override
+ *   header*, and without request `no-store`;
+ * - the status is final and not 206 or 304; 204 and 5xx only when the policy
+ *   lists them*;
+ * - the response has no `no-store`, no `private`, no `no-cache`* (cachet does
+ *   not revalidate with the origin), no `Vary: *`, no `Set-Cookie`*;
+ * - a request with `Authorization` or `Cookie`* is stored only when the route
+ *   keys it per user, or the response is `public` or has `s-maxage` (RFC 9111
+ *   §3.5 also allows `must-revalidate`; cachet does not*);
+ * - the response has explicit freshness (`s-maxage`, `max-age`, `Expires`),
+ *   or the policy has a ttl and lists the status;
+ * - some part of its timeline (fresh or stale windows) is still ahead.
+ */
+export const decide = (
+  request: RequestFacts,
+  response: ResponseFacts,
+  policy: ResolvedPolicy,
+  now: number
+): Decision => {
+  const bypass = requestBypass(request.method, request.headers)
+  if (bypass !== undefined) return { store: false, reason: bypass }
+  if (parseCacheControl(request.headers["cache-control"]).noStore) return { store: false, reason: "request no-store" }
+  const status = response.status
+  if (!Number.isInteger(status) || status < 200 || status > 599) return { store: false, reason: "status not final" }
+  if (status === 206 || status === 304) return { store: false, reason: `status ${status}` }
+  const cc = parseCacheControl(response.headers["cache-control"])
+  if (cc.noStore) return { store: false, reason: "no-store" }
+  if (cc.private) return { store: false, reason: "private" }
+  if (cc.noCache) return { store: false, reason: "no-cache" }
+  const vary = parseVary(response.headers["vary"])
+  if (vary.star) return { store: false, reason: "Vary: *" }
+  if (response.setsCookie) return { store: false, reason: "Set-Cookie" }
+  const shared = cc.public || cc.sMaxage !== undefined
+  const credentials = request.headers["authorization"] !== undefined || request.headers["cookie"] !== undefined
+  if (credentials && !request.userKeyed && !shared) {
+    return { store: false, reason: "credentials without a per-user key or public response" }
+  }
+  const gated = status === 204 || status >= 500
+  let lifetime: number
+  let explicit = true
+  if (cc.sMaxage !== undefined) lifetime = seconds(cc.sMaxage)
+  else if (cc.maxAge !== undefined) lifetime = seconds(cc.maxAge)
+  else if (response.headers["expires"] !== undefined) {
+    // An invalid Expires (such as "0") means already expired (RFC 9111 §5.3).
+    const expires = parseHttpDate(response.headers["expires"])
+    const date = parseHttpDate(response.headers["date"]) ?? now
+    lifetime = expires === undefined ? 0 : Math.max(0, expires - date)
+  } else {
+    explicit = false
+    lifetime = policy.ttl ?? -1
+  }
+  if (explicit) {
+    if (gated && !policy.statuses.has(status)) return { store: false, reason: `status ${status} not configured` }
+  } else {
+    if (policy.ttl === undefined) return { store: false, reason: "no explicit freshness" }
+    if (!policy.statuses.has(status)) return { store: false, reason: `status ${status} not cacheable by policy` }
+  }
+  // Stale windows: the response's own directives (RFC 5861) win; the
+  // policy's apply unless the response forbids serving it stale
+  // (must-revalidate, proxy-revalidate, s-maxage: RFC 9111 §4.2.4).
+  const forbidsStale = cc.mustRevalidate || cc.proxyRevalidate || cc.sMaxage !== undefined
+  const swr = cc.mustRevalidate
+    ? 0
+    : cc.staleWhileRevalidate !== undefined
+      ? seconds(cc.staleWhileRevalidate)
+      : forbidsStale
+        ? 0
+        : policy.staleWhileRevalidate
+  const sie = cc.mustRevalidate
+    ? 0
+    : cc.staleIfError !== undefined
+      ? seconds(cc.staleIfError)
+      : forbidsStale
+        ? 0
+        : policy.staleIfError
+  if (lifetime <= 0 && swr <= 0 && sie <= 0) return { store: false, reason: "already stale" }
+  return {
+    store: true,
+    timeline: { lifetime: Math.max(0, lifetime), staleWhileRevalidate: swr, staleIfError: sie },
+    shared,
+    explicit,
+    cacheControl: cc,
+    vary: vary.names
+  }
+}
