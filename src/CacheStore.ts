@@ -169,7 +169,7 @@ export class CacheStore extends Context.Service<
      * Synchronous read for stores in the process, used by the runtime on the
      * hit path to skip an Effect step. Must behave exactly as `get`.
      */
-    readonly getUnsafe?: ((key: string) => StoredEntry | undefined) | undefined
+    readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
     /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
     readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
   }

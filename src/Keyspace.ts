@@ -280,6 +280,12 @@ const durationOption = (name: string, option: string, input: Duration.Input, all
   return millis
 }
 
+/** Keys memoised per one-placeholder keyspace (see `keyUnsafe`). */
+const KEY_MEMO_SIZE = 16_384
+
+/** A flat copy of a string (no rope): its hash is computed once, and it holds no wrapper. */
+const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string
+
 const issueMessage = (error: Schema.SchemaError): string => error.message
 
 /**
@@ -369,11 +375,14 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
   }
 
   let render: (params: any) => string
+  // The placeholder of a one-placeholder template (keys memoised by its value).
+  let single: string | undefined
   const key: unknown = options.key
   if (typeof key === "string") {
     const parsed = parseTemplate(key)
     if (typeof parsed === "string") return fail(name, `option "key": ${parsed}`)
     render = renderTemplate(parsed)
+    if (parsed.params.length === 1) single = parsed.params[0]
   } else if (typeof key === "function") {
     const fn = key as (params: unknown) => unknown
     render = (params) => {
@@ -385,13 +394,32 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     return fail(name, `option "key" must be a template string or a function`)
   }
   const prefix = `${name}:`
-  const keyUnsafe = (params: unknown): string => {
+  const renderKey = (params: unknown): string => {
     try {
       return prefix + limitKey(render(params), maxKeyBytes)
     } catch (cause) {
       throw new CacheKeyError({ keyspace: name, message: cause instanceof Error ? cause.message : String(cause) })
     }
   }
+  // A rendered key is a fresh rope (cons string) that every Map lookup must
+  // flatten and hash again: most of the cost of a memory hit. Keys of
+  // one-placeholder templates are memoised by the parameter's value, flat and
+  // with their hash cached; the memo is bounded (cleared when full).
+  const memo = new Map<string | number, string>()
+  const keyUnsafe =
+    single === undefined
+      ? renderKey
+      : (params: unknown): string => {
+          const value = (params as Record<string, unknown> | null | undefined)?.[single]
+          if (typeof value !== "number" && typeof value !== "string") return renderKey(params)
+          let k = memo.get(value)
+          if (k === undefined) {
+            k = flatten(renderKey(params))
+            if (memo.size >= KEY_MEMO_SIZE) memo.clear()
+            memo.set(value, k)
+          }
+          return k
+        }
 
   const userTags = options.tags
   const tagsOf =

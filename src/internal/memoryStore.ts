@@ -16,8 +16,10 @@ class Node implements StoredEntry {
   readonly key: string
   readonly value: unknown
   readonly createdAt: number
-  readonly freshUntil: number
-  readonly staleUntil: number
+  // Offsets from createdAt, not instants: small integers live in the object
+  // itself, while each epoch-millisecond double is a separate 16-byte box.
+  readonly freshFor: number
+  readonly staleFor: number
   readonly tags: ReadonlyArray<string>
   readonly negative: boolean | undefined
   readonly size: number
@@ -27,13 +29,22 @@ class Node implements StoredEntry {
     this.key = key
     this.value = entry.value
     this.createdAt = entry.createdAt
-    this.freshUntil = entry.freshUntil
-    this.staleUntil = entry.staleUntil
+    this.freshFor = entry.freshUntil - entry.createdAt
+    this.staleFor = entry.staleUntil - entry.createdAt
     this.tags = entry.tags
     this.negative = entry.negative
     this.size = size
   }
+  get freshUntil(): number {
+    return this.createdAt + this.freshFor
+  }
+  get staleUntil(): number {
+    return this.createdAt + this.staleFor
+  }
 }
+
+/** A flat copy of a string: a rope used as a Map key keeps its wrapper alive (32 bytes). */
+const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string
 
 interface TagRecord {
   readonly time: number
@@ -143,10 +154,10 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
       bytes -= node.size
     }
 
-    const getUnsafe = (key: string): StoredEntry | undefined => {
+    const getUnsafe = (key: string, now?: number): StoredEntry | undefined => {
       const node = map.get(key)
       if (node === undefined) return undefined
-      if (node.staleUntil <= clock.currentTimeMillisUnsafe()) {
+      if (node.staleUntil <= (now ?? clock.currentTimeMillisUnsafe())) {
         remove(node)
         return undefined
       }
@@ -165,8 +176,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
       const existing = map.get(key)
       if (existing !== undefined) remove(existing)
       if (entry.staleUntil <= clock.currentTimeMillisUnsafe()) return undefined
-      const node = new Node(key, entry, size)
-      map.set(key, node)
+      const node = new Node(flatten(key), entry, size)
+      map.set(node.key, node)
       pushHead(node)
       bytes += size
       while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
@@ -210,7 +221,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
     return {
       name: "memory",
       get: (key) => Effect.sync(() => getUnsafe(key)),
-      getMany: (keys) => Effect.sync(() => keys.map(getUnsafe)),
+      getMany: (keys) => Effect.sync(() => keys.map((key) => getUnsafe(key))),
       set: (key, entry, codec) =>
         Effect.suspend(() => {
           const error = setUnsafe(key, entry, codec.keyspace)

@@ -242,7 +242,7 @@ export interface RuntimeService {
     strict: boolean
   ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
   /** Synchronous `read` when the store is in the process, else `null`. */
-  readonly readSync: ((state: KeyspaceState, key: string) => StoredEntry | undefined) | null
+  readonly readSync: ((state: KeyspaceState, key: string, now?: number) => StoredEntry | undefined) | null
   /** Where `entry` is on its timeline now. */
   readonly stateNow: (entry: StoredEntry) => typeof FRESH | typeof STALE | typeof GONE
   /**
@@ -657,8 +657,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         ? null
         : (() => {
             const getUnsafe = store.getUnsafe
-            return (state: KeyspaceState, key: string): StoredEntry | undefined => {
-              const entry = getUnsafe(key)
+            return (state: KeyspaceState, key: string, now?: number): StoredEntry | undefined => {
+              const entry = getUnsafe(key, now)
               if (entry === undefined) return entry
               // `floors` is empty unless a write could not reach the store:
               // one size check on the hit path.

@@ -8,7 +8,7 @@ import { Cause, Context, Effect, Exit, Random } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
-import { type CachetService, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime.ts"
+import { CachetService, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime.ts"
 import type { WriteBehindQueueFull } from "./writeBehind.ts"
 
 /**
@@ -58,15 +58,20 @@ export const readThrough = (
   onEntry: OnEntry,
   onFresh?: OnFresh
 ): Effect.Effect<unknown, unknown, unknown> =>
-  Effect.flatMap(service, (rt) => {
+  // withFiber + a context lookup: one primitive, where flatMap(service, f)
+  // is two (the service tag, then the continuation).
+  Effect.withFiber((fiber) => {
+    const rt = Context.getUnsafe(fiber.context, CachetService)
     // After the layer closed there is no cache to use: the loader answers.
     if (rt.isClosed()) return loader
     const state = rt.stateOf(keyspace)
     const key = rt.keyOf(state, params)
     if (key === undefined) return loader
     if (rt.readSync !== null) {
-      const entry = rt.readSync(state, key)
-      if (entry !== undefined && rt.stateNow(entry) === FRESH) {
+      // One clock read for the store's expiry check and the freshness check.
+      const now = rt.clock.currentTimeMillisUnsafe()
+      const entry = rt.readSync(state, key, now)
+      if (entry !== undefined && now < entry.freshUntil) {
         state.counters.hits++
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
