@@ -78,6 +78,7 @@ import { escapeValue } from "../internal/keyEncoding.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as clientInternal from "./internal/client.ts"
 import * as envelope from "./internal/envelope.ts"
+import * as ioInternal from "./internal/io.ts"
 import { slotOf } from "./internal/slot.ts"
 
 /**
@@ -882,59 +883,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
 const connection = (
   options: LayerOptions
 ): { readonly store: Resolved; readonly io: Effect.Effect<IoRedis.Service, never, Scope.Scope> } => {
-  const {
-    client,
-    url,
-    cluster,
-    connectTimeout,
-    socketTimeout,
-    maxRetryDelay,
-    redisOptions,
-    clusterOptions,
-    ...storeOptions
-  } = options
-  const where = [client, url, cluster].filter((x) => x !== undefined).length
-  if (where !== 1) {
-    throw new Error(`cachet: RedisStore needs exactly one of the options "url", "cluster" and "client"`)
-  }
-  const store = resolve(storeOptions)
-  if (client !== undefined) {
-    return {
-      store,
-      io: Effect.as(
-        clientInternal.attach(client, false),
-        IoRedis.IoRedis.of({
-          client,
-          isCluster: clientInternal.isCluster(client),
-          commandTimeout: clientInternal.commandTimeoutOf(client)
-        })
-      )
-    }
-  }
-  const plan = clientInternal.planClient({
-    url,
-    cluster,
-    commandTimeout: storeOptions.commandTimeout,
-    connectTimeout,
-    socketTimeout,
-    maxRetryDelay,
-    redisOptions,
-    clusterOptions
-  })
-  return {
-    store,
-    io: Effect.suspend(() => {
-      const created = plan.create()
-      return Effect.as(
-        clientInternal.attach(created, true),
-        IoRedis.IoRedis.of({
-          client: created,
-          isCluster: clientInternal.isCluster(created),
-          commandTimeout: plan.commandTimeout
-        })
-      )
-    })
-  }
+  const { rest, io } = ioInternal.connection("RedisStore", options)
+  return { store: resolve(rest), io }
 }
 
 /**
