@@ -104,6 +104,59 @@ const dualStrategy =
     E.isEffect(a) ? f(a, b, c, d) : (self: unknown) => f(self, a, b, c)
 
 /**
+ * The shape of a read strategy with options (`cacheAside`,
+ * `staleWhileRevalidate`, `readOnly`): data-last for `.pipe`, or data-first.
+ * It keeps the loader's `A`, `E` and `R`, adds `Cachet` to `R`, the keyspace's
+ * negative-caching error and, in strict mode, `CacheStoreError` to `E`.
+ *
+ * @example
+ * ```ts
+ * import { Strategy } from "cachet"
+ * const pick: Strategy.ReadCombinator = Strategy.staleWhileRevalidate
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReadCombinator {
+  <P, A, EN, const O extends Options = {}>(
+    keyspace: Keyspace.Keyspace<P, A, EN>,
+    params: P,
+    options?: O
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  <A, E, R, P, EN, const O extends Options = {}>(
+    self: Effect.Effect<A, E, R>,
+    keyspace: Keyspace.Keyspace<P, A, EN>,
+    params: P,
+    options?: O
+  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+}
+
+/**
+ * The shape of a read strategy without options (`bypass`, `auto`).
+ *
+ * @example
+ * ```ts
+ * import { Strategy } from "cachet"
+ * const pick: Strategy.PlainCombinator = Strategy.bypass
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PlainCombinator {
+  <P, A, EN>(
+    keyspace: Keyspace.Keyspace<P, A, EN>,
+    params: P
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+  <A, E, R, P, EN>(
+    self: Effect.Effect<A, E, R>,
+    keyspace: Keyspace.Keyspace<P, A, EN>,
+    params: P
+  ): Effect.Effect<A, E | EN, R | CachetService>
+}
+
+/**
  * Cache-aside (lazy loading): a fresh entry is returned; otherwise the loader
  * runs (once per key across concurrent callers) and its value is stored.
  *
@@ -139,19 +192,7 @@ const dualStrategy =
  * @since 0.1.0
  * @category strategies
  */
-export const cacheAside: {
-  <P, A, EN, const O extends Options = {}>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-  <A, E, R, P, EN, const O extends Options = {}>(
-    self: Effect.Effect<A, E, R>,
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-} = dualStrategy(internal.cacheAside)
+export const cacheAside: ReadCombinator = dualStrategy(internal.cacheAside)
 
 /**
  * Stale-while-revalidate: a stale entry is served at once, and one
@@ -205,19 +246,7 @@ export const cacheAside: {
  * @since 0.1.0
  * @category strategies
  */
-export const staleWhileRevalidate: {
-  <P, A, EN, const O extends Options = {}>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-  <A, E, R, P, EN, const O extends Options = {}>(
-    self: Effect.Effect<A, E, R>,
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-} = dualStrategy(internal.staleWhileRevalidate)
+export const staleWhileRevalidate: ReadCombinator = dualStrategy(internal.staleWhileRevalidate)
 
 /**
  * Options of {@link refreshAhead}.
@@ -906,17 +935,7 @@ export const deleteBehindDurable: <P, A, EN, const O extends Options = {}>(
  * @since 0.1.0
  * @category strategies
  */
-export const bypass: {
-  <P, A, EN>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
-  <A, E, R, P, EN>(
-    self: Effect.Effect<A, E, R>,
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P
-  ): Effect.Effect<A, E | EN, R | CachetService>
-} = dualStrategy(internal.bypass)
+export const bypass: PlainCombinator = dualStrategy(internal.bypass)
 
 /**
  * Reads the cache, never writes it: a fresh entry is served; otherwise the
@@ -946,19 +965,7 @@ export const bypass: {
  * @since 0.1.0
  * @category strategies
  */
-export const readOnly: {
-  <P, A, EN, const O extends Options = {}>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-  <A, E, R, P, EN, const O extends Options = {}>(
-    self: Effect.Effect<A, E, R>,
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P,
-    options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
-} = dualStrategy(internal.readOnly)
+export const readOnly: ReadCombinator = dualStrategy(internal.readOnly)
 
 /**
  * The strategy of a keyspace taken from context: the one given by
@@ -983,17 +990,7 @@ export const readOnly: {
  * @since 0.1.0
  * @category strategies
  */
-export const auto: {
-  <P, A, EN>(
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
-  <A, E, R, P, EN>(
-    self: Effect.Effect<A, E, R>,
-    keyspace: Keyspace.Keyspace<P, A, EN>,
-    params: P
-  ): Effect.Effect<A, E | EN, R | CachetService>
-} = dualStrategy(internal.auto)
+export const auto: PlainCombinator = dualStrategy(internal.auto)
 
 /**
  * Provides the strategy of one keyspace, for {@link auto} and
