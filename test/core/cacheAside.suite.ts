@@ -7,11 +7,15 @@ import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
 
-class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
-class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
-class DbDown extends Schema.TaggedError<DbDown>()("DbDown", {}) {}
+export class User extends Schema.Class<User>("User")({
+  id: Schema.Number,
+  name: Schema.String,
+  orgId: Schema.Number
+}) {}
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+export class DbDown extends Schema.TaggedError<DbDown>()("DbDown", {}) {}
 
-const Users = Keyspace.make({
+export const Users = Keyspace.make({
   name: "user",
   key: "user:{id}",
   value: User,
@@ -20,7 +24,7 @@ const Users = Keyspace.make({
   tags: (_p, u) => ["users", `org:${u.orgId}`]
 })
 const Plain = Keyspace.make({ name: "plain", key: "{id}", value: Schema.String, ttl: "10 seconds" })
-const Lookups = Keyspace.make({
+export const Lookups = Keyspace.make({
   name: "lookup",
   key: "{id}",
   value: User,
@@ -28,10 +32,10 @@ const Lookups = Keyspace.make({
   negative: { ttl: "5 seconds", error: NotFound }
 })
 
-const user = (id: number, name = `user ${id}`, orgId = 7) => new User({ id, name, orgId })
+export const user = (id: number, name = `user ${id}`, orgId = 7) => new User({ id, name, orgId })
 
 /** A loader that counts its runs. */
-const counting = <A, E>(effect: (run: number) => Effect.Effect<A, E>) => {
+export const counting = <A, E>(effect: (run: number) => Effect.Effect<A, E>) => {
   const state = { runs: 0 }
   const loader = Effect.suspend(() => effect(++state.runs))
   return { state, loader }

@@ -14,39 +14,13 @@ import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
+import { counting, DbDown, Lookups, NotFound, Users, user } from "../core/cacheAside.suite.ts"
 import { requireRedis } from "../harness/redis.ts"
 import { rawClient, runId, sharedServer } from "./helpers.ts"
 
 const server = sharedServer()
 
-class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
-class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
-class DbDown extends Schema.TaggedError<DbDown>()("DbDown", {}) {}
-
-const Users = Keyspace.make({
-  name: "user",
-  key: "user:{id}",
-  value: User,
-  ttl: "10 seconds",
-  staleFor: "20 seconds",
-  tags: (_p, u) => ["users", `org:${u.orgId}`]
-})
 const Posts = Keyspace.make({ name: "post", key: "{id}", value: Schema.String, ttl: "1 minute" })
-const Lookups = Keyspace.make({
-  name: "lookup",
-  key: "{id}",
-  value: User,
-  ttl: "1 minute",
-  negative: { ttl: "5 seconds", error: NotFound }
-})
-
-const user = (id: number, name = `user ${id}`, orgId = 7) => new User({ id, name, orgId })
-
-const counting = <A, E>(effect: (run: number) => Effect.Effect<A, E>) => {
-  const state = { runs: 0 }
-  const loader = Effect.suspend(() => effect(++state.runs))
-  return { state, loader }
-}
 
 /** A runtime on its own store (and connection), on the file's server under `prefix`. */
 const runtime = (prefix: string) =>
