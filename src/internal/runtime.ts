@@ -211,6 +211,23 @@ export interface PendingWrite {
   readonly value: unknown
 }
 
+/**
+ * Marks a loader failure that is an answer not to be stored rather than an
+ * error (for example a response an HTTP cache may not keep): the runtime does
+ * not count it as a load or revalidation failure, and stores nothing.
+ */
+export const NotStoredTypeId: unique symbol = Symbol.for("cachet/NotStored")
+
+const isNotStored = (cause: Cause.Cause<unknown>): boolean => {
+  const failure = Cause.findErrorOption(cause)
+  return (
+    Option.isSome(failure) &&
+    typeof failure.value === "object" &&
+    failure.value !== null &&
+    NotStoredTypeId in failure.value
+  )
+}
+
 /** Entry states along the timeline. */
 export const FRESH = 0
 export const STALE = 1
@@ -961,10 +978,13 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         const ms = ns / 1e6
         state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
         state.counters.loads++
-        if (Exit.isFailure(exit)) state.counters.loadFailures++
+        // A loader may end with a typed "answer that must not be stored"
+        // (the HTTP cache's non-storable response): not a failure to count.
+        const failed = Exit.isFailure(exit) && !isNotStored(exit.cause)
+        if (failed) state.counters.loadFailures++
         if (flight.background) {
           state.counters.revalidations++
-          if (Exit.isFailure(exit)) {
+          if (failed) {
             // The stale (or still fresh) entry stays; the next reader past
             // its refresh point or in its stale window tries again.
             state.counters.revalidationFailures++

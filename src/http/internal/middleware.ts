@@ -17,7 +17,7 @@ import {
   HttpServerResponse
 } from "effect/http"
 import type { StoredEntry } from "../../CacheStore.ts"
-import { CachetService, type KeyspaceState, type RuntimeService } from "../../internal/runtime.ts"
+import { CachetService, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import * as KeyspaceModule from "../../Keyspace.ts"
 import { noneMatch, parseCacheControl, parseHttpDate } from "./headers.ts"
@@ -383,6 +383,8 @@ const withXCache = (
 
 /** A loader's "this response may not be stored": it carries the response to its own request. */
 class NotStorable extends Error {
+  // The runtime does not count it as a load failure.
+  readonly [NotStoredTypeId] = true
   readonly response: HttpServerResponse.HttpServerResponse
   readonly owner: object
   constructor(response: HttpServerResponse.HttpServerResponse, owner: object, reason: string) {
@@ -679,8 +681,8 @@ export const make = (options: Options | undefined) => {
         state.counters.misses++
         let response: HttpServerResponse.HttpServerResponse
         if (notStorable.owner === owner) {
-          // Not a loader failure: the response was fine, just not storable.
-          state.counters.loadFailures--
+          // Not a loader failure: the response was fine, just not storable
+          // (the runtime did not count it as one: NotStoredTypeId).
           response = notStorable.response
         } else {
           // Another request's response that may not be shared: run ours.
