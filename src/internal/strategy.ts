@@ -117,7 +117,7 @@ export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, stri
  * Stale-while-revalidate: a stale entry is served at once and one background
  * reload of its key starts (none if one is in flight); anything else loads.
  */
-export const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict) => {
+const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict) => {
   if (entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE) {
     state.counters.staleHits++
     const reload = rt.revalidate(state, key, params, loader)
@@ -130,7 +130,7 @@ export const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry,
  * Read-only: serves fresh entries (and stale ones as the fallback of a failed
  * loader) but never writes: on a miss the loader runs for this caller alone.
  */
-export const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
+const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
   Effect.flatMap(Effect.exit(loader), (exit) => {
     if (
       Exit.isFailure(exit) &&

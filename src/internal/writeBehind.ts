@@ -199,7 +199,7 @@ const millis = (option: string, input: Duration.Input | undefined, fallback: num
 }
 
 /** The default retry: 5 retries, 100 ms, 200 ms, 400 ms, 800 ms, 1.6 s. */
-export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
+const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
   Schedule.upTo({ times: 5 })
 )
 

@@ -262,7 +262,7 @@ export const parseEntityTags = (value: string | undefined): EntityTags => {
 }
 
 /** The opaque part of an entity-tag header value (`W/"x"` and `"x"` give `x`), or undefined. */
-export const opaqueTag = (etag: string): string | undefined => {
+const opaqueTag = (etag: string): string | undefined => {
   let s = etag.trim()
   if (s.startsWith("W/") || s.startsWith("w/")) s = s.slice(2)
   return s.length >= 2 && s.startsWith('"') && s.endsWith('"') ? s.slice(1, -1) : undefined

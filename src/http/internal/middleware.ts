@@ -213,7 +213,7 @@ export const keyspaceNamed = (
 }
 
 /** The tag of every entry of a path. Long paths are hashed to keep tags short. */
-export const pathTag = (path: string): string =>
+const pathTag = (path: string): string =>
   path.length <= 400 ? `http:${path}` : `http:#${createHash("sha256").update(path).digest("base64url")}`
 
 /**
@@ -221,7 +221,7 @@ export const pathTag = (path: string): string =>
  * process (the runtime refuses two keyspaces with one name); its ttl is the
  * longest time an entry is kept (`maxTtl`).
  */
-export const keyspaceFor = (name: string, maxTtl: number): Keyspace<{ readonly key: string }, ResponseEntry> => {
+const keyspaceFor = (name: string, maxTtl: number): Keyspace<{ readonly key: string }, ResponseEntry> => {
   const existing = registry.get(name)
   if (existing !== undefined) {
     if (existing.ttl !== maxTtl) {
@@ -285,7 +285,7 @@ const notModifiedFields = [
 const encoder = new TextEncoder()
 
 /** The body as bytes, or undefined when it is streamed (not storable). */
-export const bodyBytes = (body: HttpBody.HttpBody): Uint8Array | undefined => {
+const bodyBytes = (body: HttpBody.HttpBody): Uint8Array | undefined => {
   switch (body._tag) {
     case "Empty":
       return new Uint8Array(0)
@@ -308,7 +308,7 @@ const contentTypeOf = (response: HttpServerResponse.HttpServerResponse): string 
   (response.body._tag === "Uint8Array" || response.body._tag === "Raw" ? response.body.contentType : undefined)
 
 /** A strong entity-tag from the representation (content type and bytes). */
-export const hashEtag = (contentType: string | undefined, body: Uint8Array, weak: boolean): string => {
+const hashEtag = (contentType: string | undefined, body: Uint8Array, weak: boolean): string => {
   const hash = createHash("sha256")
     .update(contentType ?? "")
     .update("\0")

@@ -184,11 +184,7 @@ export type Decision =
   | { readonly store: false; readonly reason: string }
 
 /** Request headers that override the method in some frameworks: such requests bypass the cache. */
-export const methodOverrideHeaders: ReadonlyArray<string> = [
-  "x-http-method-override",
-  "x-http-method",
-  "x-method-override"
-]
+const methodOverrideHeaders: ReadonlyArray<string> = ["x-http-method-override", "x-http-method", "x-method-override"]
 
 /**
  * Why a GET/HEAD request bypasses the cache entirely (neither read nor

@@ -28,7 +28,7 @@ export interface ConnectionOptions {
 
 export const DEFAULT_COMMAND_TIMEOUT = 500
 export const DEFAULT_CONNECT_TIMEOUT = 2_000
-export const DEFAULT_SOCKET_TIMEOUT = 5_000
+const DEFAULT_SOCKET_TIMEOUT = 5_000
 export const DEFAULT_MAX_RETRY_DELAY = 2_000
 
 /** Whether `u` looks like an ioredis client (duck-typed: another copy of ioredis may be in use). */
@@ -312,7 +312,7 @@ export const attach = (client: Client, owned: boolean): Effect.Effect<void, neve
   })
 
 /** Whether the client is making a connection (first one, or a reconnection attempt). */
-export const isConnecting = (client: Client): boolean =>
+const isConnecting = (client: Client): boolean =>
   client.status === "wait" || client.status === "connecting" || client.status === "connect"
 
 const readyGates = new WeakMap<Client, Promise<boolean>>()

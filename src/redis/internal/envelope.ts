@@ -18,7 +18,7 @@ import { CacheDecodeError, CacheEncodeError, CacheValueTooLarge } from "../../Ca
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 
 /** The envelope version written and read by this module. */
-export const VERSION = 1
+const VERSION = 1
 
 const allowedKeys = new Set(["v", "c", "f", "s", "t", "n", "d"])
 
