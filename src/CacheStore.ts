@@ -107,6 +107,8 @@ export interface StoreInfo {
   readonly entries: number
   readonly bytes?: number | undefined
   readonly evictions: number
+  /** Tag invalidation records held, where the store keeps them in the process. */
+  readonly tags?: number | undefined
 }
 
 /**
@@ -286,6 +288,13 @@ export interface MemoryOptions {
   readonly capacity?: number | undefined
   readonly maxBytes?: number | undefined
   readonly sizeOf?: ((value: unknown) => number) | undefined
+  /**
+   * The most tag invalidation records kept (default `max(capacity, 10_000)`).
+   * Past it the oldest record is dropped and every tagged entry created
+   * before its time reads as gone: an invalidation is never forgotten, at
+   * worst a few more entries reload. Records also expire with their retention.
+   */
+  readonly maxTags?: number | undefined
 }
 
 /**

@@ -16,14 +16,23 @@
  *   user when the policy has a `user` key; otherwise it only gets, and only
  *   stores, responses that are explicitly `public` or have `s-maxage`, and
  *   never shares a load with other requests.
- * - Keys: method, host, the path and query exactly as the router sees them
- *   (duplicate and trailing slashes folded, percent-decoding as the router
- *   decodes, query sorted by name), the policy's `vary` headers, every
- *   request header named in the response's `Vary`, and, when present,
- *   forwarding headers (`X-Forwarded-Host`, `X-Forwarded-Prefix`,
- *   `Forwarded`, ...) so that they can never poison what a clean request
- *   gets. Requests with a method override header
+ * - Keys: method, scheme (as `HttpServerRequest.toURL` derives it), `Host`
+ *   as received, the path exactly as the handler sees it in `request.url`
+ *   (no slash folding, no decoding), the query as the router parses it
+ *   (sorted by name), the policy's `vary` headers, every request header
+ *   named in the response's `Vary`, for per-user routes a digest of the user
+ *   and of `Authorization`, and, when present, forwarding headers
+ *   (`X-Forwarded-Host`, `X-Forwarded-Prefix`, `Forwarded`, ...) so that they
+ *   can never poison what a clean request gets. Key, policy and invalidation
+ *   all come from the target the router routes: an absolute-form target
+ *   that the router would see differently (`http://h?q=x&/page`,
+ *   `http://h/a/../b`) bypasses. Requests with a body (`Content-Length` > 0
+ *   or `Transfer-Encoding`), a method override header
  *   (`X-HTTP-Method-Override`) or `Range` bypass the cache.
+ * - Budget: the responses one middleware stores from a process are bounded
+ *   (`maxEntries`, default 1,000; `maxBytes`, default 32 MiB), least
+ *   recently used dropped first, so that distinct URLs cannot fill the
+ *   store or evict data entries.
  * - Answers: `X-Cache: HIT | STALE | MISS` (`BYPASS` when the cache did
  *   not apply), `Age` on stored responses, a strong `ETag` from the body
  *   (unless the handler set one), 304 for a matching `If-None-Match` (or
@@ -37,7 +46,9 @@
  * - A successful (2xx, 3xx) POST, PUT, PATCH or DELETE invalidates every
  *   stored response of its path (and of a same-host `Location` or
  *   `Content-Location`), through a Cachet tag: on every instance sharing the
- *   store.
+ *   store. The path is the router's view, case-folded (`DELETE /items/5`
+ *   drops `/ITEMS/5/` too); the tag is kept as long as the longest HTTP
+ *   `maxTtl`, not the runtime's day-long tag retention.
  *
  * **Storage layout**
  *
@@ -67,8 +78,15 @@ import * as internal from "./internal/middleware.ts"
 /**
  * A per-user key for authenticated routes: given the request, the user it
  * belongs to (a session id, a verified token subject), or `undefined` for
- * none. A request with `Authorization` or `Cookie` and no user bypasses the
- * cache.
+ * none. `""` and non-strings count as none. A request with `Authorization`
+ * or `Cookie` and no user bypasses the cache.
+ *
+ * **Gotchas**
+ *
+ * It must return an identity validated from the same credential the handler
+ * authenticates with (it may be an Effect that verifies the session), never
+ * a value the client merely asserts. The key also carries a digest of
+ * `Authorization` when present. Invalidate the user's paths on logout.
  *
  * @example
  * ```ts
@@ -101,6 +119,9 @@ export type UserKey = internal.UserKey
  *   heuristically cacheable ones of RFC 9110 §15.1 without 204 and 501:
  *   `[200, 203, 300, 301, 308, 404, 405, 410, 414]`. 204 and 5xx are stored
  *   (with any freshness) only when listed here.
+ * - `negativeTtl`: the longest the policy's `ttl` gives a 404, 405, 410 or
+ *   414 (a response's own freshness wins). Default 10 seconds, so that an
+ *   input that makes a handler 404 cannot deny a URL for the whole `ttl`.
  *
  * @example
  * ```ts
@@ -132,6 +153,11 @@ export type Policy = internal.PolicyOptions
  *   path. Default true.
  * - `router`: the router's path normalisation, when it differs from
  *   effect's defaults (`ignoreTrailingSlash`, `ignoreDuplicateSlashes`: true).
+ * - `loadWait`: the longest a request waits on another request's load of
+ *   the same key before it runs its own handler (uncached). Default 10 s.
+ * - `maxEntries`, `maxBytes`: the budget of responses this middleware stores
+ *   from this process (default 1,000 entries and 32 MiB), least recently
+ *   used dropped first.
  *
  * Invalid options throw at the call, naming the option.
  *

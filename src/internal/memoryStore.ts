@@ -123,13 +123,20 @@ const validatePositive = (name: string, value: number | undefined, integer: bool
 export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service"]> => {
   validatePositive("capacity", options?.capacity, true)
   validatePositive("maxBytes", options?.maxBytes, false)
+  validatePositive("maxTags", options?.maxTags, true)
   return Effect.map(Effect.service(Clock.Clock), (clock) => {
     const capacity = options?.capacity ?? 10_000
     const maxBytes = options?.maxBytes
     const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
 
     const map = new Map<string, Node>()
+    // Insertion order is invalidation order (a record is moved to the end
+    // when its time advances), so the oldest and first to expire are first.
     const tagTimes = new Map<string, TagRecord>()
+    const maxTags = options?.maxTags ?? Math.max(capacity, 10_000)
+    // Records dropped for room: a tagged entry created before `tagFloor`
+    // reads as invalidated, until every such entry must have expired.
+    let tagFloor: TagRecord | undefined
     let head: Node | undefined
     let tail: Node | undefined
     let bytes = 0
@@ -196,14 +203,46 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
       return node.staleUntil > clock.currentTimeMillisUnsafe()
     }
 
-    const getTagTimeUnsafe = (tag: string): number | undefined => {
-      const record = tagTimes.get(tag)
-      if (record === undefined) return undefined
-      if (record.expiresAt <= clock.currentTimeMillisUnsafe()) {
-        tagTimes.delete(tag)
+    const floorTime = (now: number): number | undefined => {
+      if (tagFloor === undefined) return undefined
+      if (tagFloor.expiresAt <= now) {
+        tagFloor = undefined
         return undefined
       }
-      return record.time
+      return tagFloor.time
+    }
+
+    const getTagTimeUnsafe = (tag: string): number | undefined => {
+      const record = tagTimes.get(tag)
+      const now = clock.currentTimeMillisUnsafe()
+      if (record === undefined) return floorTime(now)
+      if (record.expiresAt <= now) {
+        tagTimes.delete(tag)
+        return floorTime(now)
+      }
+      const floor = floorTime(now)
+      return floor !== undefined && floor > record.time ? floor : record.time
+    }
+
+    const setTagTimeUnsafe = (tag: string, time: number, retainMillis: number): void => {
+      const now = clock.currentTimeMillisUnsafe()
+      const current = tagTimes.get(tag)
+      // Keep the latest invalidation; a late writer never moves time back.
+      if (current !== undefined && current.expiresAt > now && current.time >= time) return
+      tagTimes.delete(tag)
+      tagTimes.set(tag, { time, expiresAt: Math.max(time + retainMillis, current?.expiresAt ?? 0) })
+      // Amortised sweep: expired records at the front go; past the cap the
+      // oldest go too, raising the floor so that what they covered stays gone.
+      for (const [oldest, record] of tagTimes) {
+        if (record.expiresAt <= now) tagTimes.delete(oldest)
+        else if (tagTimes.size > maxTags) {
+          tagTimes.delete(oldest)
+          tagFloor = {
+            time: Math.max(record.time, tagFloor?.time ?? -Infinity),
+            expiresAt: Math.max(record.expiresAt, tagFloor?.expiresAt ?? 0)
+          }
+        } else break
+      }
     }
 
     const info: StoreInfo = {
@@ -215,6 +254,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
       },
       get evictions() {
         return evictions
+      },
+      get tags() {
+        return tagTimes.size
       }
     }
 
@@ -249,14 +291,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
           return count
         }),
       getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
-      setTagTime: (tag, time, retainMillis) =>
-        Effect.sync(() => {
-          const current = getTagTimeUnsafe(tag)
-          // Keep the latest invalidation; a late writer never moves time back.
-          if (current === undefined || current < time) {
-            tagTimes.set(tag, { time, expiresAt: time + retainMillis })
-          }
-        }),
+      setTagTime: (tag, time, retainMillis) => Effect.sync(() => setTagTimeUnsafe(tag, time, retainMillis)),
       ping: Effect.void,
       info: Effect.succeed(info),
       getUnsafe,

@@ -328,8 +328,12 @@ export interface RuntimeService {
   ) => Effect.Effect<void>
   /** Records a store failure (count + rate-limited warning). */
   readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
-  /** Records a tag invalidation now. */
-  readonly invalidateTag: (tag: string) => Effect.Effect<void, CacheStoreError>
+  /**
+   * Records a tag invalidation now, remembered for `retainMillis` (default
+   * the runtime's tag retention): no shorter than the longest life of an
+   * entry that can carry the tag.
+   */
+  readonly invalidateTag: (tag: string, retainMillis?: number) => Effect.Effect<void, CacheStoreError>
   /**
    * Marks in-flight loads as invalidated, so that they do not store their
    * result: the load of `key` when `exact`, else of every key starting with it.
@@ -1057,14 +1061,14 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       }
     }
 
-    const invalidateTag = (tag: string): Effect.Effect<void, CacheStoreError> =>
+    const invalidateTag = (tag: string, retainMillis?: number): Effect.Effect<void, CacheStoreError> =>
       Effect.suspend(() => {
         const escaped = escapePart(tag)
         const now = clock.currentTimeMillisUnsafe()
         // Loads in flight may have read data the invalidation covers. Their
         // entries carry createdAt = load start <= now, so the tag check
         // already rejects them; nothing else to do here.
-        return store.setTagTime(escaped, now, tagRetention)
+        return store.setTagTime(escaped, now, retainMillis ?? tagRetention)
       })
 
     const pendingLookups: Array<(key: string) => PendingWrite | undefined> = []

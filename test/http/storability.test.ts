@@ -191,7 +191,8 @@ const resolved = (p: RefPolicy) => ({
   ttl: p.ttl,
   staleWhileRevalidate: p.staleFor ?? 0,
   staleIfError: p.staleFor ?? 0,
-  statuses: new Set(p.statuses ?? heuristic)
+  statuses: new Set(p.statuses ?? heuristic),
+  negativeTtl: 10_000
 })
 
 // A seeded PRNG (mulberry32), so the sample is the same on every run.

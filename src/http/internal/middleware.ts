@@ -6,7 +6,7 @@
  * @internal
  */
 import { createHash } from "node:crypto"
-import { Cause, Context, Duration, Effect, Exit, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Option, Schema } from "effect"
 import {
   Cookies,
   FindMyWay,
@@ -24,19 +24,23 @@ import { noneMatch, parseCacheControl, parseHttpDate } from "./headers.ts"
 import {
   decide,
   defaultStatuses,
-  normalizeTarget,
-  originForm,
+  type HandlerTarget,
+  handlerTarget,
   type RequestFacts,
   type ResolvedPolicy,
   type RouterNormalisation,
-  requestBypass
+  requestBypass,
+  routedTarget
 } from "./policy.ts"
 
 // ---------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------
 
-/** A per-user key: a string keys the response to that user; undefined means "no user". */
+/**
+ * A per-user key: a non-empty string keys the response to that user; anything
+ * else (undefined, `""`, a non-string) means "no user".
+ */
 export type UserKey = (
   request: HttpServerRequest.HttpServerRequest
 ) => string | undefined | Effect.Effect<string | undefined>
@@ -50,6 +54,7 @@ export interface PolicyOptions {
   readonly vary?: ReadonlyArray<string> | undefined
   readonly user?: UserKey | undefined
   readonly statuses?: ReadonlyArray<number> | undefined
+  readonly negativeTtl?: Duration.Input | undefined
 }
 
 /** Middleware options (see `HttpCache.Options`). */
@@ -61,6 +66,9 @@ export interface Options extends PolicyOptions {
   readonly invalidateOnUnsafe?: boolean | undefined
   readonly routes?: Readonly<Record<string, PolicyOptions | false>> | undefined
   readonly router?: Partial<RouterNormalisation> | undefined
+  readonly loadWait?: Duration.Input | undefined
+  readonly maxEntries?: number | undefined
+  readonly maxBytes?: number | undefined
 }
 
 /** A route policy with its request-side settings. */
@@ -78,6 +86,11 @@ interface Config {
   readonly router: RouterNormalisation
   readonly policy: RoutePolicy
   readonly routes: FindMyWay.Router<RoutePolicy | false> | undefined
+  /** How long a request waits on another request's load before running its own handler. */
+  readonly loadWait: number
+  /** The budget of stored responses written by this middleware in this process. */
+  readonly maxEntries: number
+  readonly maxBytes: number
 }
 
 const fail = (option: string, message: string): never => {
@@ -105,6 +118,7 @@ const resolvePolicy = (prefix: string, options: PolicyOptions, base: RoutePolicy
   const staleFor = millis(`${prefix}staleFor`, options.staleFor, true)
   const swr = millis(`${prefix}staleWhileRevalidate`, options.staleWhileRevalidate, true)
   const sie = millis(`${prefix}staleIfError`, options.staleIfError, true)
+  const negativeTtl = millis(`${prefix}negativeTtl`, options.negativeTtl, true)
   if (options.vary !== undefined) {
     for (const name of options.vary) {
       if (typeof name !== "string" || !headerName.test(name))
@@ -128,8 +142,15 @@ const resolvePolicy = (prefix: string, options: PolicyOptions, base: RoutePolicy
     statuses: options.statuses !== undefined ? new Set(options.statuses) : (base?.statuses ?? new Set(defaultStatuses)),
     vary:
       options.vary !== undefined ? [...new Set(options.vary.map((n) => n.toLowerCase()))].sort() : (base?.vary ?? []),
-    user: options.user ?? base?.user
+    user: options.user ?? base?.user,
+    negativeTtl: negativeTtl ?? base?.negativeTtl ?? 10_000
   }
+}
+
+const positiveInteger = (option: string, value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value <= 0) fail(option, `must be a positive integer, got ${String(value)}`)
+  return value
 }
 
 export const resolve = (options: Options | undefined): Config => {
@@ -167,7 +188,10 @@ export const resolve = (options: Options | undefined): Config => {
       ignoreDuplicateSlashes: o.router?.ignoreDuplicateSlashes ?? true
     },
     policy,
-    routes
+    routes,
+    loadWait: millis("loadWait", o.loadWait, false) ?? 10_000,
+    maxEntries: positiveInteger("maxEntries", o.maxEntries, 1_000),
+    maxBytes: positiveInteger("maxBytes", o.maxBytes, 32 * 1024 * 1024)
   }
 }
 
@@ -212,9 +236,26 @@ export const keyspaceNamed = (
   return keyspaceFor(name, millis("maxTtl", maxTtl, false) ?? 60 * 60 * 1000)
 }
 
-/** The tag of every entry of a path. Long paths are hashed to keep tags short. */
+/**
+ * The tag of every entry of a path (as the router matches it, lower-cased:
+ * see `handlerTarget`). Long paths are hashed to keep tags short.
+ */
 const pathTag = (path: string): string =>
   path.length <= 400 ? `http:${path}` : `http:#${createHash("sha256").update(path).digest("base64url")}`
+
+/**
+ * How long a path invalidation must be remembered: the longest an HTTP entry
+ * lives (the largest `maxTtl` in the process), not the runtime's day-long
+ * tag retention, so that invalidations of random paths cannot pile up.
+ */
+const tagRetention = (): number => {
+  let longest = 0
+  for (const keyspace of registry.values()) longest = Math.max(longest, keyspace.ttl)
+  return longest === 0 ? 60 * 60 * 1000 : longest
+}
+
+/** A digest of a credential for a key: the key identifies it without holding it. */
+const digest = (value: string): string => createHash("sha256").update(value).digest("base64url")
 
 /**
  * The keyspace of stored responses named `name`. One object per name in the
@@ -378,6 +419,61 @@ const withXCache = (
 ): HttpServerResponse.HttpServerResponse => HttpServerResponse.setHeader(response, "x-cache", value)
 
 // ---------------------------------------------------------------------------
+// The budget
+// ---------------------------------------------------------------------------
+
+/** The bytes an entry holds, roughly: body, headers, and a fixed overhead for the rest. */
+const entrySize = (entry: ResponseEntry): number => {
+  let size = entry.body.length + 256 + entry.etag.length + entry.path.length
+  for (const [name, value] of entry.headers) size += name.length + value.length + 16
+  return size
+}
+
+/**
+ * The responses one middleware stored from this process, least recently
+ * used first. HTTP entries share the store with data: without their own
+ * bound, distinct URLs (`?cb=1`, `?cb=2`, ...) would fill memory and evict
+ * data entries. Past `maxEntries` or `maxBytes` the least recently used are
+ * deleted from the store.
+ */
+class Budget {
+  readonly sizes = new Map<string, number>()
+  bytes = 0
+  evictions = 0
+  readonly maxEntries: number
+  readonly maxBytes: number
+  constructor(maxEntries: number, maxBytes: number) {
+    this.maxEntries = maxEntries
+    this.maxBytes = maxBytes
+  }
+  touch(key: string): void {
+    const size = this.sizes.get(key)
+    if (size === undefined) return
+    this.sizes.delete(key)
+    this.sizes.set(key, size)
+  }
+  /** Records `key`; returns the keys to delete to stay inside the budget, if any. */
+  add(key: string, size: number): Array<string> | undefined {
+    const before = this.sizes.get(key)
+    if (before !== undefined) {
+      this.sizes.delete(key)
+      this.bytes -= before
+    }
+    this.sizes.set(key, size)
+    this.bytes += size
+    let evicted: Array<string> | undefined
+    while (this.sizes.size > this.maxEntries || (this.bytes > this.maxBytes && this.sizes.size > 1)) {
+      const [oldest, oldSize] = this.sizes.entries().next().value as [string, number]
+      if (oldest === key) break
+      this.sizes.delete(oldest)
+      this.bytes -= oldSize
+      ;(evicted ??= []).push(oldest)
+    }
+    return evicted
+  }
+}
+
+// ---------------------------------------------------------------------------
 // The middleware
 // ---------------------------------------------------------------------------
 
@@ -424,6 +520,20 @@ const failureStatus = (cause: Cause.Cause<unknown>): Effect.Effect<number> =>
 export const make = (options: Options | undefined) => {
   const config = resolve(options)
   const keyspace = config.keyspace
+  const budget = new Budget(config.maxEntries, config.maxBytes)
+
+  /** Counts a stored response against the budget, dropping the least recently used ones over it. */
+  const remember = (
+    rt: RuntimeService,
+    state: KeyspaceState,
+    key: string,
+    entry: ResponseEntry
+  ): Effect.Effect<void> => {
+    const evicted = budget.add(key, entrySize(entry))
+    if (evicted === undefined) return Effect.void
+    budget.evictions += evicted.length
+    return Effect.forEach(evicted, (old) => rt.remove(state, old), { discard: true })
+  }
 
   const policyFor = (url: string): RoutePolicy | false => {
     if (config.routes === undefined) return config.policy
@@ -480,7 +590,10 @@ export const make = (options: Options | undefined) => {
     // otherwise the policy's, added to what the response said.
     const existing = hasCacheControl ? response.headers["cache-control"]! : undefined
     if (decision.explicit) {
-      if (existing !== undefined) headers.push(["cache-control", existing])
+      // A per-user response never goes out as shareable unless the handler
+      // said `public` itself: downstream caches must not give it to others.
+      const mark = facts.userKeyed && !decision.cacheControl.public && !decision.cacheControl.private
+      if (existing !== undefined) headers.push(["cache-control", mark ? `private, ${existing}` : existing])
     } else {
       const parts: Array<string> = []
       if (existing !== undefined) parts.push(existing)
@@ -514,28 +627,35 @@ export const make = (options: Options | undefined) => {
     }
   }
 
+  const bypass = (app: App): App => Effect.map(app, (r) => withXCache(r, "BYPASS"))
+
   const run = (rt: RuntimeService, request: HttpServerRequest.HttpServerRequest, app: App): App => {
     if (rt.isClosed()) return app
     const method = request.method
     if (unsafeMethods.has(method)) return config.invalidateOnUnsafe ? invalidating(rt, request, app) : app
     if (method !== "GET" && method !== "HEAD") return app
-    const target0 = originForm(request.originalUrl)
-    const policy = policyFor(target0)
+    // Key, policy and invalidation path all come from the target the router
+    // routes, never from a second parse of the request line (cache poisoning).
+    const url = routedTarget(request.originalUrl)
+    const policy = policyFor(url ?? request.url)
     if (policy === false) return app
-    if (requestBypass(method, request.headers) !== undefined) return Effect.map(app, (r) => withXCache(r, "BYPASS"))
-    const target = normalizeTarget(request.originalUrl, config.router)
-    if (target === undefined) return Effect.map(app, (r) => withXCache(r, "BYPASS"))
-    if (policy.user === undefined) return lookup(rt, request, app, policy, target.path, target.query, undefined)
+    if (url === undefined || requestBypass(method, request.headers) !== undefined) return bypass(app)
+    const target = handlerTarget(url, config.router)
+    if (target === undefined) return bypass(app)
+    if (policy.user === undefined) return lookup(rt, request, app, policy, target, undefined)
     return Effect.flatMap(
       Effect.suspend(() => {
         const key = policy.user!(request)
         return Effect.isEffect(key) ? key : Effect.succeed(key)
       }),
-      (user) => {
+      (user: unknown) => {
+        // "" (an empty session cookie) or a non-string is no user: never a
+        // key that other requests with the same non-credential can share.
+        const id = typeof user === "string" && user !== "" ? user : undefined
         const credentials = request.headers["authorization"] !== undefined || request.headers["cookie"] !== undefined
         // Credentials but no user: this request cannot be keyed safely.
-        if (user === undefined && credentials) return Effect.map(app, (r) => withXCache(r, "BYPASS"))
-        return lookup(rt, request, app, policy, target.path, target.query, user)
+        if (id === undefined && credentials) return bypass(app)
+        return lookup(rt, request, app, policy, target, id)
       }
     )
   }
@@ -545,11 +665,11 @@ export const make = (options: Options | undefined) => {
     request: HttpServerRequest.HttpServerRequest,
     app: App,
     policy: RoutePolicy,
-    path: string,
-    query: string,
+    target: HandlerTarget,
     user: string | undefined
   ): App =>
     Effect.gen(function* () {
+      const path = target.tagPath
       const state = rt.stateOf(keyspace)
       const headers = request.headers
       const method = request.method
@@ -564,8 +684,17 @@ export const make = (options: Options | undefined) => {
         const value = headers[name]
         if (value !== undefined) keyed.push([name, value])
       }
-      const host = (headers["host"] ?? "").toLowerCase()
-      const parts = (m: string): Array<unknown> => [m, host, path, query, user ?? null, keyed]
+      // Host as received and the scheme as `HttpServerRequest.toURL` derives
+      // it: a handler that builds links from either must not share a key.
+      const host = headers["host"] ?? ""
+      const scheme = request.protocol ?? (/^https:/i.test(request.originalUrl) ? "https" : "http")
+      // Per-user keys also carry a digest of Authorization, so that a user
+      // function reading a cookie cannot hand one user's bearer-authenticated
+      // response to another request with the same cookie.
+      const auth =
+        user !== undefined && headers["authorization"] !== undefined ? digest(headers["authorization"]) : null
+      const userPart = user === undefined ? null : [digest(user), auth]
+      const parts = (m: string): Array<unknown> => [m, scheme, host, target.path, target.query, userPart, keyed]
       const keyOf = (p: Array<unknown>): string | undefined => rt.keyOf(state, { key: JSON.stringify(p) })
       const facts: RequestFacts = { method, headers, userKeyed: user !== undefined }
 
@@ -608,6 +737,7 @@ export const make = (options: Options | undefined) => {
       if (candidate !== undefined) {
         if (now < candidate.freshUntil) {
           state.counters.hits++
+          budget.touch(flightKey)
           return respond(request, candidate, "HIT", now)
         }
         if (now < candidate.swrUntil) {
@@ -647,18 +777,38 @@ export const make = (options: Options | undefined) => {
         if (requestCc.noStore) return withXCache(response, "MISS")
         const made = toEntry(request, facts, policy, path, response, at)
         if (typeof made === "string") return withXCache(response, "MISS")
-        yield* rt.write(state, flightKey, { key: "" }, made, at, false)
+        const error = yield* rt.write(state, flightKey, { key: "" }, made, at, false)
+        if (error === undefined) yield* remember(rt, state, flightKey, made)
         return respond(request, made, "MISS", at)
       }
 
-      const owner = {}
-      const result = yield* rt.load(
+      const owner = { started: false }
+      const load = loader(rt, state, request, facts, policy, path, app, owner, flightKey, false)
+      const flight = rt.load(
         state,
         flightKey,
         { key: "" },
-        loader(rt, state, request, facts, policy, path, app, owner, flightKey, false)
+        Effect.suspend(() => {
+          owner.started = true
+          return load
+        })
       )
-      const exit = result.exit as Exit.Exit<ResponseEntry, unknown>
+      // Waiting on another request's load is bounded: past `loadWait` this
+      // request runs its own handler (its own load is never abandoned).
+      const waited = yield* Effect.raceFirst(
+        Effect.map(flight, Option.some),
+        Effect.andThen(
+          Effect.sleep(config.loadWait),
+          Effect.suspend(() => (owner.started ? Effect.never : Effect.succeedNone))
+        )
+      )
+      if (Option.isNone(waited)) {
+        state.counters.misses++
+        const own = yield* Effect.exit(app)
+        if (Exit.isFailure(own)) return yield* serveStaleOrFail(rt, request, own.cause, staleIfError)
+        return withXCache(own.value, "MISS")
+      }
+      const exit = waited.value.exit as Exit.Exit<ResponseEntry, unknown>
       if (Exit.isSuccess(exit)) {
         state.counters.misses++
         const entry = exit.value
@@ -670,7 +820,8 @@ export const make = (options: Options | undefined) => {
         if (entry.vary.length > 0 && found.variantOf === undefined) {
           const variantKey = keyOf([...parts(method), entry.vary.map((name) => [name, headerValue(request, name)])])
           if (variantKey !== undefined && variantKey !== flightKey) {
-            yield* rt.write(state, variantKey, { key: "" }, entry, entry.date, false)
+            const error = yield* rt.write(state, variantKey, { key: "" }, entry, entry.date, false)
+            if (error === undefined) yield* remember(rt, state, variantKey, entry)
           }
         }
         return respond(request, entry, "MISS", at)
@@ -729,7 +880,7 @@ export const make = (options: Options | undefined) => {
       if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
       const response = exit.value
       const made = toEntry(request, facts, policy, path, response, rt.clock.currentTimeMillisUnsafe())
-      if (typeof made !== "string") return Effect.succeed(made)
+      if (typeof made !== "string") return Effect.as(remember(rt, state, key, made), made)
       const failure = Effect.fail(new NotStorable(response, owner, made))
       // A revalidation the origin answered, but with a response that may no
       // longer be stored: stop serving the old one.
@@ -740,16 +891,17 @@ export const make = (options: Options | undefined) => {
     Effect.tap(app, (response) => {
       if (response.status < 200 || response.status >= 400) return Effect.void
       const paths = new Set<string>()
-      const target = normalizeTarget(request.originalUrl, config.router)
-      if (target !== undefined) paths.add(target.path)
+      const url = routedTarget(request.originalUrl) ?? request.url
+      const target = handlerTarget(url, config.router)
+      if (target !== undefined) paths.add(target.tagPath)
       const host = (request.headers["host"] ?? "").toLowerCase()
       for (const name of ["location", "content-location"]) {
         const value = response.headers[name]
         if (value === undefined) continue
         const sameOrigin = sameOriginPath(value, host)
         if (sameOrigin === undefined) continue
-        const other = normalizeTarget(sameOrigin, config.router)
-        if (other !== undefined) paths.add(other.path)
+        const other = handlerTarget(sameOrigin, config.router)
+        if (other !== undefined) paths.add(other.tagPath)
       }
       return Effect.forEach(paths, (path) => invalidatePath(rt, path), { discard: true })
     })
@@ -757,13 +909,15 @@ export const make = (options: Options | undefined) => {
   return { config, run }
 }
 
-/** A path normalised as effect's router does by default, or undefined when it cannot be routed. */
+/** A path as its invalidation tag names it (normalised as effect's router does by default, lower-cased), or undefined when it cannot be routed. */
 export const normalize = (path: string): string | undefined =>
-  normalizeTarget(path, { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true })?.path
+  handlerTarget(path, { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true })?.tagPath
 
 /** Invalidates every stored response of a path (normalised). */
 export const invalidatePath = (rt: RuntimeService, path: string): Effect.Effect<void> =>
-  rt.invalidateTag(pathTag(path)).pipe(Effect.catch((error) => rt.storeFailed(undefined, "tags", error)))
+  rt
+    .invalidateTag(pathTag(path), tagRetention())
+    .pipe(Effect.catch((error) => rt.storeFailed(undefined, "tags", error)))
 
 /** The path of a `Location` on the same host (relative or absolute), else undefined (RFC 9111 §4.4). */
 const sameOriginPath = (location: string, host: string): string | undefined => {

@@ -82,13 +82,46 @@ const safeDecodeURI = (path: string): { readonly path: string; readonly querystr
   return { path: shouldDecode ? decodeURI(path) : path, querystring }
 }
 
-/** The path and query of a URL or origin-form target (`http://host/a?b` or `/a?b`). */
-export const originForm = (url: string): string => {
-  if (url.charCodeAt(0) === 47) return url
-  const scheme = url.startsWith("http://") ? 7 : url.startsWith("https://") ? 8 : -1
-  if (scheme === -1) return url
-  const slash = url.indexOf("/", scheme)
-  return slash === -1 ? "/" : url.slice(slash)
+// Characters that WHATWG URL parsing leaves as they are in a path and a
+// query: a target made only of these (and without dot segments) routes the
+// same whether the adapter parsed it with `new URL` or not.
+const plainTarget = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*$/
+const dotSegment = /\/(?:\.|%2e)/i
+const authority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
+
+/**
+ * The target (path and query) that effect's router routes for a request of
+ * `originalUrl`, or `undefined` when that cannot be known from it alone.
+ *
+ * **Details**
+ *
+ * `originalUrl` is `scheme://host` plus the raw origin-form target (Node,
+ * origin-form), the raw absolute-form target (Node routes its `new URL`
+ * path and search: dot segments resolved, characters escaped), or an
+ * already normalised URL (web `Request`). The part after the authority is
+ * the router's target in every case exactly when `new URL` leaves it
+ * unchanged; otherwise the request bypasses the cache. So
+ * `GET http://h?q=<payload>&/page` (routed as `/`), `http://h/x/../page`
+ * (routed as `/page`) and a backslash or fragment never get a key that
+ * another request's route shares. Route-level middlewares see a request
+ * whose `url` has its router prefix removed; this is the whole target.
+ */
+export const routedTarget = (originalUrl: string): string | undefined => {
+  let rest = originalUrl
+  if (originalUrl.charCodeAt(0) !== 47) {
+    const found = authority.exec(originalUrl)
+    if (found === null) return undefined
+    rest = originalUrl.slice(found[0].length)
+    if (rest.charCodeAt(0) !== 47) return undefined
+  }
+  const query = rest.indexOf("?")
+  if (plainTarget.test(rest) && !dotSegment.test(query === -1 ? rest : rest.slice(0, query))) return rest
+  try {
+    const parsed = new URL(`http://h${rest}`)
+    return parsed.pathname + parsed.search === rest ? rest : undefined
+  } catch {
+    return undefined
+  }
 }
 
 // The router's own query parser, reached through a one-route router.
@@ -105,12 +138,50 @@ const canonicalQuery = (querystring: string): string => {
   return entries.length === 0 ? "" : JSON.stringify(entries)
 }
 
+/** A request target as its handler sees it: the key's path and query, and the invalidation path. */
+export interface HandlerTarget {
+  /** The path exactly as in `request.url` (up to `?`, `;` or `#`): what a handler reading the URL sees. */
+  readonly path: string
+  /** The query parameters as the router parses them, sorted by name. */
+  readonly query: string
+  /** The path as the router matches it, lower-cased: the tag that invalidation uses. */
+  readonly tagPath: string
+}
+
+/**
+ * The target of `request.url` (what effect's router routes: the Node adapter
+ * turns an absolute-form target into its path and query, dot segments
+ * resolved), or `undefined` when it must not be cached: not origin-form, or
+ * a malformed percent-encoding the router could not route either.
+ *
+ * The key keeps the path as the handler sees it (no slash folding, no
+ * decoding): a handler that tells `/docs` from `/docs/` (a redirect to the
+ * slash form, as `HttpStaticServer` does) must never have one answer the
+ * other. Invalidation uses the router's view, case-folded, so that a write
+ * to `/items/5` also drops `/ITEMS/5/`, which the router sends to the same
+ * handler.
+ */
+export const handlerTarget = (url: string, router: RouterNormalisation): HandlerTarget | undefined => {
+  if (url.charCodeAt(0) !== 47) return undefined
+  const routed = normalizeTarget(url, router)
+  if (routed === undefined) return undefined
+  let end = url.length
+  for (let i = 1; i < url.length; i++) {
+    const code = url.charCodeAt(i)
+    if (code === 63 || code === 59 || code === 35) {
+      end = i
+      break
+    }
+  }
+  return { path: url.slice(0, end), query: routed.query, tagPath: routed.path.toLowerCase() }
+}
+
 /**
  * The target of `url` as the router sees it, or `undefined` when the router
  * could not route it either (a malformed percent-encoding).
  */
 export const normalizeTarget = (url: string, router: RouterNormalisation): Target | undefined => {
-  let path = originForm(url)
+  let path = url
   let querystring = ""
   try {
     const decoded = safeDecodeURI(path)
@@ -140,7 +211,12 @@ export interface ResolvedPolicy {
   readonly staleIfError: number
   /** Statuses the policy's ttl applies to; 204 and 5xx are stored only when listed. */
   readonly statuses: ReadonlySet<number>
+  /** The longest freshness the policy's ttl gives a 404, 405, 410 or 414 (explicit freshness wins). */
+  readonly negativeTtl: number
 }
+
+/** Error statuses that the policy's ttl caches only for `negativeTtl`: any unkeyed input that makes a handler 404 must not deny a URL for long. */
+export const negativeStatuses: ReadonlySet<number> = new Set([404, 405, 410, 414])
 
 /** Heuristically cacheable statuses (RFC 9110 §15.1) without 204 and 501, which must be opted into. */
 export const defaultStatuses: ReadonlyArray<number> = [200, 203, 300, 301, 308, 404, 405, 410, 414]
@@ -194,6 +270,13 @@ const methodOverrideHeaders: ReadonlyArray<string> = ["x-http-method-override", 
 export const requestBypass = (method: string, headers: Readonly<Record<string, string | undefined>>) => {
   if (method !== "GET" && method !== "HEAD") return "method"
   if (headers["range"] !== undefined) return "range request"
+  // A body is neither keyed nor read by the cache: a response computed from
+  // it must not answer bodyless requests, and a slow body must not hold
+  // every request that would wait on this one's load.
+  const length = headers["content-length"]
+  if ((length !== undefined && length.trim() !== "0") || headers["transfer-encoding"] !== undefined) {
+    return "request body"
+  }
   for (const name of methodOverrideHeaders) if (headers[name] !== undefined) return "method override header"
   return undefined
 }
@@ -263,6 +346,7 @@ export const decide = (
   } else {
     if (policy.ttl === undefined) return { store: false, reason: "no explicit freshness" }
     if (!policy.statuses.has(status)) return { store: false, reason: `status ${status} not cacheable by policy` }
+    if (negativeStatuses.has(status)) lifetime = Math.min(lifetime, policy.negativeTtl)
   }
   // Stale windows: the response's own directives (RFC 5861) win; the
   // policy's apply unless the response forbids serving it stale
