@@ -15,10 +15,13 @@ import { httpStats, request, server, settle } from "./helpers.ts"
 // §4.2.4 (no stale when must-revalidate; proxy-revalidate and s-maxage for a
 // shared cache), §5.2.1.5 (request no-store), §5.2.2.4-7 (no-cache, no-store,
 // private), RFC 5861 (stale-while-revalidate, stale-if-error).
-// Plus the issue's stricter rules: no Set-Cookie, no no-cache, credentials
-// (Authorization or Cookie) only per user or when the response is public or
-// has s-maxage, Range and method-override requests bypass, 204 and 5xx only
-// when configured, policy freshness only for the configured statuses.
+// Plus the issue's stricter rules: no Set-Cookie, credentials (Authorization
+// or Cookie) only per user or when the response is public or has s-maxage,
+// Range and method-override requests bypass, policy freshness only for the
+// configured statuses (204 and 5xx only when listed). Explicitly fresh
+// responses of any final status are storable (RFC 9111 §3); no-cache and
+// already-stale ones are stored and revalidated on use (§4.3, §5.2.2.4),
+// since every body here has a validator (the middleware's ETag).
 // ---------------------------------------------------------------------------
 
 interface RefPolicy {
@@ -76,7 +79,7 @@ const reference = (c: RefCase, now: number): readonly [boolean, boolean] => {
   if (directives(rq["cache-control"]).has("no-store")) return no
   if (c.status < 200 || c.status === 206 || c.status === 304) return no
   const d = directives(c.resHeaders["cache-control"])
-  if (d.has("no-store") || d.has("private") || d.has("no-cache")) return no
+  if (d.has("no-store") || d.has("private")) return no
   if ((c.resHeaders["vary"] ?? "").split(",").some((v) => v.trim() === "*")) return no
   if (c.resHeaders["set-cookie"] !== undefined || c.cookieApi) return no
   const credentials = rq["authorization"] !== undefined || rq["cookie"] !== undefined
@@ -93,18 +96,16 @@ const reference = (c: RefCase, now: number): readonly [boolean, boolean] => {
     if (c.policy.ttl === undefined || !listed) return no
     lifetime = c.policy.ttl
   }
-  const explicit = d.has("s-maxage") || d.has("max-age") || c.resHeaders["expires"] !== undefined
-  if (explicit && (c.status === 204 || c.status >= 500) && !listed) return no
-  const noStale = d.has("must-revalidate")
+  const noCache = d.has("no-cache")
+  const noStale = d.has("must-revalidate") || noCache
   const policyStale = noStale || d.has("proxy-revalidate") || d.has("s-maxage") ? 0 : (c.policy.staleFor ?? 0)
   const swr = noStale
     ? 0
     : d.has("stale-while-revalidate")
       ? seconds(d.get("stale-while-revalidate"))! * 1000
       : policyStale
-  const sie = noStale ? 0 : d.has("stale-if-error") ? seconds(d.get("stale-if-error"))! * 1000 : policyStale
-  if (lifetime <= 0 && swr <= 0 && sie <= 0) return no
-  return [true, lifetime > 0 || swr > 0]
+  // Stored even when already stale: it has a validator, so it is revalidated.
+  return [true, !noCache && (lifetime > 0 || swr > 0)]
 }
 
 // ---------------------------------------------------------------------------
@@ -218,7 +219,8 @@ describe("storability (RFC 9111 §3, §3.5, §4.1) against an independent refere
         {
           status: c.status,
           headers: c.resHeaders,
-          setsCookie: c.cookieApi || c.resHeaders["set-cookie"] !== undefined
+          setsCookie: c.cookieApi || c.resHeaders["set-cookie"] !== undefined,
+          validators: true
         },
         resolved(c.policy),
         0

@@ -33,6 +33,10 @@ export interface CacheControl {
   readonly sMaxage: number | undefined
   readonly staleWhileRevalidate: number | undefined
   readonly staleIfError: number | undefined
+  /** Request `min-fresh` (seconds). */
+  readonly minFresh: number | undefined
+  /** Request `max-stale`: seconds, or `Infinity` without a value. */
+  readonly maxStale: number | undefined
 }
 
 const empty: CacheControl = {
@@ -46,7 +50,9 @@ const empty: CacheControl = {
   maxAge: undefined,
   sMaxage: undefined,
   staleWhileRevalidate: undefined,
-  staleIfError: undefined
+  staleIfError: undefined,
+  minFresh: undefined,
+  maxStale: undefined
 }
 
 const COMMA = 44
@@ -189,6 +195,12 @@ export const parseCacheControl = (value: string | undefined): CacheControl => {
       case "stale-if-error":
         out.staleIfError = merge(out.staleIfError, parseDelta(arg))
         break
+      case "min-fresh":
+        out.minFresh = merge(out.minFresh, parseDelta(arg))
+        break
+      case "max-stale":
+        out.maxStale = arg === undefined ? Number.POSITIVE_INFINITY : merge(out.maxStale, parseDelta(arg))
+        break
       default:
       // Unknown directives (and extensions) are ignored (RFC 9111 §5.2.3).
     }
@@ -283,4 +295,151 @@ export const parseHttpDate = (value: string | undefined): number | undefined => 
   if (value === undefined || value.length > 64) return undefined
   const parsed = Headers.parseHttpDate(value)
   return Result.isSuccess(parsed) ? parsed.success.epochMilliseconds : undefined
+}
+
+/**
+ * An `Age` value in seconds (RFC 9111 §5.1): the first member of a list,
+ * a non-negative integer capped at 2^31 (§1.2.2); `undefined` when absent or
+ * invalid (negative, not digits), which a cache ignores.
+ */
+export const parseAge = (value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined
+  const comma = value.indexOf(",")
+  const first = (comma === -1 ? value : value.slice(0, comma)).trim()
+  if (first.length === 0) return undefined
+  let n = 0
+  for (let i = 0; i < first.length; i++) {
+    const c = first.charCodeAt(i)
+    if (c < 48 || c > 57) return undefined
+    if (n < maxDeltaSeconds) n = n * 10 + (c - 48)
+  }
+  return n > maxDeltaSeconds ? maxDeltaSeconds : n
+}
+
+const isLcalpha = (c: number) => c >= 97 && c <= 122
+const isDigit = (c: number) => c >= 48 && c <= 57
+const isTchar = (c: number) =>
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  "!#$%&'*+-.^_`|~:/".includes(String.fromCharCode(c))
+
+/**
+ * Whether `value` is a valid, non-empty Structured Field Dictionary (RFC 8941
+ * §3.2), the syntax of targeted cache-control fields (RFC 9213 §2.1): a
+ * field that does not parse is ignored as a whole. One linear pass.
+ */
+export const isStructuredDictionary = (value: string): boolean => {
+  const n = value.length
+  let i = 0
+  const skipSp = () => {
+    while (i < n && value.charCodeAt(i) === SPACE) i++
+  }
+  const skipOws = () => {
+    while (i < n && isOws(value.charCodeAt(i))) i++
+  }
+  const key = (): boolean => {
+    const c = value.charCodeAt(i)
+    if (!(isLcalpha(c) || c === 42)) return false
+    i++
+    while (i < n) {
+      const d = value.charCodeAt(i)
+      if (isLcalpha(d) || isDigit(d) || d === 95 || d === 45 || d === 46 || d === 42) i++
+      else break
+    }
+    return true
+  }
+  const bareItem = (): boolean => {
+    const c = value.charCodeAt(i)
+    if (c === 45 || isDigit(c)) {
+      if (c === 45) i++
+      const start = i
+      while (i < n && isDigit(value.charCodeAt(i))) i++
+      if (i === start || i - start > 15) return false
+      if (value.charCodeAt(i) === 46) {
+        i++
+        const frac = i
+        while (i < n && isDigit(value.charCodeAt(i))) i++
+        if (i === frac || i - frac > 3) return false
+      }
+      return true
+    }
+    if (c === QUOTE) {
+      i++
+      while (i < n) {
+        const d = value.charCodeAt(i)
+        if (d === BACKSLASH) {
+          const e = value.charCodeAt(i + 1)
+          if (e !== QUOTE && e !== BACKSLASH) return false
+          i += 2
+        } else if (d === QUOTE) {
+          i++
+          return true
+        } else if (d < 0x20 || d > 0x7e) return false
+        else i++
+      }
+      return false
+    }
+    if (c === 63 /* ? */) {
+      const d = value.charCodeAt(i + 1)
+      if (d !== 48 && d !== 49) return false
+      i += 2
+      return true
+    }
+    if (c === 58 /* : */) {
+      const close = value.indexOf(":", i + 1)
+      if (close === -1 || !/^[A-Za-z0-9+/=]*$/.test(value.slice(i + 1, close))) return false
+      i = close + 1
+      return true
+    }
+    if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 42) {
+      i++
+      while (i < n && isTchar(value.charCodeAt(i))) i++
+      return true
+    }
+    return false
+  }
+  const parameters = (): boolean => {
+    while (i < n && value.charCodeAt(i) === 59 /* ; */) {
+      i++
+      skipSp()
+      if (!key()) return false
+      if (value.charCodeAt(i) === EQUALS) {
+        i++
+        if (!bareItem()) return false
+      }
+    }
+    return true
+  }
+  const innerList = (): boolean => {
+    i++
+    for (;;) {
+      skipSp()
+      if (i >= n) return false
+      if (value.charCodeAt(i) === 41 /* ) */) {
+        i++
+        return parameters()
+      }
+      if (!bareItem() || !parameters()) return false
+      const c = value.charCodeAt(i)
+      if (c !== SPACE && c !== 41) return false
+    }
+  }
+  skipSp()
+  if (i >= n) return false
+  for (;;) {
+    if (!key()) return false
+    if (value.charCodeAt(i) === EQUALS) {
+      i++
+      if (value.charCodeAt(i) === 40 /* ( */) {
+        if (!innerList()) return false
+      } else if (!bareItem() || !parameters()) return false
+    } else if (!parameters()) return false
+    skipOws()
+    if (i >= n) return true
+    if (value.charCodeAt(i) !== COMMA) return false
+    i++
+    skipOws()
+    if (i >= n) return false
+  }
 }

@@ -20,7 +20,7 @@ import type { StoredEntry } from "../../CacheStore.ts"
 import { CachetService, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import * as KeyspaceModule from "../../Keyspace.ts"
-import { noneMatch, parseCacheControl, parseHttpDate } from "./headers.ts"
+import { noneMatch, parseAge, parseCacheControl, parseHttpDate } from "./headers.ts"
 import {
   decide,
   defaultStatuses,
@@ -55,6 +55,8 @@ export interface PolicyOptions {
   readonly user?: UserKey | undefined
   readonly statuses?: ReadonlyArray<number> | undefined
   readonly negativeTtl?: Duration.Input | undefined
+  readonly refuseStatuses?: ReadonlyArray<number> | undefined
+  readonly heuristic?: boolean | { readonly fraction?: number | undefined; readonly max?: Duration.Input } | undefined
 }
 
 /** Middleware options (see `HttpCache.Options`). */
@@ -69,6 +71,10 @@ export interface Options extends PolicyOptions {
   readonly loadWait?: Duration.Input | undefined
   readonly maxEntries?: number | undefined
   readonly maxBytes?: number | undefined
+  readonly advertise?: boolean | undefined
+  readonly targetedFields?: ReadonlyArray<string> | undefined
+  readonly forwardTargeted?: boolean | undefined
+  readonly requestDirectives?: "ignore" | "freshness" | "all" | undefined
 }
 
 /** A route policy with its request-side settings. */
@@ -91,6 +97,11 @@ interface Config {
   /** The budget of stored responses written by this middleware in this process. */
   readonly maxEntries: number
   readonly maxBytes: number
+  /** Add the policy's freshness to `Cache-Control` for downstream caches. */
+  readonly advertise: boolean
+  /** Targeted fields (lower-case) not sent downstream. */
+  readonly dropped: ReadonlySet<string>
+  readonly requestDirectives: "ignore" | "freshness" | "all"
 }
 
 const fail = (option: string, message: string): never => {
@@ -113,7 +124,30 @@ const millis = (option: string, input: Duration.Input | undefined, allowZero: bo
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
-const resolvePolicy = (prefix: string, options: PolicyOptions, base: RoutePolicy | undefined): RoutePolicy => {
+const statusList = (option: string, statuses: ReadonlyArray<number> | undefined): void => {
+  if (statuses === undefined) return
+  for (const status of statuses) {
+    if (!Number.isInteger(status) || status < 200 || status > 599 || status === 206 || status === 304) {
+      fail(option, `must hold final statuses other than 206 and 304, got ${String(status)}`)
+    }
+  }
+}
+
+const resolveHeuristic = (prefix: string, option: PolicyOptions["heuristic"]): RoutePolicy["heuristic"] => {
+  if (option === undefined || option === false) return undefined
+  const o = option === true ? {} : option
+  const fraction = o.fraction ?? 0.1
+  if (!(fraction > 0 && fraction <= 1))
+    fail(`${prefix}heuristic.fraction`, `must be in (0, 1], got ${String(fraction)}`)
+  return { fraction, max: millis(`${prefix}heuristic.max`, o.max, false) ?? 24 * 60 * 60 * 1000 }
+}
+
+const resolvePolicy = (
+  prefix: string,
+  options: PolicyOptions,
+  base: RoutePolicy | undefined,
+  targets: ReadonlyArray<string>
+): RoutePolicy => {
   const ttl = millis(`${prefix}ttl`, options.ttl, false)
   const staleFor = millis(`${prefix}staleFor`, options.staleFor, true)
   const swr = millis(`${prefix}staleWhileRevalidate`, options.staleWhileRevalidate, true)
@@ -128,13 +162,8 @@ const resolvePolicy = (prefix: string, options: PolicyOptions, base: RoutePolicy
   if (options.user !== undefined && typeof options.user !== "function") {
     fail(`${prefix}user`, "must be a function (request) => string | undefined")
   }
-  if (options.statuses !== undefined) {
-    for (const status of options.statuses) {
-      if (!Number.isInteger(status) || status < 200 || status > 599 || status === 206 || status === 304) {
-        fail(`${prefix}statuses`, `must hold final statuses other than 206 and 304, got ${String(status)}`)
-      }
-    }
-  }
+  statusList(`${prefix}statuses`, options.statuses)
+  statusList(`${prefix}refuseStatuses`, options.refuseStatuses)
   return {
     ttl: ttl ?? base?.ttl,
     staleWhileRevalidate: swr ?? staleFor ?? base?.staleWhileRevalidate ?? 0,
@@ -143,7 +172,10 @@ const resolvePolicy = (prefix: string, options: PolicyOptions, base: RoutePolicy
     vary:
       options.vary !== undefined ? [...new Set(options.vary.map((n) => n.toLowerCase()))].sort() : (base?.vary ?? []),
     user: options.user ?? base?.user,
-    negativeTtl: negativeTtl ?? base?.negativeTtl ?? 10_000
+    negativeTtl: negativeTtl ?? base?.negativeTtl ?? 10_000,
+    refuse: options.refuseStatuses !== undefined ? new Set(options.refuseStatuses) : base?.refuse,
+    heuristic: options.heuristic !== undefined ? resolveHeuristic(prefix, options.heuristic) : base?.heuristic,
+    targets
   }
 }
 
@@ -162,14 +194,24 @@ export const resolve = (options: Options | undefined): Config => {
   }
   const etag = o.etag ?? "strong"
   if (etag !== "strong" && etag !== "weak" && etag !== false) fail("etag", `must be "strong", "weak" or false`)
-  const policy = resolvePolicy("", o, undefined)
+  const targetedFields = o.targetedFields ?? ["CDN-Cache-Control"]
+  for (const name of targetedFields) {
+    if (typeof name !== "string" || !headerName.test(name))
+      fail("targetedFields", `has an invalid header name: ${name}`)
+  }
+  const targets = targetedFields.map((name) => name.toLowerCase())
+  const requestDirectives = o.requestDirectives ?? "ignore"
+  if (requestDirectives !== "ignore" && requestDirectives !== "freshness" && requestDirectives !== "all") {
+    fail("requestDirectives", `must be "ignore", "freshness" or "all", got ${String(requestDirectives)}`)
+  }
+  const policy = resolvePolicy("", o, undefined, targets)
   let routes: Config["routes"]
   if (o.routes !== undefined) {
     routes = FindMyWay.make<RoutePolicy | false>()
     for (const [pattern, route] of Object.entries(o.routes)) {
       if (!(pattern === "*" || pattern.startsWith("/")))
         fail("routes", `keys must be paths starting with "/", got ${pattern}`)
-      const resolved = route === false ? false : resolvePolicy(`routes["${pattern}"].`, route, policy)
+      const resolved = route === false ? false : resolvePolicy(`routes["${pattern}"].`, route, policy, targets)
       try {
         routes.on("GET", pattern as FindMyWay.PathInput, resolved)
       } catch (cause) {
@@ -191,7 +233,10 @@ export const resolve = (options: Options | undefined): Config => {
     routes,
     loadWait: millis("loadWait", o.loadWait, false) ?? 10_000,
     maxEntries: positiveInteger("maxEntries", o.maxEntries, 1_000),
-    maxBytes: positiveInteger("maxBytes", o.maxBytes, 32 * 1024 * 1024)
+    maxBytes: positiveInteger("maxBytes", o.maxBytes, 32 * 1024 * 1024),
+    advertise: o.advertise ?? false,
+    dropped: o.forwardTargeted === false ? new Set(targets) : new Set(),
+    requestDirectives
   }
 }
 
@@ -199,20 +244,26 @@ export const resolve = (options: Options | undefined): Config => {
 // The stored response
 // ---------------------------------------------------------------------------
 
-/** A stored response: what was sent, and its HTTP timeline. */
+/** A stored response: what was received, and its HTTP timeline. */
 export const ResponseEntry = Schema.Struct({
   status: Schema.Number,
+  /** The header fields as received (RFC 9111 §3.1), less hop-by-hop ones, `Age` and `Content-Length`; `Date` always. */
   headers: Schema.Array(Schema.Tuple([Schema.String, Schema.String])),
   body: Schema.Uint8Array,
   etag: Schema.String,
-  /** When the response was generated (epoch ms). */
+  /** When cachet received the response (epoch ms): `response_time` of RFC 9111 §4.2.3. */
   date: Schema.Number,
+  /** Its `corrected_initial_age` in ms (§4.2.3): current age = age + (now - date). */
+  age: Schema.Number,
+  /** Fresh until then: `date` + freshness lifetime - `age`. */
   freshUntil: Schema.Number,
   /** Served stale with a background revalidation until then. */
   swrUntil: Schema.Number,
   /** Served stale when the origin fails (5xx, error) until then. */
   sieUntil: Schema.Number,
-  /** Lowercase names of the response's `Vary`, and the request's values of them. */
+  /** Never used stale without a successful revalidation (no-cache, must-revalidate, proxy-revalidate, s-maxage). */
+  revalidate: Schema.Boolean,
+  /** Lowercase names of the response's `Vary`, and digests of the request's values of them. */
   vary: Schema.Array(Schema.String),
   varyValues: Schema.Array(Schema.NullOr(Schema.String)),
   /** `public` or `s-maxage`: may answer requests that carry credentials. */
@@ -307,10 +358,10 @@ const unstored = new Set([
   "set-cookie",
   "age",
   "x-cache",
-  "content-length",
-  "date"
+  "content-length"
 ])
 
+// What a 304 to the client carries (RFC 9110 §15.4.5), plus Age and X-Cache.
 const notModifiedFields = [
   "cache-control",
   "content-location",
@@ -322,6 +373,10 @@ const notModifiedFields = [
   "age",
   "x-cache"
 ]
+
+// The client's own validators are answered by the cache from the stored
+// response; the handler gets the cache's (or none, on a first load).
+const conditionalFields = ["if-none-match", "if-modified-since"]
 
 const encoder = new TextEncoder()
 
@@ -362,9 +417,10 @@ const hashEtag = (contentType: string | undefined, body: Uint8Array, weak: boole
 export const setsCookie = (response: HttpServerResponse.HttpServerResponse): boolean =>
   !Cookies.isEmpty(response.cookies) || response.headers["set-cookie"] !== undefined
 
-const headerValue = (request: HttpServerRequest.HttpServerRequest, name: string): string | null => {
+/** A request header's value as it enters a key or an entry: a digest, never the value (it may be a credential). */
+const headerDigest = (request: HttpServerRequest.HttpServerRequest, name: string): string | null => {
   const value = request.headers[name]
-  return value === undefined ? null : value.trim()
+  return value === undefined ? null : digest(`${name}\0${value.trim()}`)
 }
 
 /** Whether a 304 answers `request` for a representation with this status and validators. */
@@ -393,18 +449,29 @@ const notModifiedResponse = (headers: Headers.Headers): HttpServerResponse.HttpS
   return HttpServerResponse.empty({ status: 304, headers: kept })
 }
 
-/** The response for an entry, as HIT/STALE (with Age) or MISS; 304 when the request's validators match. */
+/** The current age of an entry in ms (RFC 9111 §4.2.3). */
+const currentAge = (entry: ResponseEntry, now: number): number => entry.age + Math.max(0, now - entry.date)
+
+/** How the answer was made, for `X-Cache`. */
+type Served = "HIT" | "STALE" | "MISS" | "REVALIDATED"
+
+/**
+ * The response for an entry, with its stored `Date` and an `Age` equal to
+ * its current age (RFC 9111 §4, §5.1; on a MISS only when the response
+ * arrived aged); 304 when the request's validators match.
+ */
 const respond = (
   request: HttpServerRequest.HttpServerRequest,
   entry: ResponseEntry,
-  xCache: "HIT" | "STALE" | "MISS",
+  xCache: Served,
   now: number
 ): HttpServerResponse.HttpServerResponse => {
   const record: Record<string, string> = {}
   for (const [name, value] of entry.headers) record[name] = value
   if (entry.etag !== "") record["etag"] = entry.etag
   record["x-cache"] = xCache
-  if (xCache !== "MISS") record["age"] = String(Math.max(0, Math.floor((now - entry.date) / 1000)))
+  const age = Math.floor(currentAge(entry, now) / 1000)
+  if (xCache !== "MISS" || age > 0) record["age"] = String(age)
   const headers = Headers.fromInput(record)
   if (notModified(request, entry.status, headers["etag"], headers["last-modified"])) return notModifiedResponse(headers)
   if (entry.body.length === 0 && headers["content-type"] === undefined) {
@@ -417,6 +484,80 @@ const withXCache = (
   response: HttpServerResponse.HttpServerResponse,
   value: string
 ): HttpServerResponse.HttpServerResponse => HttpServerResponse.setHeader(response, "x-cache", value)
+
+/** What an entry is built from: a handler's response, or a stored one with a 304's fields. */
+interface Upstream {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** Undefined when streamed. */
+  readonly body: Uint8Array | undefined
+  readonly contentType: string | undefined
+  readonly setsCookie: boolean
+}
+
+const upstreamOf = (response: HttpServerResponse.HttpServerResponse): Upstream => ({
+  status: response.status,
+  headers: response.headers,
+  body: bodyBytes(response.body),
+  contentType: contentTypeOf(response),
+  setsCookie: setsCookie(response)
+})
+
+/**
+ * A stored response's header fields updated from a 304 or a HEAD response
+ * (RFC 9111 §4.3.4, §4.3.5): each field the update carries replaces the
+ * stored one, except `Content-Length` (and the fields never stored).
+ */
+const updatedFields = (
+  entry: ResponseEntry,
+  update: Readonly<Record<string, string | undefined>>
+): Record<string, string | undefined> => {
+  const record: Record<string, string | undefined> = {}
+  for (const [name, value] of entry.headers) record[name] = value
+  if (entry.etag !== "") record["etag"] = entry.etag
+  for (const name of Object.keys(update)) {
+    if (unstored.has(name) && name !== "age") continue
+    record[name] = update[name]
+  }
+  return record
+}
+
+/** Whether a response to a conditional or HEAD request describes the stored representation (§4.3.4). */
+const sameRepresentation = (entry: ResponseEntry, headers: Readonly<Record<string, string | undefined>>): boolean => {
+  const etag = headers["etag"]
+  if (etag !== undefined) return entry.etag !== "" && noneMatch(etag, entry.etag)
+  const lastModified = headers["last-modified"]
+  if (lastModified === undefined) return true
+  const stored = entry.headers.find(([name]) => name === "last-modified")?.[1]
+  return stored === lastModified
+}
+
+/** The request the handler gets: the client's validators replaced by the stored entry's (or none). */
+const handlerRequest = (
+  request: HttpServerRequest.HttpServerRequest,
+  stored: ResponseEntry | undefined
+): HttpServerRequest.HttpServerRequest => {
+  let headers = request.headers
+  let changed = false
+  for (const name of conditionalFields) {
+    if (headers[name] !== undefined) {
+      headers = Headers.remove(headers, name)
+      changed = true
+    }
+  }
+  if (stored !== undefined) {
+    if (stored.etag !== "") {
+      headers = Headers.set(headers, "if-none-match", stored.etag)
+      changed = true
+    }
+    const lastModified = stored.headers.find(([name]) => name === "last-modified")?.[1]
+    if (lastModified !== undefined) {
+      headers = Headers.set(headers, "if-modified-since", lastModified)
+      changed = true
+    }
+  }
+  return changed ? request.modify({ headers }) : request
+}
 
 // ---------------------------------------------------------------------------
 // The budget
@@ -492,7 +633,13 @@ class NotStorable extends Error {
   }
 }
 
-const unsafeMethods = new Set(["POST", "PUT", "PATCH", "DELETE"])
+// RFC 9110 §9.2.1: the only methods known to be safe. Every other one
+// (WebDAV, M-SEARCH, custom verbs) invalidates its target (RFC 9111 §4.4).
+const safeMethods = new Set(["GET", "HEAD", "OPTIONS", "TRACE"])
+
+/** Runs `app` with `request` as the request in context. */
+const withRequest = (app: App, request: HttpServerRequest.HttpServerRequest): App =>
+  Effect.provideService(app, HttpServerRequest.HttpServerRequest, request)
 
 // Request headers that some stacks use to build URLs or route: never cached
 // under a key without them (cache poisoning). They are keyed when present.
@@ -544,87 +691,137 @@ export const make = (options: Options | undefined) => {
   const readEntry = (rt: RuntimeService, state: KeyspaceState, key: string): Effect.Effect<StoredEntry | undefined> =>
     rt.readSync !== null ? Effect.sync(() => rt.readSync!(state, key)) : Effect.orDie(rt.read(state, key, false))
 
-  /** Builds the entry of a response, or the reason it cannot be stored. */
+  /**
+   * Builds the entry of a response received at `at` for a handler run that
+   * started at `requestAt`, or the reason it cannot be stored.
+   */
   const toEntry = (
     request: HttpServerRequest.HttpServerRequest,
     facts: RequestFacts,
     policy: RoutePolicy,
     path: string,
-    response: HttpServerResponse.HttpServerResponse,
-    now: number
+    upstream: Upstream,
+    requestAt: number,
+    at: number
   ): ResponseEntry | string => {
+    const body = upstream.body
+    const ownEtag = upstream.headers["etag"]
+    const validators =
+      ownEtag !== undefined ||
+      upstream.headers["last-modified"] !== undefined ||
+      (config.etag !== false && body !== undefined)
     const decision = decide(
       facts,
-      { status: response.status, headers: response.headers, setsCookie: setsCookie(response) },
+      { status: upstream.status, headers: upstream.headers, setsCookie: upstream.setsCookie, validators },
       policy,
-      now
+      at
     )
     if (!decision.store) return decision.reason
-    const body = bodyBytes(response.body)
     if (body === undefined) return "streamed body"
     if (body.length > config.maxBodyBytes) return "body larger than maxBodyBytes"
     const headers: Array<readonly [string, string]> = []
-    const connection = response.headers["connection"]
+    const connection = upstream.headers["connection"]
     const dropped =
       connection === undefined ? undefined : new Set(connection.split(",").map((name) => name.trim().toLowerCase()))
-    let hasCacheControl = false
     let hasContentType = false
-    for (const name of Object.keys(response.headers)) {
-      if (unstored.has(name) || dropped?.has(name) || name === "vary" || name === "etag") continue
-      const value = response.headers[name]!
-      if (name === "cache-control") {
-        hasCacheControl = true
-        continue
+    let cacheControl: string | undefined
+    let vary: string | undefined
+    for (const name of Object.keys(upstream.headers)) {
+      const value = upstream.headers[name]
+      if (value === undefined || unstored.has(name) || dropped?.has(name) || name === "etag") continue
+      if (config.dropped.has(name)) continue
+      if (name === "cache-control") cacheControl = value
+      else if (name === "vary") vary = value
+      else {
+        if (name === "content-type") hasContentType = true
+        headers.push([name, value])
       }
-      if (name === "content-type") hasContentType = true
-      headers.push([name, value])
     }
-    const contentType = contentTypeOf(response)
-    if (!hasContentType && contentType !== undefined && body.length > 0) headers.push(["content-type", contentType])
+    if (!hasContentType && upstream.contentType !== undefined && body.length > 0) {
+      headers.push(["content-type", upstream.contentType])
+    }
+    // A cache never changes Date (RFC 9110 §6.6.1); one without gets the
+    // time it was received.
+    const dateValue = parseHttpDate(upstream.headers["date"])
+    if (upstream.headers["date"] === undefined) headers.push(["date", new Date(at).toUTCString()])
+    // RFC 9111 §4.2.3: corrected_initial_age = max(apparent_age,
+    // age_value + response_delay).
+    const ageValue = parseAge(upstream.headers["age"]) ?? 0
+    const apparentAge = dateValue === undefined ? 0 : Math.max(0, at - dateValue)
+    const age = Math.max(apparentAge, ageValue * 1000 + Math.max(0, at - requestAt))
     const timeline = decision.timeline
-    const cap = now + config.maxTtl
-    const freshUntil = Math.min(now + timeline.lifetime, cap)
+    const cap = at + config.maxTtl
+    const freshUntil = Math.min(at + timeline.lifetime - age, cap)
     const swrUntil = Math.min(freshUntil + timeline.staleWhileRevalidate, cap)
     const sieUntil = Math.min(freshUntil + timeline.staleIfError, cap)
-    // Cache-Control: the response's own when it set its freshness;
-    // otherwise the policy's, added to what the response said.
-    const existing = hasCacheControl ? response.headers["cache-control"]! : undefined
-    if (decision.explicit) {
-      // A per-user response never goes out as shareable unless the handler
-      // said `public` itself: downstream caches must not give it to others.
-      const mark = facts.userKeyed && !decision.cacheControl.public && !decision.cacheControl.private
-      if (existing !== undefined) headers.push(["cache-control", mark ? `private, ${existing}` : existing])
-    } else {
-      const parts: Array<string> = []
-      if (existing !== undefined) parts.push(existing)
-      if (!decision.cacheControl.public && !decision.cacheControl.private) {
-        parts.push(facts.userKeyed ? "private" : "public")
-      }
+    if (freshUntil <= at && swrUntil <= at && sieUntil <= at && !validators) return "already stale"
+    // Cache-Control goes downstream as received. A per-user response is
+    // marked private unless the handler said public or private itself; the
+    // policy's freshness is advertised only when asked (`advertise`).
+    const own = parseCacheControl(cacheControl)
+    const parts: Array<string> = []
+    if (facts.userKeyed && !own.public && !own.private) parts.push("private")
+    if (cacheControl !== undefined) parts.push(cacheControl)
+    if (!decision.explicit && config.advertise) {
+      if (!facts.userKeyed && !own.public && !own.private) parts.push("public")
       parts.push(`max-age=${Math.ceil(timeline.lifetime / 1000)}`)
       if (timeline.staleWhileRevalidate > 0) {
         parts.push(`stale-while-revalidate=${Math.ceil(timeline.staleWhileRevalidate / 1000)}`)
       }
       if (timeline.staleIfError > 0) parts.push(`stale-if-error=${Math.ceil(timeline.staleIfError / 1000)}`)
-      headers.push(["cache-control", parts.join(", ")])
     }
-    const varyOut = [...new Set([...decision.vary, ...policy.vary])]
-    if (varyOut.length > 0) headers.push(["vary", varyOut.join(", ")])
-    const etag =
-      response.headers["etag"] ?? (config.etag === false ? "" : hashEtag(contentType, body, config.etag === "weak"))
+    if (parts.length > 0) headers.push(["cache-control", parts.join(", ")])
+    // Vary goes out verbatim; names the policy keys on are appended.
+    const extra = policy.vary.filter((name) => !decision.vary.includes(name))
+    const varyOut = vary === undefined ? extra.join(", ") : extra.length === 0 ? vary : `${vary}, ${extra.join(", ")}`
+    if (varyOut.length > 0) headers.push(["vary", varyOut])
+    const etag = ownEtag ?? (config.etag === false ? "" : hashEtag(upstream.contentType, body, config.etag === "weak"))
     return {
-      status: response.status,
+      status: upstream.status,
       headers,
       body,
       etag,
-      date: now,
+      date: at,
+      age,
       freshUntil,
       swrUntil,
       sieUntil,
+      revalidate: decision.mustRevalidate,
       vary: decision.vary,
-      varyValues: decision.vary.map((name) => headerValue(request, name)),
+      varyValues: decision.vary.map((name) => headerDigest(request, name)),
       shared: decision.shared,
       path
     }
+  }
+
+  /** A stored entry updated by a 304 (or a matching HEAD response), or the reason it may no longer be stored. */
+  const refreshed = (
+    request: HttpServerRequest.HttpServerRequest,
+    facts: RequestFacts,
+    policy: RoutePolicy,
+    stored: ResponseEntry,
+    update: HttpServerResponse.HttpServerResponse,
+    requestAt: number,
+    at: number
+  ): ResponseEntry | string => {
+    const fields = updatedFields(stored, update.headers)
+    const made = toEntry(
+      request,
+      facts,
+      policy,
+      stored.path,
+      {
+        status: stored.status,
+        headers: fields,
+        body: stored.body,
+        contentType: undefined,
+        setsCookie: setsCookie(update)
+      },
+      requestAt,
+      at
+    )
+    // The same bytes: the answer is REVALIDATED, and the store keeps one copy.
+    return typeof made === "string" ? made : { ...made, body: stored.body }
   }
 
   const bypass = (app: App): App => Effect.map(app, (r) => withXCache(r, "BYPASS"))
@@ -632,7 +829,8 @@ export const make = (options: Options | undefined) => {
   const run = (rt: RuntimeService, request: HttpServerRequest.HttpServerRequest, app: App): App => {
     if (rt.isClosed()) return app
     const method = request.method
-    if (unsafeMethods.has(method)) return config.invalidateOnUnsafe ? invalidating(rt, request, app) : app
+    // RFC 9111 §4.4: every method not known to be safe invalidates.
+    if (!safeMethods.has(method)) return config.invalidateOnUnsafe ? invalidating(rt, request, app) : app
     if (method !== "GET" && method !== "HEAD") return app
     // Key, policy and invalidation path all come from the target the router
     // routes, never from a second parse of the request line (cache poisoning).
@@ -678,11 +876,11 @@ export const make = (options: Options | undefined) => {
       // stored as shared (public / s-maxage), and never joins a load.
       const sharedOnly = credentials && user === undefined
       const requestCc = parseCacheControl(headers["cache-control"])
+      // Request header values enter keys and entries only as digests.
       const keyed: Array<readonly [string, string | null]> = []
-      for (const name of policy.vary) keyed.push([name, headerValue(request, name)])
+      for (const name of policy.vary) keyed.push([name, headerDigest(request, name)])
       for (const name of forwardingHeaders) {
-        const value = headers[name]
-        if (value !== undefined) keyed.push([name, value])
+        if (headers[name] !== undefined) keyed.push([name, headerDigest(request, name)])
       }
       // Host as received and the scheme as `HttpServerRequest.toURL` derives
       // it: a handler that builds links from either must not share a key.
@@ -701,7 +899,7 @@ export const make = (options: Options | undefined) => {
       const matches = (entry: ResponseEntry): boolean => {
         if (sharedOnly && !entry.shared) return false
         for (let i = 0; i < entry.vary.length; i++) {
-          if (headerValue(request, entry.vary[i]!) !== entry.varyValues[i]) return false
+          if (headerDigest(request, entry.vary[i]!) !== entry.varyValues[i]) return false
         }
         return true
       }
@@ -717,7 +915,7 @@ export const make = (options: Options | undefined) => {
           if (matches(entry)) return { key: key0, entry, variantOf: undefined }
           if (entry.vary.length === 0) return { key: key0, entry: undefined, variantOf: undefined }
           // Another variant is stored under its own key.
-          const key1 = keyOf([...base, entry.vary.map((name) => [name, headerValue(request, name)])])
+          const key1 = keyOf([...base, entry.vary.map((name) => [name, headerDigest(request, name)])])
           if (key1 === undefined) return { key: key0, entry: undefined, variantOf: undefined }
           const variant = yield* readEntry(rt, state, key1)
           const value = variant === undefined || variant.negative ? undefined : (variant.value as ResponseEntry)
@@ -725,33 +923,55 @@ export const make = (options: Options | undefined) => {
         })
 
       let found = yield* find(parts(method))
-      if (found === undefined) return yield* Effect.map(app, (r) => withXCache(r, "BYPASS"))
-      // A stored GET response also answers HEAD.
+      if (found === undefined) return yield* bypass(app)
+      // A stored GET response also answers HEAD; a HEAD response updates it (§4.3.5).
+      let getKey: string | undefined
       if (method === "HEAD" && found.entry === undefined) {
         const viaGet = yield* find(parts("GET"))
-        if (viaGet?.entry !== undefined) found = { ...viaGet, key: found.key }
+        if (viaGet?.entry !== undefined) {
+          getKey = viaGet.key
+          found = { ...viaGet, key: found.key }
+        }
       }
       const flightKey = found.key
       const candidate = found.entry
       const now = rt.clock.currentTimeMillisUnsafe()
-      if (candidate !== undefined) {
-        if (now < candidate.freshUntil) {
+      // Request directives (RFC 9111 §5.2.1), when the options honour them.
+      const honour = config.requestDirectives
+      const reload =
+        honour === "all" && (requestCc.noCache || requestCc.maxAge === 0 || headers["pragma"] === "no-cache")
+      if (candidate !== undefined && !reload) {
+        let fresh = now < candidate.freshUntil
+        if (fresh && honour !== "ignore") {
+          const maxAge = requestCc.maxAge
+          if (maxAge !== undefined && maxAge > 0 && currentAge(candidate, now) > maxAge * 1000) fresh = false
+          const minFresh = requestCc.minFresh
+          if (minFresh !== undefined && minFresh >= 0 && candidate.freshUntil - now < minFresh * 1000) fresh = false
+        }
+        if (fresh) {
           state.counters.hits++
           budget.touch(flightKey)
           return respond(request, candidate, "HIT", now)
         }
-        if (now < candidate.swrUntil) {
+        const maxStale = honour === "ignore" ? undefined : requestCc.maxStale
+        const staleOk =
+          now < candidate.swrUntil ||
+          (maxStale !== undefined &&
+            maxStale >= 0 &&
+            !candidate.revalidate &&
+            now - candidate.freshUntil <= maxStale * 1000)
+        if (staleOk && now >= candidate.freshUntil) {
           state.counters.staleHits++
           // Only a request whose response could be stored revalidates: not
           // one with credentials and no user key, nor one with no-store.
           if (!sharedOnly && !requestCc.noStore) {
-            const reload = rt.revalidate(
+            const started = rt.revalidate(
               state,
               flightKey,
               { key: "" },
-              loader(rt, state, request, facts, policy, path, Effect.scoped(app) as App, {}, flightKey, true)
+              loader(rt, state, request, facts, policy, path, Effect.scoped(app) as App, {}, flightKey, true, candidate)
             )
-            if (reload !== undefined) yield* reload
+            if (started !== undefined) yield* started
           }
           return respond(request, candidate, "STALE", now)
         }
@@ -762,11 +982,15 @@ export const make = (options: Options | undefined) => {
       }
       const staleIfError = (): ResponseEntry | undefined =>
         candidate !== undefined && rt.clock.currentTimeMillisUnsafe() < candidate.sieUntil ? candidate : undefined
+      /** MISS, or REVALIDATED when the stored bytes were confirmed. */
+      const served = (entry: ResponseEntry): Served =>
+        candidate !== undefined && entry.body === candidate.body ? "REVALIDATED" : "MISS"
 
       // Requests that must not share a load: run the handler for this one.
       if (sharedOnly || requestCc.noStore) {
         state.counters.misses++
-        const exit = yield* Effect.exit(app)
+        const requestAt = rt.clock.currentTimeMillisUnsafe()
+        const exit = yield* Effect.exit(withRequest(app, handlerRequest(request, undefined)))
         if (Exit.isFailure(exit)) return yield* serveStaleOrFail(rt, request, exit.cause, staleIfError)
         const response = exit.value
         const at = rt.clock.currentTimeMillisUnsafe()
@@ -775,7 +999,7 @@ export const make = (options: Options | undefined) => {
           if (stale !== undefined) return respond(request, stale, "STALE", at)
         }
         if (requestCc.noStore) return withXCache(response, "MISS")
-        const made = toEntry(request, facts, policy, path, response, at)
+        const made = toEntry(request, facts, policy, path, upstreamOf(response), requestAt, at)
         if (typeof made === "string") return withXCache(response, "MISS")
         const error = yield* rt.write(state, flightKey, { key: "" }, made, at, false)
         if (error === undefined) yield* remember(rt, state, flightKey, made)
@@ -783,7 +1007,7 @@ export const make = (options: Options | undefined) => {
       }
 
       const owner = { started: false }
-      const load = loader(rt, state, request, facts, policy, path, app, owner, flightKey, false)
+      const load = loader(rt, state, request, facts, policy, path, app, owner, flightKey, false, candidate)
       const flight = rt.load(
         state,
         flightKey,
@@ -804,7 +1028,7 @@ export const make = (options: Options | undefined) => {
       )
       if (Option.isNone(waited)) {
         state.counters.misses++
-        const own = yield* Effect.exit(app)
+        const own = yield* Effect.exit(withRequest(app, handlerRequest(request, undefined)))
         if (Exit.isFailure(own)) return yield* serveStaleOrFail(rt, request, own.cause, staleIfError)
         return withXCache(own.value, "MISS")
       }
@@ -818,13 +1042,18 @@ export const make = (options: Options | undefined) => {
         if (!matches(entry)) return yield* Effect.map(app, (r) => withXCache(r, "MISS"))
         // Store it under its own variant key too, so variants accumulate.
         if (entry.vary.length > 0 && found.variantOf === undefined) {
-          const variantKey = keyOf([...parts(method), entry.vary.map((name) => [name, headerValue(request, name)])])
+          const variantKey = keyOf([...parts(method), entry.vary.map((name) => [name, headerDigest(request, name)])])
           if (variantKey !== undefined && variantKey !== flightKey) {
             const error = yield* rt.write(state, variantKey, { key: "" }, entry, entry.date, false)
             if (error === undefined) yield* remember(rt, state, variantKey, entry)
           }
         }
-        return respond(request, entry, "MISS", at)
+        // A HEAD revalidated the stored GET: the GET entry gets the update.
+        if (getKey !== undefined && served(entry) === "REVALIDATED") {
+          const error = yield* rt.write(state, getKey, { key: "" }, entry, entry.date, false)
+          if (error === undefined) yield* remember(rt, state, getKey, entry)
+        }
+        return respond(request, entry, served(entry), at)
       }
       const failure = Cause.findErrorOption(exit.cause)
       if (failure._tag === "Some" && failure.value instanceof NotStorable) {
@@ -837,7 +1066,7 @@ export const make = (options: Options | undefined) => {
           response = notStorable.response
         } else {
           // Another request's response that may not be shared: run ours.
-          const own = yield* Effect.exit(app)
+          const own = yield* Effect.exit(withRequest(app, handlerRequest(request, undefined)))
           if (Exit.isFailure(own)) return yield* serveStaleOrFail(rt, request, own.cause, staleIfError)
           response = own.value
         }
@@ -864,6 +1093,12 @@ export const make = (options: Options | undefined) => {
         : Effect.succeed(respond(request, stale, "STALE", rt.clock.currentTimeMillisUnsafe()))
     })
 
+  /**
+   * Runs the handler once for a key and builds its entry. With a `stored`
+   * entry this is a revalidation (RFC 9111 §4.3): the handler gets the
+   * entry's validators, and a 304 (or a 200 with the same ETag, or a HEAD
+   * response that matches) updates the stored entry instead of replacing it.
+   */
   const loader = (
     rt: RuntimeService,
     state: KeyspaceState,
@@ -874,17 +1109,47 @@ export const make = (options: Options | undefined) => {
     app: App,
     owner: object,
     key: string,
-    background: boolean
+    background: boolean,
+    stored: ResponseEntry | undefined
   ): Effect.Effect<ResponseEntry, unknown, unknown> =>
-    Effect.flatMap(Effect.exit(app), (exit) => {
-      if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-      const response = exit.value
-      const made = toEntry(request, facts, policy, path, response, rt.clock.currentTimeMillisUnsafe())
-      if (typeof made !== "string") return Effect.as(remember(rt, state, key, made), made)
-      const failure = Effect.fail(new NotStorable(response, owner, made))
-      // A revalidation the origin answered, but with a response that may no
-      // longer be stored: stop serving the old one.
-      return background && response.status < 500 ? Effect.andThen(rt.remove(state, key), failure) : failure
+    Effect.suspend(() => {
+      const requestAt = rt.clock.currentTimeMillisUnsafe()
+      return Effect.flatMap(Effect.exit(withRequest(app, handlerRequest(request, stored))), (exit) => {
+        if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+        const response = exit.value
+        const at = rt.clock.currentTimeMillisUnsafe()
+        let made: ResponseEntry | string
+        if (
+          stored !== undefined &&
+          (response.status === 304 || (request.method === "HEAD" && response.status === stored.status)) &&
+          sameRepresentation(stored, response.headers)
+        ) {
+          made = refreshed(request, facts, policy, stored, response, requestAt, at)
+          if (typeof made === "string") {
+            // The update forbids storing: this answer is the stored body with
+            // the new fields, once; the stored entry goes.
+            const fields = updatedFields(stored, response.headers)
+            const once = HttpServerResponse.uint8Array(stored.body, {
+              status: stored.status,
+              headers: Headers.fromInput(fields as Record<string, string>)
+            })
+            return Effect.andThen(rt.remove(state, key), Effect.fail(new NotStorable(once, owner, made)))
+          }
+        } else {
+          made = toEntry(request, facts, policy, path, upstreamOf(response), requestAt, at)
+          // The same representation again: keep the stored bytes (REVALIDATED).
+          if (typeof made !== "string" && stored !== undefined && made.etag !== "" && made.etag === stored.etag) {
+            made = { ...made, body: stored.body }
+          }
+        }
+        if (typeof made !== "string") return Effect.as(remember(rt, state, key, made), made)
+        const failure = Effect.fail(new NotStorable(response, owner, made))
+        // A revalidation the origin answered, but with a response that may no
+        // longer be stored: stop serving the old one.
+        return (background || stored !== undefined) && response.status < 500
+          ? Effect.andThen(rt.remove(state, key), failure)
+          : failure
+      })
     })
 
   const invalidating = (rt: RuntimeService, request: HttpServerRequest.HttpServerRequest, app: App): App =>

@@ -6,7 +6,7 @@
  * @internal
  */
 import { FindMyWay } from "effect/http"
-import { type CacheControl, parseCacheControl, parseHttpDate, parseVary } from "./headers.ts"
+import { type CacheControl, isStructuredDictionary, parseCacheControl, parseHttpDate, parseVary } from "./headers.ts"
 
 // ---------------------------------------------------------------------------
 // Target normalisation
@@ -209,10 +209,16 @@ export interface ResolvedPolicy {
   readonly staleWhileRevalidate: number
   /** Stale-if-error window given by the policy. */
   readonly staleIfError: number
-  /** Statuses the policy's ttl applies to; 204 and 5xx are stored only when listed. */
+  /** Statuses the policy's ttl applies to (204 and 5xx only when listed). */
   readonly statuses: ReadonlySet<number>
   /** The longest freshness the policy's ttl gives a 404, 405, 410 or 414 (explicit freshness wins). */
   readonly negativeTtl: number
+  /** Statuses never stored, whatever their freshness. Default none. */
+  readonly refuse?: ReadonlySet<number> | undefined
+  /** Heuristic freshness (RFC 9111 §4.2.2) for responses with `Last-Modified`: off when undefined. */
+  readonly heuristic?: { readonly fraction: number; readonly max: number } | undefined
+  /** Targeted cache-control fields, lower-case, in precedence order (RFC 9213). */
+  readonly targets?: ReadonlyArray<string> | undefined
 }
 
 /** Error statuses that the policy's ttl caches only for `negativeTtl`: any unkeyed input that makes a handler 404 must not deny a URL for long. */
@@ -235,10 +241,13 @@ export interface ResponseFacts {
   readonly headers: Readonly<Record<string, string | undefined>>
   /** The response sets a cookie (`Set-Cookie` header or cookies). */
   readonly setsCookie: boolean
+  /** The stored response can be revalidated (an ETag, computed or its own, or `Last-Modified`). */
+  readonly validators: boolean
 }
 
 /** A stored response's timeline, relative to its generation (milliseconds). */
 export interface Timeline {
+  /** The freshness lifetime (RFC 9111 §4.2.1), before age is subtracted. */
   readonly lifetime: number
   readonly staleWhileRevalidate: number
   readonly staleIfError: number
@@ -251,13 +260,37 @@ export type Decision =
       readonly timeline: Timeline
       /** Explicitly `public` or `s-maxage`: may answer requests with credentials (RFC 9111 §3.5). */
       readonly shared: boolean
-      /** Freshness came from the response itself (else from the policy). */
+      /** Freshness came from the response itself (else from the policy or a heuristic). */
       readonly explicit: boolean
+      /** Every use needs a successful revalidation (`no-cache`, §5.2.2.4). */
+      readonly noCache: boolean
+      /** Stale use is forbidden (`must-revalidate`, `proxy-revalidate`, `s-maxage`: §4.2.4, §5.2.2.2, §5.2.2.8). */
+      readonly mustRevalidate: boolean
       readonly cacheControl: CacheControl
+      /** The targeted field (RFC 9213) the policy came from, lower-case, if any. */
+      readonly targeted: string | undefined
       /** Lowercase names of the response's `Vary`. */
       readonly vary: ReadonlyArray<string>
     }
   | { readonly store: false; readonly reason: string }
+
+/**
+ * The cache-control that governs a response (RFC 9213 §2.2): the first
+ * targeted field in `targets` with a valid, non-empty value (then
+ * `Cache-Control` and `Expires` are ignored), else `Cache-Control`.
+ */
+export const governing = (
+  headers: Readonly<Record<string, string | undefined>>,
+  targets: ReadonlyArray<string> | undefined
+): { readonly cc: CacheControl; readonly targeted: string | undefined } => {
+  if (targets !== undefined) {
+    for (const name of targets) {
+      const value = headers[name]
+      if (value !== undefined && isStructuredDictionary(value)) return { cc: parseCacheControl(value), targeted: name }
+    }
+  }
+  return { cc: parseCacheControl(headers["cache-control"]), targeted: undefined }
+}
 
 /** Request headers that override the method in some frameworks: such requests bypass the cache. */
 const methodOverrideHeaders: ReadonlyArray<string> = ["x-http-method-override", "x-http-method", "x-method-override"]
@@ -286,22 +319,26 @@ const seconds = (s: number): number => (s < 0 ? 0 : s * 1000)
 /**
  * Whether a response may be stored by a shared cache under `policy`, and for
  * how long. `now` is the time the response was received (for `Expires`
- * without `Date`).
+ * without `Date`, and heuristics).
  *
  * Stores only when all hold (RFC 9111 §3, §3.5, plus cachet's stricter
  * rules, each marked *):
- * - the request method is GET or HEAD, without `Range`* or a method override
- *   header*, and without request `no-store`;
- * - the status is final and not 206 or 304; 204 and 5xx only when the policy
- *   lists them*;
- * - the response has no `no-store`, no `private`, no `no-cache`* (cachet does
- *   not revalidate with the origin), no `Vary: *`, no `Set-Cookie`*;
+ * - the request method is GET or HEAD, without `Range`*, a body*, or a
+ *   method override header*, and without request `no-store`;
+ * - the status is final and not 206 or 304, and not refused by the policy*;
+ * - the governing cache-control (a targeted field such as
+ *   `CDN-Cache-Control`, else `Cache-Control`) has no `no-store` and no
+ *   `private`; there is no `Vary: *` and no `Set-Cookie`*;
  * - a request with `Authorization` or `Cookie`* is stored only when the route
  *   keys it per user, or the response is `public` or has `s-maxage` (RFC 9111
  *   §3.5 also allows `must-revalidate`; cachet does not*);
- * - the response has explicit freshness (`s-maxage`, `max-age`, `Expires`),
- *   or the policy has a ttl and lists the status;
- * - some part of its timeline (fresh or stale windows) is still ahead.
+ * - the response has explicit freshness (`s-maxage`, `max-age`, `Expires`;
+ *   any status), or the policy has a ttl and lists the status (204 and 5xx
+ *   only when listed), or heuristic freshness is on and it has
+ *   `Last-Modified`;
+ * - it can still be used: some of its timeline (fresh or stale windows) is
+ *   ahead, or it can be revalidated (validators). `no-cache` responses are
+ *   stored with no freshness and revalidated on every use (§5.2.2.4).
  */
 export const decide = (
   request: RequestFacts,
@@ -315,10 +352,10 @@ export const decide = (
   const status = response.status
   if (!Number.isInteger(status) || status < 200 || status > 599) return { store: false, reason: "status not final" }
   if (status === 206 || status === 304) return { store: false, reason: `status ${status}` }
-  const cc = parseCacheControl(response.headers["cache-control"])
+  if (policy.refuse?.has(status)) return { store: false, reason: `status ${status} refused` }
+  const { cc, targeted } = governing(response.headers, policy.targets)
   if (cc.noStore) return { store: false, reason: "no-store" }
   if (cc.private) return { store: false, reason: "private" }
-  if (cc.noCache) return { store: false, reason: "no-cache" }
   const vary = parseVary(response.headers["vary"])
   if (vary.star) return { store: false, reason: "Vary: *" }
   if (response.setsCookie) return { store: false, reason: "Set-Cookie" }
@@ -327,52 +364,64 @@ export const decide = (
   if (credentials && !request.userKeyed && !shared) {
     return { store: false, reason: "credentials without a per-user key or public response" }
   }
-  const gated = status === 204 || status >= 500
   let lifetime: number
   let explicit = true
+  const expires = targeted === undefined ? response.headers["expires"] : undefined
   if (cc.sMaxage !== undefined) lifetime = seconds(cc.sMaxage)
   else if (cc.maxAge !== undefined) lifetime = seconds(cc.maxAge)
-  else if (response.headers["expires"] !== undefined) {
+  else if (expires !== undefined) {
     // An invalid Expires (such as "0") means already expired (RFC 9111 §5.3).
-    const expires = parseHttpDate(response.headers["expires"])
+    const at = parseHttpDate(expires)
     const date = parseHttpDate(response.headers["date"]) ?? now
-    lifetime = expires === undefined ? 0 : Math.max(0, expires - date)
+    lifetime = at === undefined ? 0 : Math.max(0, at - date)
   } else {
     explicit = false
-    lifetime = policy.ttl ?? -1
+    const lastModified = parseHttpDate(response.headers["last-modified"])
+    if (policy.ttl !== undefined && policy.statuses.has(status)) {
+      lifetime = policy.ttl
+      if (negativeStatuses.has(status)) lifetime = Math.min(lifetime, policy.negativeTtl)
+    } else if (policy.heuristic !== undefined && lastModified !== undefined && heuristicStatuses.has(status)) {
+      // RFC 9111 §4.2.2: a fraction of the time since the last modification.
+      const date = parseHttpDate(response.headers["date"]) ?? now
+      lifetime = Math.min(Math.max(0, date - lastModified) * policy.heuristic.fraction, policy.heuristic.max)
+    } else if (policy.ttl === undefined) return { store: false, reason: "no explicit freshness" }
+    else return { store: false, reason: `status ${status} not cacheable by policy` }
   }
-  if (explicit) {
-    if (gated && !policy.statuses.has(status)) return { store: false, reason: `status ${status} not configured` }
-  } else {
-    if (policy.ttl === undefined) return { store: false, reason: "no explicit freshness" }
-    if (!policy.statuses.has(status)) return { store: false, reason: `status ${status} not cacheable by policy` }
-    if (negativeStatuses.has(status)) lifetime = Math.min(lifetime, policy.negativeTtl)
-  }
+  const noCache = cc.noCache
   // Stale windows: the response's own directives (RFC 5861) win; the
   // policy's apply unless the response forbids serving it stale
   // (must-revalidate, proxy-revalidate, s-maxage: RFC 9111 §4.2.4).
-  const forbidsStale = cc.mustRevalidate || cc.proxyRevalidate || cc.sMaxage !== undefined
-  const swr = cc.mustRevalidate
-    ? 0
-    : cc.staleWhileRevalidate !== undefined
-      ? seconds(cc.staleWhileRevalidate)
-      : forbidsStale
-        ? 0
-        : policy.staleWhileRevalidate
-  const sie = cc.mustRevalidate
-    ? 0
-    : cc.staleIfError !== undefined
-      ? seconds(cc.staleIfError)
-      : forbidsStale
-        ? 0
-        : policy.staleIfError
-  if (lifetime <= 0 && swr <= 0 && sie <= 0) return { store: false, reason: "already stale" }
+  const mustRevalidate = noCache || cc.mustRevalidate || cc.proxyRevalidate || cc.sMaxage !== undefined
+  const swr =
+    noCache || cc.mustRevalidate
+      ? 0
+      : cc.staleWhileRevalidate !== undefined
+        ? seconds(cc.staleWhileRevalidate)
+        : mustRevalidate
+          ? 0
+          : policy.staleWhileRevalidate
+  const sie =
+    noCache || cc.mustRevalidate
+      ? 0
+      : cc.staleIfError !== undefined
+        ? seconds(cc.staleIfError)
+        : mustRevalidate
+          ? 0
+          : policy.staleIfError
+  if (noCache) lifetime = 0
+  if (lifetime <= 0 && swr <= 0 && sie <= 0 && !response.validators) return { store: false, reason: "already stale" }
   return {
     store: true,
     timeline: { lifetime: Math.max(0, lifetime), staleWhileRevalidate: swr, staleIfError: sie },
     shared,
     explicit,
+    noCache,
+    mustRevalidate,
     cacheControl: cc,
+    targeted,
     vary: vary.names
   }
 }
+
+/** Statuses a heuristic may give freshness to (RFC 9110 §15.1). */
+const heuristicStatuses: ReadonlySet<number> = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
