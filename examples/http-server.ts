@@ -117,6 +117,8 @@ export class RequestStats extends Context.Service<
   RequestStats,
   {
     readonly record: (path: string, millis: number, xCache: string | undefined) => void
+    /** A handler answered a conditional request (the cache's revalidation) with 304. */
+    readonly recordNotModified: () => void
     readonly snapshot: () => {
       readonly requests: number
       readonly latencyMsTotal: number
@@ -124,6 +126,7 @@ export class RequestStats extends Context.Service<
       readonly p50Ms: number
       readonly p95Ms: number
       readonly byCache: Readonly<Record<string, number>>
+      readonly handlerNotModified: number
     }
   }
 >()("example/RequestStats") {
@@ -131,8 +134,9 @@ export class RequestStats extends Context.Service<
     let requests = 0
     let latencyMsTotal = 0
     let maxMs = 0
+    let handlerNotModified = 0
     const recent: Array<number> = []
-    const byCache: Record<string, number> = { HIT: 0, STALE: 0, MISS: 0, BYPASS: 0, NONE: 0 }
+    const byCache: Record<string, number> = { HIT: 0, STALE: 0, REVALIDATED: 0, MISS: 0, BYPASS: 0, NONE: 0 }
     const quantile = (q: number) => {
       if (recent.length === 0) return 0
       const sorted = [...recent].sort((a, b) => a - b)
@@ -149,7 +153,11 @@ export class RequestStats extends Context.Service<
         const key = xCache ?? "NONE"
         byCache[key] = (byCache[key] ?? 0) + 1
       },
+      recordNotModified: () => {
+        handlerNotModified++
+      },
       snapshot: () => ({
+        handlerNotModified,
         requests,
         latencyMsTotal,
         maxMs,
@@ -208,7 +216,17 @@ const routeList = [
       const { id } = yield* userId
       const db = yield* Db
       return json(yield* db.find(id).pipe(Strategy.staleWhileRevalidate(Users, { id })))
-    }).pipe(Effect.catchTag("UserNotFound", notFound), Effect.catchTag("SchemaError", badRequest))
+    }).pipe(
+      Effect.catchTag("UserNotFound", notFound),
+      Effect.catchTag("SchemaError", badRequest),
+      // Conditional GETs: when the HTTP cache revalidates a stale page it
+      // sends the stored ETag, and an unchanged user answers 304 (no body
+      // goes back into the store): X-Cache: REVALIDATED.
+      HttpCache.etag(),
+      Effect.tap((response) =>
+        response.status === 304 ? Effect.map(Effect.service(RequestStats), (s) => s.recordNotModified()) : Effect.void
+      )
+    )
   ),
   HttpRouter.route(
     "GET",

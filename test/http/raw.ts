@@ -111,3 +111,22 @@ export const serveNode = (app: Layer.Layer<never, unknown, unknown>): Effect.Eff
     if (address._tag === "UnixPathAddress") return yield* Effect.die("unexpected unix socket")
     return address.port
   })
+
+/**
+ * Serves one response effect (no router: every method and path reaches it)
+ * with `NodeHttpServer` on an ephemeral port of 127.0.0.1; answers the port.
+ */
+export const serveNodeApp = <E, R>(
+  app: Effect.Effect<import("effect/http").HttpServerResponse.HttpServerResponse, E, R>,
+  context: Context.Context<never>
+): Effect.Effect<number, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const served = (HttpServer.serve()(app) as Layer.Layer<never, never, HttpServer.HttpServer>).pipe(
+      Layer.provide(Layer.succeedContext(context)),
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    )
+    const built = yield* Layer.build(served)
+    const address = Context.get(built, HttpServer.HttpServer).address
+    if (address._tag === "UnixPathAddress") return yield* Effect.die("unexpected unix socket")
+    return address.port
+  })

@@ -104,8 +104,14 @@ describe("the example service over real HTTP", () => {
       assert.strictEqual(stats.keyspaces.http.revalidations, 1, "one background revalidation")
 
       yield* TestClock.adjust("40 seconds") // past the stale window: the reader waits for the origin
-      // The handler answers the cache's conditional request: nothing changed.
-      assert.strictEqual((yield* get(`${base}/users/2`)).headers.get("x-cache"), "REVALIDATED")
+      // The handler answers the cache's conditional request with 304
+      // (HttpCache.etag on the route): nothing changed, the stored body is served.
+      const revalidated = yield* get(`${base}/users/2`)
+      assert.strictEqual(revalidated.headers.get("x-cache"), "REVALIDATED")
+      assert.strictEqual(JSON.parse(revalidated.body).name, "Grace Hopper")
+      const after = yield* json(`${base}/cache/stats`)
+      assert.strictEqual(after.http.handlerNotModified, 1, "the handler answered 304")
+      assert.strictEqual(after.http.byCache.REVALIDATED, 1)
     }).pipe(Effect.scoped)
   )
 

@@ -805,6 +805,8 @@ export const make = (options: Options | undefined) => {
     at: number
   ): ResponseEntry | string => {
     const fields = updatedFields(stored, update.headers)
+    // RFC 9110 §6.6.1: an update without Date is dated when received.
+    if (update.headers["date"] === undefined) fields["date"] = new Date(at).toUTCString()
     const made = toEntry(
       request,
       facts,
@@ -1114,7 +1116,14 @@ export const make = (options: Options | undefined) => {
   ): Effect.Effect<ResponseEntry, unknown, unknown> =>
     Effect.suspend(() => {
       const requestAt = rt.clock.currentTimeMillisUnsafe()
-      return Effect.flatMap(Effect.exit(withRequest(app, handlerRequest(request, stored))), (exit) => {
+      const ask = Effect.flatMap(withRequest(app, handlerRequest(request, stored)), (response) =>
+        // A 304 that does not confirm the stored response (another ETag, or
+        // none stored): ask again without validators (RFC 9111 §4.3.3).
+        response.status === 304 && (stored === undefined || !sameRepresentation(stored, response.headers))
+          ? withRequest(app, handlerRequest(request, undefined))
+          : Effect.succeed(response)
+      )
+      return Effect.flatMap(Effect.exit(ask), (exit) => {
         if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
         const response = exit.value
         const at = rt.clock.currentTimeMillisUnsafe()

@@ -384,6 +384,9 @@ export const decide = (
       // RFC 9111 §4.2.2: a fraction of the time since the last modification.
       const date = parseHttpDate(response.headers["date"]) ?? now
       lifetime = Math.min(Math.max(0, date - lastModified) * policy.heuristic.fraction, policy.heuristic.max)
+    } else if (cc.noCache && heuristicStatuses.has(status)) {
+      // Storable by its status (RFC 9111 §3), used only once revalidated.
+      lifetime = 0
     } else if (policy.ttl === undefined) return { store: false, reason: "no explicit freshness" }
     else return { store: false, reason: `status ${status} not cacheable by policy` }
   }
