@@ -8,10 +8,20 @@
  * It follows RFC 9111 for a shared cache and RFC 5861 for the stale
  * directives:
  *
- * - Stores only GET/HEAD responses with explicit freshness (the policy's
- *   `ttl`, or the response's `s-maxage`, `max-age` or `Expires`); never
- *   `no-store`, `private`, `no-cache`, `Vary: *`, a `Set-Cookie`, 206, a
- *   streamed body, or (unless listed in `statuses`) 204 and 5xx.
+ * - Stores GET/HEAD responses with freshness (the response's `s-maxage`,
+ *   `max-age` or `Expires`, any final status; the policy's `ttl` for the
+ *   statuses in `statuses`; opt-in heuristic freshness), `no-cache` ones to
+ *   revalidate on every use; never `no-store`, `private`, `Vary: *`, a
+ *   `Set-Cookie`, 206, a streamed body, or a status in `refuseStatuses`. A
+ *   targeted field (`CDN-Cache-Control`, RFC 9213) governs over
+ *   `Cache-Control` and `Expires`.
+ * - Freshness counts the response's age (RFC 9111 §4.2.3: upstream `Age`,
+ *   apparent age from `Date`, response delay); `Age` goes out as the current
+ *   age, `Date` as received.
+ * - Stale, `no-cache` and `must-revalidate` entries are revalidated: the
+ *   handler gets `If-None-Match` / `If-Modified-Since` from the stored
+ *   validators, and a 304 (or the same ETag) updates the stored fields and
+ *   freshness: `X-Cache: REVALIDATED`.
  * - A request with `Authorization` or `Cookie` is stored and answered per
  *   user when the policy has a `user` key; otherwise it only gets, and only
  *   stores, responses that are explicitly `public` or have `s-maxage`, and
@@ -33,17 +43,17 @@
  *   (`maxEntries`, default 1,000; `maxBytes`, default 32 MiB), least
  *   recently used dropped first, so that distinct URLs cannot fill the
  *   store or evict data entries.
- * - Answers: `X-Cache: HIT | STALE | MISS` (`BYPASS` when the cache did
- *   not apply), `Age` on stored responses, a strong `ETag` from the body
- *   (unless the handler set one), 304 for a matching `If-None-Match` (or
- *   `If-Modified-Since`), and the policy's `Cache-Control` (`max-age`,
- *   `stale-while-revalidate`, `stale-if-error`) on responses that had no
- *   freshness of their own.
+ * - Answers: `X-Cache: HIT | STALE | REVALIDATED | MISS` (`BYPASS` when the
+ *   cache did not apply), `Age`, a strong `ETag` from the body (unless the
+ *   handler set one), 304 for a matching `If-None-Match` (or
+ *   `If-Modified-Since`); `Cache-Control` and `Vary` as received (the
+ *   policy's freshness only with `advertise`; per-user responses `private`).
  * - Stale: inside `stale-while-revalidate` a stale response is served at
  *   once and one background revalidation per key runs in the Cachet layer's
  *   scope; inside `stale-if-error` it answers when the handler fails or
  *   returns 5xx. Concurrent misses of one key run the handler once.
- * - A successful (2xx, 3xx) POST, PUT, PATCH or DELETE invalidates every
+ * - A successful (2xx, 3xx) request of any method but GET, HEAD, OPTIONS and
+ *   TRACE (POST, PUT, PATCH, DELETE, WebDAV, custom verbs) invalidates every
  *   stored response of its path (and of a same-host `Location` or
  *   `Content-Location`), through a Cachet tag: on every instance sharing the
  *   store. The path is the router's view, case-folded (`DELETE /items/5`
@@ -53,16 +63,17 @@
  * **Storage layout**
  *
  * Keyspace `name` (default `"http"`), key the JSON of
- * `[method, host, path, query, user, keyed headers]` (plus the values of
- * the `Vary` headers for a variant), value a {@link ResponseEntry} (status,
- * headers, body bytes, timeline); on Redis the body travels as base64. Every
+ * `[method, scheme, host, path, query, user digests, keyed header digests]`
+ * (plus the `Vary` digests for a variant), value a {@link ResponseEntry}
+ * (status, headers, body bytes, timeline); on Redis the body travels as
+ * base64. Request header values are stored only as SHA-256 digests. Every
  * entry carries the tag `http:<path>`. The keyspace's ttl is `maxTtl`:
  * entries are kept at most that long whatever their freshness.
  *
- * This module does not revalidate with conditional requests to the handler
- * (a stale entry is replaced by a full response), does not store streamed
- * bodies, and ignores request `no-cache`/`max-age` (a client cannot force
- * the origin to work); it honours request `no-store` and `only-if-cached`.
+ * This module does not store streamed bodies or partial content (206), and
+ * by default ignores request `no-cache`/`max-age` (a reload storm must not
+ * bypass a shared cache; see `requestDirectives`); it honours request
+ * `no-store` and `only-if-cached`.
  *
  * @since 0.1.0
  */
@@ -122,6 +133,11 @@ export type UserKey = internal.UserKey
  * - `negativeTtl`: the longest the policy's `ttl` gives a 404, 405, 410 or
  *   414 (a response's own freshness wins). Default 10 seconds, so that an
  *   input that makes a handler 404 cannot deny a URL for the whole `ttl`.
+ * - `refuseStatuses`: statuses never stored, whatever their freshness.
+ *   Default none (explicitly fresh 204 and 5xx are stored).
+ * - `heuristic`: `true` (10 % of the time since `Last-Modified`, at most a
+ *   day) or `{ fraction, max }`: freshness for responses without any
+ *   (RFC 9111 §4.2.2). Off by default.
  *
  * @example
  * ```ts
@@ -158,6 +174,16 @@ export type Policy = internal.PolicyOptions
  * - `maxEntries`, `maxBytes`: the budget of responses this middleware stores
  *   from this process (default 1,000 entries and 32 MiB), least recently
  *   used dropped first.
+ * - `advertise`: add the policy's freshness (`public, max-age=N, ...`) to
+ *   `Cache-Control` for downstream caches. Default false: the policy's ttl
+ *   is this cache's own decision.
+ * - `targetedFields`: targeted cache-control fields (RFC 9213) in
+ *   precedence order. Default `["CDN-Cache-Control"]`; `[]` turns them off.
+ *   `forwardTargeted: false` removes them from what goes downstream.
+ * - `requestDirectives`: `"ignore"` (default: only `no-store` and
+ *   `only-if-cached` count), `"freshness"` (also `max-age`, `min-fresh`,
+ *   `max-stale`) or `"all"` (also `no-cache` and `max-age=0`, which then
+ *   revalidate).
  *
  * Invalid options throw at the call, naming the option.
  *
