@@ -5,7 +5,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Cachet from "../../src/Cachet.ts"
 import { HttpCache } from "../../src/http/index.ts"
-import { normalizeTarget } from "../../src/http/internal/policy.ts"
+import { normalizeTarget, routedTarget } from "../../src/http/internal/policy.ts"
 import { RedisStore } from "../../src/redis/index.ts"
 import { requireRedis } from "../harness/redis.ts"
 import { rawClient, runId, sharedServer } from "../redis/helpers.ts"
@@ -378,6 +378,52 @@ describe("HttpCache: keys", () => {
       { numRuns: 3_000 }
     )
     assert.isAbove(seen.size, 50)
+  })
+
+  it("property: absolute-form and mixed-case targets get the key of what the router routes, or none", () => {
+    // Node's adapter routes an absolute-form target as new URL(target)'s
+    // pathname + search; an origin-form one as written. The key's target
+    // must be exactly that, or the request bypasses.
+    const routerView = (target: string): string => {
+      if (!/^https?:\/\//i.test(target)) return target
+      const url = new URL(target)
+      return url.pathname + url.search
+    }
+    const originalUrl = (target: string) => (target.startsWith("/") ? `http://shop.test${target}` : target)
+    const part = fc.constantFrom("page", "Page", "..", ".", "%2e", "a\\b", "x", "", "%70age", "q=1&", "<b>")
+    const target = fc
+      .record({
+        scheme: fc.constantFrom("", "http://", "HTTP://", "hTtP://", "https://", "HTTPS://"),
+        host: fc.constantFrom("shop.test", "Shop.Test", "h:8080"),
+        segments: fc.array(part, { maxLength: 4 }),
+        tail: fc.constantFrom("", "?q=1", "?q=1&/page", "?&/x/../y", "#frag", ";p=1", "?a=<b>")
+      })
+      .map(({ scheme, host, segments, tail }) => {
+        const path = segments.length === 0 ? "" : `/${segments.join("/")}`
+        return scheme === "" ? `${path || "/"}${tail}` : `${scheme}${host}${path}${tail}`
+      })
+    let keyed = 0
+    let bypassed = 0
+    fc.assert(
+      fc.property(target, (t) => {
+        let view: string
+        try {
+          view = routerView(t)
+        } catch {
+          return
+        }
+        const routed = routedTarget(originalUrl(t))
+        if (routed === undefined) {
+          bypassed++
+          return
+        }
+        keyed++
+        assert.strictEqual(routed, view, `${t}: keyed as ${routed}, routed as ${view}`)
+      }),
+      { numRuns: 5_000 }
+    )
+    assert.isAbove(keyed, 500)
+    assert.isAbove(bypassed, 100)
   })
 
   it.effect("routes: a policy per router pattern; false never caches", () =>
