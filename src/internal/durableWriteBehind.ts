@@ -8,8 +8,8 @@
  * **Layout**
  *
  * One queue element per operation: `{ keyspace, key, params, op, value, seq }`,
- * `value` encoded with the keyspace's JSON codec, `seq` increasing (clock
- * milliseconds, then a counter). Writers cannot be persisted, so they are
+ * `value` encoded with the keyspace's JSON codec, `seq` strictly increasing
+ * per process (clock microseconds, at least the previous one plus one). Writers cannot be persisted, so they are
  * registered per keyspace with the layer and looked up by keyspace name when
  * an element is taken, possibly by another process after a restart.
  *
@@ -140,8 +140,15 @@ export const layer = <R>(
       const latest = new Map<string, number>()
       // Per key: the newest operation queued by this process, not yet written.
       const pending = new Map<string, PendingWrite & { readonly seq: number }>()
-      let counter = 0
-      const nextSeq = () => rt.clock.currentTimeMillisUnsafe() * 1_000 + (counter++ % 1_000)
+      // Strictly increasing in this process: clock microseconds, but never
+      // below the last one plus one. A counter that wraps (1,000 writes in a
+      // millisecond) or a clock stepped back would order a newer write
+      // before an older one, and the newer would be dropped as superseded.
+      let lastSeq = 0
+      const nextSeq = () => {
+        lastSeq = Math.max(lastSeq + 1, rt.clock.currentTimeMillisUnsafe() * 1_000)
+        return lastSeq
+      }
       const track = (key: string, seq: number) => {
         const known = latest.get(key)
         if (known !== undefined && known >= seq) return
