@@ -25,7 +25,7 @@
 import type { Effect, Schedule } from "effect"
 import { Effect as E, Layer } from "effect"
 import type { PersistedQueueFactory } from "effect/persistence/PersistedQueue"
-import type { CacheEncodeError, CacheKeyError, CacheShuttingDown, CacheStoreError } from "./CacheError.ts"
+import type { CacheEncodeError, CacheKeyError, CacheShuttingDown } from "./CacheError.ts"
 import * as internalDurable from "./internal/durableWriteBehind.ts"
 import type { CachetService } from "./internal/runtime.ts"
 import * as internal from "./internal/strategy.ts"
@@ -53,8 +53,10 @@ export interface Options {
 }
 
 /**
- * The error a strategy adds for its options: `CacheStoreError` in strict
- * mode, nothing otherwise.
+ * The error a strategy adds for its options: `CacheStoreError` unless the
+ * mode is provably degrade (absent or `"degrade"`). A widened
+ * `Strategy.Options` value, or a mode chosen at run time, may be `"fail"`,
+ * so it adds the error too.
  *
  * @example
  * ```ts
@@ -65,7 +67,7 @@ export interface Options {
  * @since 0.1.0
  * @category type-level
  */
-export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? CacheStoreError : never
+export type StrictError<O> = internal.StrictError<O>
 
 /**
  * A read strategy as a value, for `Cachet.cached` and `Strategy.layer`:

@@ -75,6 +75,21 @@ describe("cacheAside typing", () => {
     expectTypeOf(strict).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
   })
 
+  it("adds CacheStoreError whenever the mode may be fail: widened options, a mode chosen at run time", () => {
+    const widened: Strategy.Options = { onStoreError: "fail" }
+    const a = findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }, widened))
+    expectTypeOf(a).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    const mode = (process.env["STRICT"] === "1" ? "fail" : "degrade") as "fail" | "degrade"
+    const b = Strategy.cacheAside(findUser(1), Users, { id: 1 }, { onStoreError: mode })
+    expectTypeOf(b).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    const either = {} as { readonly onStoreError: "fail" } | { readonly onStoreError?: "degrade" }
+    const c = Strategy.cacheAside(findUser(1), Users, { id: 1 }, either)
+    expectTypeOf(c).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    expectTypeOf<Strategy.StrictError<{}>>().toEqualTypeOf<never>()
+    expectTypeOf<Strategy.StrictError<{ readonly onStoreError: "degrade" }>>().toEqualTypeOf<never>()
+    expectTypeOf<Strategy.StrictError<{ readonly onStoreError?: "degrade" | undefined }>>().toEqualTypeOf<never>()
+  })
+
   it("adds the negative-caching error to E", () => {
     const Lookups = Keyspace.make({
       name: "l",

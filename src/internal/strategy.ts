@@ -146,8 +146,18 @@ const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
     return exit
   })
 
-/** The error a strategy adds in strict mode. */
-export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? CacheStoreError : never
+/**
+ * The error a strategy adds unless its mode is provably "degrade": a mode
+ * that may be "fail" (a widened `Options`, a mode chosen at run time) adds
+ * it. Distributes over a union of option types.
+ */
+export type StrictError<O> = O extends unknown
+  ? "onStoreError" extends keyof O
+    ? "fail" extends O["onStoreError" & keyof O]
+      ? CacheStoreError
+      : never
+    : never
+  : never
 
 /** Options every strategy takes. */
 export interface ModeOptions {
@@ -157,7 +167,7 @@ export interface ModeOptions {
 type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
 
 /** `Strategy.cacheAside`, data-first. */
-export const cacheAside = <A, E, R, P, EN, O extends ModeOptions>(
+export const cacheAside = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -166,7 +176,7 @@ export const cacheAside = <A, E, R, P, EN, O extends ModeOptions>(
   readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale) as Cast<A, E, R, EN, O>
 
 /** `Strategy.staleWhileRevalidate`, data-first. */
-export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions>(
+export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -278,7 +288,7 @@ export const refreshAhead = <A, E, R, P, EN, O extends RefreshAheadOptions>(
   >
 
 /** `Strategy.readOnly`, data-first. */
-export const readOnly = <A, E, R, P, EN, O extends ModeOptions>(
+export const readOnly = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -297,7 +307,7 @@ export const bypass = <A, E, R, P, EN>(
  * `Strategy.writeThrough`, data-first: runs the write; on success stores its
  * value, or invalidates the key when that fails.
  */
-export const writeThrough = <A, E, R, P, EN, O extends ModeOptions>(
+export const writeThrough = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -341,7 +351,7 @@ const keyOrFail = (state: KeyspaceState, params: unknown): string | CacheKeyErro
 }
 
 /** `Strategy.writeBehind`. */
-export const writeBehind = <P, A, EN, E, R, O extends ModeOptions>(
+export const writeBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   keyspace: Keyspace<P, A, EN>,
   params: P,
   value: A,
@@ -376,7 +386,7 @@ export const writeBehind = <P, A, EN, E, R, O extends ModeOptions>(
   }) as Effect.Effect<void, WriteBehindError | StrictError<O>, R | CachetService>
 
 /** `Strategy.deleteBehind`. */
-export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions>(
+export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   keyspace: Keyspace<P, A, EN>,
   params: P,
   deleter: Effect.Effect<unknown, E, R>,
