@@ -11,6 +11,9 @@
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
 import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../CacheStore.ts"
+import { flatten } from "./keyEncoding.ts"
+import { checkPositive, positiveInt } from "./numbers.ts"
+import { estimateSize } from "./size.ts"
 
 class Node implements StoredEntry {
   readonly key: string
@@ -43,76 +46,9 @@ class Node implements StoredEntry {
   }
 }
 
-/** A flat copy of a string: a rope used as a Map key keeps its wrapper alive (32 bytes). */
-const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string
-
 interface TagRecord {
   readonly time: number
   readonly expiresAt: number
-}
-
-/** A structural size estimate in bytes: used only when `maxBytes` is set. */
-export const estimateSize = (value: unknown): number => {
-  let total = 0
-  const seen = new Set<object>()
-  const stack: Array<unknown> = [value]
-  while (stack.length > 0) {
-    const v = stack.pop()
-    switch (typeof v) {
-      case "string":
-        total += 16 + 2 * v.length
-        break
-      case "number":
-      case "bigint":
-        total += 8
-        break
-      case "boolean":
-      case "undefined":
-        total += 4
-        break
-      case "object": {
-        if (v === null) {
-          total += 4
-          break
-        }
-        if (seen.has(v)) break
-        seen.add(v)
-        if (v instanceof Uint8Array) {
-          total += 32 + v.byteLength
-          break
-        }
-        if (v instanceof Date) {
-          total += 24
-          break
-        }
-        total += 24
-        if (Array.isArray(v)) {
-          total += 8 * v.length
-          for (const item of v) stack.push(item)
-        } else {
-          for (const k in v) {
-            total += 8 + 2 * k.length
-            stack.push((v as Record<string, unknown>)[k])
-          }
-        }
-        break
-      }
-      default:
-        total += 8
-    }
-  }
-  return total
-}
-
-const validatePositive = (name: string, value: number | undefined, integer: boolean): void => {
-  if (value === undefined) return
-  if (!(value > 0) || (integer && !Number.isInteger(value)) || !Number.isFinite(value)) {
-    throw new Error(
-      `cachet: CacheStore.layerMemory option "${name}" must be a positive ${
-        integer ? "integer" : "number"
-      }, got ${String(value)}`
-    )
-  }
 }
 
 /**
@@ -121,8 +57,8 @@ const validatePositive = (name: string, value: number | undefined, integer: bool
  * throws with a message naming the option.
  */
 export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service"]> => {
-  validatePositive("capacity", options?.capacity, true)
-  validatePositive("maxBytes", options?.maxBytes, false)
+  positiveInt("CacheStore.layerMemory", "capacity", options?.capacity, 1)
+  checkPositive("CacheStore.layerMemory", "maxBytes", options?.maxBytes)
   return Effect.map(Effect.service(Clock.Clock), (clock) => {
     const capacity = options?.capacity ?? 10_000
     const maxBytes = options?.maxBytes

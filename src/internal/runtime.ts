@@ -10,7 +10,7 @@ import {
   Clock,
   Context,
   Deferred,
-  Duration,
+  type Duration,
   Effect,
   Exit,
   Fiber,
@@ -29,7 +29,9 @@ import {
 } from "../CacheError.ts"
 import { CacheStore, type EntryCodec, type StoredEntry, type StoreInfo } from "../CacheStore.ts"
 import type { ClusterSingleFlight, Keyspace } from "../Keyspace.ts"
+import { millisOr } from "./duration.ts"
 import { escapePart } from "./keyEncoding.ts"
+import * as Warn from "./warn.ts"
 import * as WriteBehind from "./writeBehind.ts"
 
 // ---------------------------------------------------------------------------
@@ -382,27 +384,11 @@ export class LoadLease extends Context.Service<
 /** `Effect.service(CachetService)`, allocated once. */
 export const service: Effect.Effect<RuntimeService, never, CachetService> = Effect.service(CachetService)
 
-const validateDuration = (option: string, input: Duration.Input | undefined, fallback: number): number => {
-  if (input === undefined) return fallback
-  let millis: number
-  try {
-    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    throw new Error(`cachet: Cachet.layer option "${option}" is not a valid duration: ${String(input)}`)
-  }
-  if (!(millis > 0) || !Number.isFinite(millis)) {
-    throw new Error(
-      `cachet: Cachet.layer option "${option}" must be a finite duration above zero, got ${String(input)}`
-    )
-  }
-  return millis
-}
-
 /** Builds the runtime in the current scope, on the `CacheStore` in context. */
 export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, never, CacheStore | Scope.Scope> => {
   // Static configuration fails at construction, naming the option.
-  const tagRetention = validateDuration("tagRetention", options?.tagRetention, 24 * 60 * 60 * 1000)
-  const logInterval = validateDuration("logInterval", options?.logInterval, 10_000)
+  const tagRetention = millisOr("Cachet.layer", "tagRetention", options?.tagRetention, 24 * 60 * 60 * 1000)
+  const logInterval = millisOr("Cachet.layer", "logInterval", options?.logInterval, 10_000)
   const metricPrefix = options?.metricPrefix ?? "cachet"
   const writeBehindOptions = WriteBehind.resolveOptions(options?.writeBehind)
   return Effect.gen(function* () {
@@ -415,7 +401,6 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     const globalCounters = new Counters()
     const flights = new Map<string, Flight>()
     const registrations: Array<Metric.Registration> = []
-    const lastLogged = new Map<string, number>()
     // Set first thing when the layer starts closing: from then on nothing is
     // written to the store, loads bypass the cache, writes are refused.
     let closed = false
@@ -494,14 +479,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       })
     )
 
-    const warn = (what: string, message: string, annotations: Record<string, unknown>): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const now = clock.currentTimeMillisUnsafe()
-        const last = lastLogged.get(what)
-        if (last !== undefined && now - last < logInterval) return Effect.void
-        lastLogged.set(what, now)
-        return Effect.logWarning(message).pipe(Effect.annotateLogs(annotations))
-      })
+    const warn = Warn.make(() => clock.currentTimeMillisUnsafe(), logInterval)
+    const warnUnsafe = Warn.unsafe(warn, context)
 
     const stateOf = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
       const existing = states.get(keyspace.name)
@@ -528,12 +507,10 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
           onCorrupt: (error) => {
             counters.decodeErrors++
             // A corrupt entry is data, not an outage: log it, rate-limited.
-            Effect.runForkWith(context)(
-              warn(`decode:${keyspace.name}`, `cachet: dropped an unreadable entry: ${error.message}`, {
-                keyspace: keyspace.name,
-                key: error.key
-              })
-            )
+            warnUnsafe(`decode:${keyspace.name}`, `cachet: dropped an unreadable entry: ${error.message}`, {
+              keyspace: keyspace.name,
+              key: error.key
+            })
           }
         },
         loadDuration: Metric.histogram(`${metricPrefix}_load_duration_seconds`, {
@@ -610,14 +587,12 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
         return state.keyspace.keyUnsafe(params)
       } catch (error) {
         state.counters.keyErrors++
-        Effect.runForkWith(context)(
-          warn(
-            `key:${state.keyspace.name}`,
-            `cachet: bypassing the cache: ${String((error as CacheKeyError).message)}`,
-            {
-              keyspace: state.keyspace.name
-            }
-          )
+        warnUnsafe(
+          `key:${state.keyspace.name}`,
+          `cachet: bypassing the cache: ${String((error as CacheKeyError).message)}`,
+          {
+            keyspace: state.keyspace.name
+          }
         )
         return undefined
       }
@@ -652,12 +627,10 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       // Bounded: past the bound the oldest floor goes (its key may then show
       // its old entry here too, as it may on other instances).
       if (floors.size > maxFloors) floors.delete(floors.keys().next().value!)
-      Effect.runForkWith(context)(
-        warn(
-          `hide:${state.keyspace.name}`,
-          `cachet: could neither update nor delete ${key} in the store; this process ignores its old entry, other instances may serve it until it expires`,
-          { keyspace: state.keyspace.name, key }
-        )
+      warnUnsafe(
+        `hide:${state.keyspace.name}`,
+        `cachet: could neither update nor delete ${key} in the store; this process ignores its old entry, other instances may serve it until it expires`,
+        { keyspace: state.keyspace.name, key }
       )
     }
 

@@ -36,8 +36,10 @@ import {
   Schema
 } from "effect"
 import { CacheShuttingDown } from "../CacheError.ts"
-import { estimateSize } from "./memoryStore.ts"
+import { millisOr } from "./duration.ts"
+import { positiveInt } from "./numbers.ts"
 import type { KeyspaceState } from "./runtime.ts"
+import { estimateSize } from "./size.ts"
 
 /**
  * The write-behind queue is full: the call was refused, nothing was cached
@@ -180,23 +182,11 @@ const optionError = (option: string, message: string): never => {
   throw new Error(`cachet: Cachet.layer option "writeBehind.${option}" ${message}`)
 }
 
-const positiveInteger = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 1) optionError(option, `must be an integer of at least 1, got ${value}`)
-  return value
-}
-
-const millis = (option: string, input: Duration.Input | undefined, fallback: number): number => {
-  if (input === undefined) return fallback
-  let ms: number
-  try {
-    ms = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    return optionError(option, `is not a valid duration: ${String(input)}`)
-  }
-  if (!(ms >= 0) || !Number.isFinite(ms)) optionError(option, `must be a finite duration, got ${String(input)}`)
-  return ms
-}
+const SUBJECT = "Cachet.layer"
+const positiveInteger = (option: string, value: number | undefined, fallback: number): number =>
+  positiveInt(SUBJECT, `writeBehind.${option}`, value, fallback)
+const millis = (option: string, input: Duration.Input | undefined, fallback: number): number =>
+  millisOr(SUBJECT, `writeBehind.${option}`, input, fallback, { allowZero: true })
 
 /** The default retry: 5 retries, 100 ms, 200 ms, 400 ms, 800 ms, 1.6 s. */
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(

@@ -75,11 +75,12 @@ import {
 import * as CacheStoreModule from "../CacheStore.ts"
 import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
+import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as clientInternal from "./internal/client.ts"
 import * as envelope from "./internal/envelope.ts"
 import * as ioInternal from "./internal/io.ts"
-import { slotOf } from "./internal/slot.ts"
+import { slotOf } from "./internal/routing.ts"
 
 /**
  * Circuit breaker settings.
@@ -171,13 +172,8 @@ interface Resolved {
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
 }
 
-const positiveInt = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`cachet: RedisStore option "${option}" must be a positive integer, got ${String(value)}`)
-  }
-  return value
-}
+const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
+  positiveIntOption("RedisStore", option, value, fallback)
 
 const resolve = (options: Options): Resolved => {
   if (typeof options.prefix !== "string" || options.prefix === "") {
@@ -206,29 +202,6 @@ const resolve = (options: Options): Resolved => {
 // ---------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------
-
-/** A call that did not answer in time (our own timer). */
-class TimedOut extends Error {
-  constructor(millis: number) {
-    super(`no reply within ${millis} ms`)
-    this.name = "TimedOut"
-  }
-}
-
-const unavailableReplies =
-  /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
-
-/** Why an ioredis call failed. */
-const reasonOf = (error: unknown): StoreErrorReason => {
-  if (error instanceof TimedOut) return "Timeout"
-  const message = error instanceof Error ? error.message : String(error)
-  if (message.includes("Command timed out")) return "Timeout"
-  const name = error instanceof Error ? error.name : ""
-  if (name === "ReplyError") return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
-  // Connection refused/reset/closed, offline queue disabled, cluster not
-  // ready, retries exhausted, socket timeout: no usable connection.
-  return "Unavailable"
-}
 
 const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
   new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
@@ -371,7 +344,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           if (!pending) return
           done()
           markStalled(h, epoch)
-          resume(Effect.fail(storeError(op, "Timeout", new TimedOut(timeout))))
+          resume(Effect.fail(storeError(op, "Timeout", new ioInternal.TimedOut(timeout))))
         }, timeout)
         const settle = (exit: Effect.Effect<A, CacheStoreError>) => {
           if (!pending) return
@@ -383,7 +356,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           try {
             promise = run()
           } catch (error) {
-            settle(Effect.fail(storeError(op, reasonOf(error), error)))
+            settle(Effect.fail(storeError(op, ioInternal.reasonOf(error), error)))
             return
           }
           promise.then(
@@ -392,7 +365,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
               settle(Effect.succeed(value))
             },
             (error: unknown) => {
-              const reason = reasonOf(error)
+              const reason = ioInternal.reasonOf(error)
               if (reason === "Timeout") markStalled(h, epoch)
               else if (h.epoch === epoch) h.stalled = false
               settle(Effect.fail(storeError(op, reason, error)))

@@ -62,8 +62,9 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { Context, type Duration, Effect, Layer, type Scope } from "effect"
 import { CacheStore, type MemoryOptions } from "../CacheStore.ts"
+import { millisOr } from "../internal/duration.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
 import * as runtime from "../internal/runtime.ts"
 import * as IoRedis from "./IoRedis.ts"
@@ -214,19 +215,8 @@ export const LoadLease: typeof runtime.LoadLease = runtime.LoadLease
  */
 export type LoadLease = runtime.LoadLease
 
-const resolveMaxTtl = (input: Duration.Input | undefined): number => {
-  if (input === undefined) return 10_000
-  let millis: number
-  try {
-    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    throw new Error(`cachet: TieredStore option "l1MaxTtl" is not a valid duration: ${String(input)}`)
-  }
-  if (!(millis > 0)) {
-    throw new Error(`cachet: TieredStore option "l1MaxTtl" must be a duration above zero, got ${String(input)}`)
-  }
-  return millis
-}
+const resolveMaxTtl = (input: Duration.Input | undefined): number =>
+  millisOr("TieredStore", "l1MaxTtl", input, 10_000, { allowInfinity: true })
 
 const hasConnection = (options: BusOptions): boolean =>
   options.url !== undefined || options.cluster !== undefined || options.client !== undefined

@@ -13,12 +13,24 @@ import * as clientInternal from "./client.ts"
 const unavailableReplies =
   /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
 
-const reasonOf = (error: unknown): StoreErrorReason => {
+/** A call that did not answer in time (our own timer). */
+export class TimedOut extends Error {
+  constructor(millis: number) {
+    super(`no reply within ${millis} ms`)
+    this.name = "TimedOut"
+  }
+}
+
+/** Why an ioredis call failed: the one translation of ioredis errors. */
+export const reasonOf = (error: unknown): StoreErrorReason => {
+  if (error instanceof TimedOut) return "Timeout"
   const message = error instanceof Error ? error.message : String(error)
   if (message.includes("timed out")) return "Timeout"
   if (error instanceof Error && error.name === "ReplyError") {
     return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
   }
+  // Connection refused/reset/closed, offline queue disabled, cluster not
+  // ready, retries exhausted, socket timeout: no usable connection.
   return "Unavailable"
 }
 
@@ -56,7 +68,7 @@ export const call = <A>(
     }
     const fail = (reason: StoreErrorReason, cause: unknown) =>
       settle(Effect.fail(new CacheStoreError({ reason, op, store, cause })))
-    const timer = setTimeout(() => fail("Timeout", new Error(`no reply within ${timeout} ms`)), timeout)
+    const timer = setTimeout(() => fail("Timeout", new TimedOut(timeout)), timeout)
     const start = () => {
       if (!pending) return
       let promise: Promise<A>

@@ -23,7 +23,8 @@
  * @internal
  */
 import type { MemoryOptions, StoredEntry } from "../../CacheStore.ts"
-import { estimateSize } from "../../internal/memoryStore.ts"
+import { checkPositive, positiveInt } from "../../internal/numbers.ts"
+import { estimateSize } from "../../internal/size.ts"
 
 interface Slot {
   readonly entry: StoredEntry
@@ -77,19 +78,10 @@ export interface L1 {
   readonly bytes: () => number | undefined
 }
 
-const validate = (name: string, value: number | undefined, integer: boolean): void => {
-  if (value === undefined) return
-  if (!(value > 0) || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw new Error(
-      `cachet: TieredStore option "l1.${name}" must be a positive ${integer ? "integer" : "number"}, got ${String(value)}`
-    )
-  }
-}
-
 /** Validates L1 options; a bad one throws, naming it. */
 export const validateOptions = (options: MemoryOptions | undefined): void => {
-  validate("capacity", options?.capacity, true)
-  validate("maxBytes", options?.maxBytes, false)
+  positiveInt("TieredStore", "l1.capacity", options?.capacity, 1)
+  checkPositive("TieredStore", "l1.maxBytes", options?.maxBytes)
 }
 
 /**
