@@ -27,9 +27,9 @@ import { Effect as E, Layer } from "effect"
 import type { PersistedQueueFactory } from "effect/persistence/PersistedQueue"
 import type { CacheEncodeError, CacheKeyError, CacheShuttingDown, CacheStoreError } from "./CacheError.ts"
 import * as internalDurable from "./internal/durableWriteBehind.ts"
-import type { CachetService } from "./internal/runtime.ts"
+import type { Cachet } from "./internal/runtime/service.ts"
+import * as internalWriteBehind from "./internal/runtime/writeBehind.ts"
 import * as internal from "./internal/strategy.ts"
-import * as internalWriteBehind from "./internal/writeBehind.ts"
 import type * as Keyspace from "./Keyspace.ts"
 
 /**
@@ -90,7 +90,7 @@ export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? Cache
 export type Strategy = <P, A, EN>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   params: P
-) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | Cachet>
 
 /**
  * `dual` for strategies, without `arguments`: effect's predicate form of
@@ -123,13 +123,13 @@ export interface ReadCombinator {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends Options = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
 }
 
 /**
@@ -148,12 +148,12 @@ export interface PlainCombinator {
   <P, A, EN>(
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | Cachet>
   <A, E, R, P, EN>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P
-  ): Effect.Effect<A, E | EN, R | CachetService>
+  ): Effect.Effect<A, E | EN, R | Cachet>
 }
 
 /**
@@ -328,13 +328,13 @@ export const refreshAhead: {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends RefreshAheadOptions = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
 } = ((...args: Array<any>) => {
   // Not `dual`: the data-last form validates its options (and builds the
   // refresh hook) once, when the combinator is made, not per read.
@@ -401,13 +401,13 @@ export const writeThrough: {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends Options = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | StrictError<O>, R | Cachet>
 } = dualStrategy(internal.writeThrough)
 
 /**
@@ -592,7 +592,7 @@ export const writeBehind: <P, A, EN, E, R, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindQueueFull | CacheEncodeError | CacheKeyError | StrictError<O>,
-  R | CachetService
+  R | Cachet
 > = internal.writeBehind
 
 /**
@@ -627,7 +627,7 @@ export const deleteBehind: <P, A, EN, E, R, const O extends Options = {}>(
   params: P,
   deleter: Effect.Effect<unknown, E, R>,
   options?: O
-) => Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | CachetService> =
+) => Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | Cachet> =
   internal.deleteBehind
 
 /**
@@ -645,7 +645,7 @@ export const deleteBehind: <P, A, EN, E, R, const O extends Options = {}>(
  * @since 0.1.0
  * @category write-behind
  */
-export const flushWriteBehind: Effect.Effect<void, never, CachetService> = internal.flushWriteBehind
+export const flushWriteBehind: Effect.Effect<void, never, Cachet> = internal.flushWriteBehind
 
 /**
  * The durable write-behind queue could not take the write (its backend
@@ -854,7 +854,7 @@ export interface DurableOptions<R> {
  */
 export const layerDurableWriteBehind: <R>(
   options: DurableOptions<R>
-) => Layer.Layer<DurableWriteBehind, never, PersistedQueueFactory | CachetService | R> = internalDurable.layer
+) => Layer.Layer<DurableWriteBehind, never, PersistedQueueFactory | Cachet | R> = internalDurable.layer
 
 /**
  * Durable {@link writeBehind}: persists the write in the durable queue
@@ -887,7 +887,7 @@ export const writeBehindDurable: <P, A, EN, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindPersistError | CacheEncodeError | CacheKeyError | StrictError<O>,
-  DurableWriteBehind | CachetService
+  DurableWriteBehind | Cachet
 > = internalDurable.writeBehindDurable as any
 
 /**
@@ -912,7 +912,7 @@ export const deleteBehindDurable: <P, A, EN, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindPersistError | CacheKeyError | StrictError<O>,
-  DurableWriteBehind | CachetService
+  DurableWriteBehind | Cachet
 > = internalDurable.deleteBehindDurable as any
 
 /**

@@ -10,10 +10,10 @@
  */
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
-import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../CacheStore.ts"
 import { flatten } from "./keyEncoding.ts"
 import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
+import type { MemoryOptions, StoredEntry, StoreInfo, StoreService } from "./store.ts"
 
 class Node implements StoredEntry {
   readonly key: string
@@ -56,7 +56,7 @@ interface TagRecord {
  * Static configuration is validated at the call, synchronously: a bad option
  * throws with a message naming the option.
  */
-export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service"]> => {
+export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
   positiveInt("CacheStore.layerMemory", "capacity", options?.capacity, 1)
   checkPositive("CacheStore.layerMemory", "maxBytes", options?.maxBytes)
   return Effect.map(Effect.service(Clock.Clock), (clock) => {

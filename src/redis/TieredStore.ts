@@ -66,7 +66,7 @@ import { Context, type Duration, Effect, Layer, type Scope } from "effect"
 import { CacheStore, type MemoryOptions } from "../CacheStore.ts"
 import { millisOr } from "../internal/duration.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
-import * as runtime from "../internal/runtime.ts"
+import * as loadLease from "../internal/loadLease.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as internalBus from "./internal/bus.ts"
 import * as clientInternal from "./internal/client.ts"
@@ -205,7 +205,7 @@ export class Tiered extends Context.Service<Tiered, internal.TieredService>()("c
  * @since 0.1.0
  * @category services
  */
-export const LoadLease: typeof runtime.LoadLease = runtime.LoadLease
+export const LoadLease: typeof loadLease.LoadLease = loadLease.LoadLease
 
 /**
  * The lease service's type.
@@ -213,7 +213,7 @@ export const LoadLease: typeof runtime.LoadLease = runtime.LoadLease
  * @since 0.1.0
  * @category services
  */
-export type LoadLease = runtime.LoadLease
+export type LoadLease = loadLease.LoadLease
 
 const resolveMaxTtl = (input: Duration.Input | undefined): number =>
   millisOr("TieredStore", "l1MaxTtl", input, 10_000, { allowInfinity: true })
@@ -312,7 +312,7 @@ const plan = <E, R>(
     // hand); `Cachet.layer` looks for it in its context when it is built.
     return lease === undefined
       ? context
-      : (Context.add(context, runtime.LoadLease, lease.service) as Context.Context<CacheStore | Tiered>)
+      : (Context.add(context, loadLease.LoadLease, lease.service) as Context.Context<CacheStore | Tiered>)
   })
 }
 
@@ -421,7 +421,7 @@ export const layerLease = (options: {
       ? undefined
       : clientInternal.millisOption("TieredStore.layerLease", "commandTimeout", options.commandTimeout, 0, 1)
   return Layer.effect(
-    runtime.LoadLease,
+    loadLease.LoadLease,
     Effect.map(
       Effect.service(IoRedis.IoRedis),
       (io) => internalLease.make(io, escapeValue(options.prefix), timeout).service

@@ -17,7 +17,12 @@ import {
   HttpServerResponse
 } from "effect/http"
 import type { StoredEntry } from "../../CacheStore.ts"
-import { CachetService, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime.ts"
+import {
+  CachetService,
+  type KeyspaceState,
+  NotStoredTypeId,
+  type RuntimeService
+} from "../../internal/runtime/service.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import * as KeyspaceModule from "../../Keyspace.ts"
 import { noneMatch, parseCacheControl, parseHttpDate } from "./headers.ts"

@@ -34,7 +34,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { Effect, Result } from "effect"
-import { LoadLease } from "../../internal/runtime.ts"
+import { LoadLease } from "../../internal/loadLease.ts"
 import * as Warn from "../../internal/warn.ts"
 import type { ClusterSingleFlight } from "../../Keyspace.ts"
 import type * as IoRedis from "../IoRedis.ts"
