@@ -1,21 +1,21 @@
 /**
- * The in-memory LRU store.
+ * The in-memory store: entries in the shared LRU (`lru.ts`), and tag times.
  *
- * One `Map` from key to node; nodes form a doubly linked list, most recently
- * used at the head. A node *is* the stored entry (no wrapper object), and a
- * write replaces the node rather than mutating it, so an entry handed to a
- * reader never changes under it.
+ * A node *is* the stored entry (no wrapper object), and a write replaces the
+ * node rather than mutating it, so an entry handed to a reader never changes
+ * under it.
  *
  * @internal
  */
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
 import { flatten } from "./keyEncoding.ts"
+import { type Linked, Lru } from "./lru.ts"
 import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
 import type { MemoryOptions, StoredEntry, StoreInfo, StoreService } from "./store.ts"
 
-class Node implements StoredEntry {
+class Node implements StoredEntry, Linked<Node> {
   readonly key: string
   readonly value: unknown
   readonly createdAt: number
@@ -64,43 +64,18 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     const maxBytes = options?.maxBytes
     const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
 
-    const map = new Map<string, Node>()
+    const lru = new Lru<Node>(capacity, maxBytes)
+    const map = lru.map
     const tagTimes = new Map<string, TagRecord>()
-    let head: Node | undefined
-    let tail: Node | undefined
-    let bytes = 0
-    let evictions = 0
-
-    const unlink = (node: Node): void => {
-      if (node.prev) node.prev.next = node.next
-      else head = node.next
-      if (node.next) node.next.prev = node.prev
-      else tail = node.prev
-      node.prev = node.next = undefined
-    }
-    const pushHead = (node: Node): void => {
-      node.next = head
-      if (head) head.prev = node
-      head = node
-      if (!tail) tail = node
-    }
-    const remove = (node: Node): void => {
-      unlink(node)
-      map.delete(node.key)
-      bytes -= node.size
-    }
 
     const getUnsafe = (key: string, now?: number): StoredEntry | undefined => {
       const node = map.get(key)
       if (node === undefined) return undefined
       if (node.staleUntil <= (now ?? clock.currentTimeMillisUnsafe())) {
-        remove(node)
+        lru.remove(node)
         return undefined
       }
-      if (node !== head) {
-        unlink(node)
-        pushHead(node)
-      }
+      lru.touch(node)
       return node
     }
 
@@ -110,25 +85,16 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
         return new CacheValueTooLarge({ keyspace, key, bytes: size, maxBytes })
       }
       const existing = map.get(key)
-      if (existing !== undefined) remove(existing)
+      if (existing !== undefined) lru.remove(existing)
       if (entry.staleUntil <= clock.currentTimeMillisUnsafe()) return undefined
-      const node = new Node(flatten(key), entry, size)
-      map.set(node.key, node)
-      pushHead(node)
-      bytes += size
-      while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
-        const lru = tail
-        if (lru === undefined || lru === node) break
-        remove(lru)
-        evictions++
-      }
+      lru.add(new Node(flatten(key), entry, size))
       return undefined
     }
 
     const deleteUnsafe = (key: string): boolean => {
       const node = map.get(key)
       if (node === undefined) return false
-      remove(node)
+      lru.remove(node)
       return node.staleUntil > clock.currentTimeMillisUnsafe()
     }
 
@@ -147,10 +113,10 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
         return map.size
       },
       get bytes() {
-        return maxBytes === undefined ? undefined : bytes
+        return maxBytes === undefined ? undefined : lru.bytes
       },
       get evictions() {
-        return evictions
+        return lru.evictions
       }
     }
 
@@ -173,17 +139,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
         }),
       delete: (key) => Effect.sync(() => deleteUnsafe(key)),
       deleteMany: (keys) => Effect.sync(() => keys.filter(deleteUnsafe).length),
-      deletePrefix: (prefix) =>
-        Effect.sync(() => {
-          let count = 0
-          for (const [key, node] of map) {
-            if (key.startsWith(prefix)) {
-              remove(node)
-              count++
-            }
-          }
-          return count
-        }),
+      deletePrefix: (prefix) => Effect.sync(() => lru.removePrefix(prefix)),
       getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
       setTagTime: (tag, time, retainMillis) =>
         Effect.sync(() => {
