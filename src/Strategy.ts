@@ -22,7 +22,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Schedule } from "effect"
+import type { Effect } from "effect"
 import { Effect as E, Layer } from "effect"
 import type { PersistedQueueFactory } from "effect/persistence/PersistedQueue"
 import type { CacheEncodeError, CacheKeyError, CacheShuttingDown, CacheStoreError } from "./CacheError.ts"
@@ -786,13 +786,7 @@ export const durableWriter = <P, A, EN, E1, R1, E2 = never, R2 = never>(
  * @since 0.1.0
  * @category models
  */
-export interface DurableOptions<R> {
-  readonly queue: string
-  readonly writers: ReadonlyArray<DurableWriter<R>>
-  readonly retry?: Schedule.Schedule<unknown, unknown> | undefined
-  readonly onDeadLetter?: ((letter: DeadLetter) => Effect.Effect<void>) | undefined
-  readonly maxTrackedKeys?: number | undefined
-}
+export interface DurableOptions<R> extends internalDurable.DurableOptions<R> {}
 
 /**
  * Durable write-behind: the queue lives in a `PersistedQueue` (effect's
