@@ -63,7 +63,7 @@
  * @since 0.1.0
  */
 import { Clock, Config, type Duration, Effect, Layer, Option, Result, type Scope } from "effect"
-import type { CacheDecodeError, CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
+import type { CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 import * as CacheStoreModule from "../CacheStore.ts"
 import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
@@ -236,35 +236,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       full: ReadonlyArray<string>,
       raws: ReadonlyArray<Buffer | null>,
       codec: EntryCodec
-    ): Effect.Effect<Array<StoredEntry | undefined>> => {
-      const now = clock.currentTimeMillisUnsafe()
-      const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
-      const entries = raws.map((raw, i): StoredEntry | undefined => {
-        if (raw === null) return undefined
-        let decoded: envelope.Decoded
-        try {
-          decoded = envelope.decode(raw, keys[i]!, codec, now)
-        } catch (error) {
-          decoded = envelope.corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
-        }
-        if (decoded._tag === "Entry") return decoded.entry
-        if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
-        return undefined
-      })
-      if (corrupt.length === 0) return Effect.succeed(entries)
-      return Effect.as(
-        Effect.forEach(
-          corrupt,
-          ({ index, error }) =>
-            Effect.andThen(
-              dropCorrupt(full[index]!, raws[index]!),
-              Effect.sync(() => codec.onCorrupt(error))
-            ),
-          { concurrency: "unbounded", discard: true }
-        ),
-        entries
-      )
-    }
+    ): Effect.Effect<Array<StoredEntry | undefined>> =>
+      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {

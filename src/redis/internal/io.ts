@@ -1,6 +1,6 @@
 /**
- * Small ioredis plumbing for the bus and the lease: one bounded call, with
- * errors translated into `CacheStoreError`, and the split of
+ * The one bounded ioredis call (under the store, the bus and the lease), with
+ * ioredis errors translated into `CacheStoreError` once, and the split of
  * `RedisStore.LayerOptions` into a connection and store options.
  *
  * @internal
