@@ -23,6 +23,11 @@ const aboveStores = [
 /** Further downward rules: [importer, imported, why]. */
 const rules = [
   [
+    /^(internal|redis|testing)\//,
+    /^(Cachet|Strategy)\.ts$/,
+    "machinery imports a public facade (Cachet.ts and Strategy.ts are for users, http and index.ts)"
+  ],
+  [
     /^internal\/runtime(\/|\.ts$)/,
     /^(internal\/strategy\.ts|internal\/durableWriteBehind\.ts|Strategy\.ts|Cachet\.ts|http\/)/,
     "the runtime imports a layer above it"

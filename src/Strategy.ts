@@ -530,36 +530,18 @@ export type Writer<A, E, R> = internal.Writer<A, E, R>
  *   (the value fails its Schema), `CacheKeyError`; and `CacheStoreError` in
  *   strict mode when the cache write failed (the write is queued all the
  *   same).
- * - Coalescing: per key, last write wins. A newer `writeBehind` or
- *   {@link deleteBehind} of a queued key replaces it; operations of one key
- *   are never written concurrently, and an older failed write is dropped when
- *   a newer one is queued, so a delete is never resurrected by an older write.
- * - Batches: a write waits `flushInterval`, then is written with the other
- *   due ones, `batchSize` at a time, `concurrency` writers at once.
- * - Retries: a failed write is tried again on the `retry` schedule, without
- *   holding up the others. When the schedule gives up, the operation is a
- *   dead letter: counted (`writeBehindDeadLetters`, metric
- *   `cachet_write_behind_total{outcome="dead_letter"}`), logged, handed to
- *   `onDeadLetter`, and the cache entry is invalidated (the cache must not
- *   keep a value the source never got).
+ * - Per key, the last write wins; operations of one key are never written
+ *   concurrently, so a {@link deleteBehind} is never resurrected by an older
+ *   write. A write waits `flushInterval`, then goes out in batches; a failed
+ *   one is retried on the `retry` schedule, then dead-lettered (counted,
+ *   logged, handed to `onDeadLetter`, its cache entry invalidated).
  * - Read-your-writes in this process: a read that misses while the key's
  *   write is queued answers with the queued value, not the source's.
- * - Close: new calls fail with `CacheShuttingDown`; what is queued is written
- *   within `shutdownTimeout`; what is left then is dead-lettered (reason
- *   `Shutdown`).
+ * - Closing the layer writes what is queued within `shutdownTimeout` and
+ *   dead-letters the rest (reason `Shutdown`). The README's "writeBehind"
+ *   section has the timeline.
  * - The writer runs with the caller's context (captured at the call), so `R`
  *   is required here, at the call.
- *
- * ```text
- * call ── cache.set ── enqueue ──▶ ok          (acknowledged)
- *                         │
- * flusher:   wait flushInterval (coalesce: last write wins)
- *            └─ batch ── writer ──ok──▶ done
- *                          └fail─▶ retry (Schedule) ──gave up──▶ dead letter:
- *                                                     metric, log, onDeadLetter,
- *                                                     cache entry invalidated
- * close:     refuse new calls ── write what is queued (≤ shutdownTimeout) ── dead-letter the rest
- * ```
  *
  * **Gotchas**
  *
