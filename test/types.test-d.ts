@@ -1,8 +1,10 @@
-import { Context, Effect, type Option, Schema } from "effect"
+import { Context, Effect, type Layer, type Option, Schema } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
 import type { CacheStoreError } from "../src/CacheError.ts"
+import * as CacheStore from "../src/CacheStore.ts"
 import * as Cachet from "../src/Cachet.ts"
 import * as Keyspace from "../src/Keyspace.ts"
+import * as TieredStore from "../src/redis/TieredStore.ts"
 import * as Strategy from "../src/Strategy.ts"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
@@ -151,5 +153,18 @@ describe("Cachet typing", () => {
     >()
     // @ts-expect-error the loader must produce a User
     Cachet.warm(Users, [{ id: 1 }], () => Effect.succeed("nope"))
+  })
+})
+
+describe("TieredStore typing", () => {
+  it("declares the lease it provides with a Redis L2, and only then", () => {
+    const withRedis = TieredStore.layer({ l2: { url: "redis://127.0.0.1:6379", prefix: "app" } })
+    expectTypeOf(withRedis).toEqualTypeOf<
+      Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered | TieredStore.LoadLease>
+    >()
+    const noLease = TieredStore.layer({ l2: { url: "redis://127.0.0.1:6379", prefix: "app" }, lease: false })
+    expectTypeOf(noLease).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
+    const overLayer = TieredStore.layer({ l2: CacheStore.layerMemory(), bus: false })
+    expectTypeOf(overLayer).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
   })
 })

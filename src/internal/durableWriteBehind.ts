@@ -29,8 +29,8 @@ import { Cause, Context, Effect, Exit, Layer, Result, type Schedule, Schema } fr
 import * as PersistedQueue from "effect/persistence/PersistedQueue"
 import { CacheEncodeError, type CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { Keyspace } from "../Keyspace.ts"
-import { type CachetService, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime.ts"
-import type { DeadLetter } from "./writeBehind.ts"
+import { type Cachet, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime/service.ts"
+import type { DeadLetter } from "./runtime/writeBehind.ts"
 
 /**
  * The durable write-behind queue could not be written (the backend of the
@@ -110,7 +110,7 @@ type Element = typeof Element.Type
 /** The layer: registers the writers, runs one worker in its scope. */
 export const layer = <R>(
   options: DurableOptions<R>
-): Layer.Layer<DurableWriteBehind, never, PersistedQueue.PersistedQueueFactory | CachetService | R> => {
+): Layer.Layer<DurableWriteBehind, never, PersistedQueue.PersistedQueueFactory | Cachet | R> => {
   if (typeof options.queue !== "string" || options.queue.length === 0) {
     throw new Error(`cachet: Strategy.layerDurableWriteBehind option "queue" must be a non-empty string`)
   }
@@ -322,7 +322,7 @@ export const writeBehindDurable = <P, A, EN, O extends { readonly onStoreError?:
   params: P,
   value: A,
   options?: O
-): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | CachetService> =>
+): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | Cachet> =>
   Effect.flatMap(service, (rt) =>
     Effect.flatMap(
       Effect.service(DurableWriteBehind),
@@ -357,7 +357,7 @@ export const deleteBehindDurable = <P, A, EN, O extends { readonly onStoreError?
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
-): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | CachetService> =>
+): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | Cachet> =>
   Effect.flatMap(service, (rt) =>
     Effect.flatMap(
       Effect.service(DurableWriteBehind),
