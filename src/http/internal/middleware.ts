@@ -19,12 +19,7 @@ import {
 import type { StoredEntry } from "../../CacheStore.ts"
 import { millisOption } from "../../internal/duration.ts"
 import { positiveInt } from "../../internal/numbers.ts"
-import {
-  Cachet,
-  type KeyspaceState,
-  NotStoredTypeId,
-  type RuntimeService
-} from "../../internal/runtime/service.ts"
+import { Cachet, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime/service.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import * as KeyspaceModule from "../../Keyspace.ts"
 import { noneMatch, parseAge, parseCacheControl, parseHttpDate } from "./headers.ts"
