@@ -10,7 +10,7 @@
 //
 // Usage: node scripts/node24.mjs <script.ts | node_modules/.bin-less entry> [args...]
 // Plain ESM JavaScript on purpose: it must run on the old node it replaces.
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdirSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -47,7 +47,25 @@ if (args.length === 0) {
   process.stdout.write(`${node}\n`)
   process.exit(0)
 }
-const result = spawnSync(node, args, { stdio: "inherit", cwd: process.cwd(), env: process.env })
-if (result.error) throw result.error
-if (result.signal) process.kill(process.pid, result.signal)
-process.exit(result.status ?? 1)
+// The real process is a child: forward every terminating signal to it, so
+// that a process manager stopping this wrapper (SIGTERM) stops the service,
+// and exit as it exited (its code, or the same signal).
+const child = spawn(node, args, { stdio: "inherit", cwd: process.cwd(), env: process.env })
+const forwarded = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR2"]
+for (const signal of forwarded) {
+  process.on(signal, () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  })
+}
+child.on("error", (error) => {
+  process.stderr.write(`cachet: could not start ${node}: ${error.message}\n`)
+  process.exit(1)
+})
+child.on("exit", (code, signal) => {
+  if (signal !== null) {
+    for (const name of forwarded) process.removeAllListeners(name)
+    process.kill(process.pid, signal)
+    return
+  }
+  process.exit(code ?? 1)
+})

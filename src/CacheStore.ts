@@ -16,9 +16,9 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, type Result } from "effect"
-import type { CacheDecodeError, CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "./CacheError.ts"
+import { Context, Effect, Layer } from "effect"
 import * as MemoryStore from "./internal/memoryStore.ts"
+import type * as Store from "./internal/store.ts"
 
 /**
  * One cache entry, as stored.
@@ -44,14 +44,7 @@ import * as MemoryStore from "./internal/memoryStore.ts"
  * @since 0.1.0
  * @category models
  */
-export interface StoredEntry {
-  readonly value: unknown
-  readonly createdAt: number
-  readonly freshUntil: number
-  readonly staleUntil: number
-  readonly tags: ReadonlyArray<string>
-  readonly negative?: boolean | undefined
-}
+export interface StoredEntry extends Store.StoredEntry {}
 
 /**
  * How a remote store turns an entry's value into JSON-compatible data and
@@ -80,16 +73,7 @@ export interface StoredEntry {
  * @since 0.1.0
  * @category models
  */
-export interface EntryCodec {
-  /** The keyspace name, for error messages. */
-  readonly keyspace: string
-  /** Encodes a value (or, when `negative`, a cached error) to JSON-compatible data. */
-  readonly encode: (value: unknown, negative?: boolean) => Result.Result<unknown, CacheEncodeError>
-  /** Decodes JSON-compatible data back into a value (or cached error). */
-  readonly decode: (data: unknown, key: string, negative?: boolean) => Result.Result<unknown, CacheDecodeError>
-  /** Reports an entry that could not be read. The store has already deleted it. */
-  readonly onCorrupt: (error: CacheDecodeError) => void
-}
+export interface EntryCodec extends Store.EntryCodec {}
 
 /**
  * Size and eviction figures of a store, where it keeps them.
@@ -103,13 +87,7 @@ export interface EntryCodec {
  * @since 0.1.0
  * @category models
  */
-export interface StoreInfo {
-  readonly entries: number
-  readonly bytes?: number | undefined
-  readonly evictions: number
-  /** Tag invalidation records held, where the store keeps them in the process. */
-  readonly tags?: number | undefined
-}
+export interface StoreInfo extends Store.StoreInfo {}
 
 /**
  * The store interface.
@@ -128,54 +106,7 @@ export interface StoreInfo {
  * @since 0.1.0
  * @category services
  */
-export class CacheStore extends Context.Service<
-  CacheStore,
-  {
-    /** A short name for logs and errors (`"memory"`, `"redis"`). */
-    readonly name: string
-    /** Reads an entry; `undefined` when absent, expired or unreadable. */
-    readonly get: (key: string, codec: EntryCodec) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
-    /** Reads many entries; the result is aligned with `keys`. */
-    readonly getMany: (
-      keys: ReadonlyArray<string>,
-      codec: EntryCodec
-    ) => Effect.Effect<ReadonlyArray<StoredEntry | undefined>, CacheStoreError>
-    /** Writes an entry; it expires at `entry.staleUntil`. */
-    readonly set: (
-      key: string,
-      entry: StoredEntry,
-      codec: EntryCodec
-    ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
-    /** Writes many entries of one keyspace. */
-    readonly setMany: (
-      entries: ReadonlyArray<readonly [key: string, entry: StoredEntry]>,
-      codec: EntryCodec
-    ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
-    /** Deletes an entry; `true` when it existed. */
-    readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
-    /** Deletes entries; returns how many existed. */
-    readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
-    /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
-    readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
-    /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
-    readonly getTagTimes: (
-      tags: ReadonlyArray<string>
-    ) => Effect.Effect<ReadonlyArray<number | undefined>, CacheStoreError>
-    /** Records that `tag` was invalidated at `time`; the record may be dropped after `retainMillis`. */
-    readonly setTagTime: (tag: string, time: number, retainMillis: number) => Effect.Effect<void, CacheStoreError>
-    /** Checks that the backend answers. */
-    readonly ping: Effect.Effect<void, CacheStoreError>
-    /** Size and eviction figures, where the store keeps them. */
-    readonly info: Effect.Effect<StoreInfo | undefined>
-    /**
-     * Synchronous read for stores in the process, used by the runtime on the
-     * hit path to skip an Effect step. Must behave exactly as `get`.
-     */
-    readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
-    /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
-    readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
-  }
->()("cachet/CacheStore") {}
+export class CacheStore extends Context.Service<CacheStore, Store.StoreService>()("cachet/CacheStore") {}
 
 /**
  * What a backend must provide; {@link make} derives the rest.
@@ -284,18 +215,7 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  * @since 0.1.0
  * @category models
  */
-export interface MemoryOptions {
-  readonly capacity?: number | undefined
-  readonly maxBytes?: number | undefined
-  readonly sizeOf?: ((value: unknown) => number) | undefined
-  /**
-   * The most tag invalidation records kept (default `max(capacity, 10_000)`).
-   * Past it the oldest record is dropped and every tagged entry created
-   * before its time reads as gone: an invalidation is never forgotten, at
-   * worst a few more entries reload. Records also expire with their retention.
-   */
-  readonly maxTags?: number | undefined
-}
+export interface MemoryOptions extends Store.MemoryOptions {}
 
 /**
  * Builds an in-memory LRU store. Time comes from the `Clock` of the context it

@@ -28,8 +28,9 @@ import {
   type CacheValueTooLarge
 } from "./CacheError.ts"
 import * as CacheStore from "./CacheStore.ts"
-import * as internal from "./internal/runtime.ts"
-import { FRESH, GONE, STALE } from "./internal/runtime.ts"
+import { make as makeRuntime } from "./internal/runtime/make.ts"
+import * as internal from "./internal/runtime/service.ts"
+import { FRESH, GONE, STALE } from "./internal/runtime/service.ts"
 import * as internalStrategy from "./internal/strategy.ts"
 import type * as Keyspace from "./Keyspace.ts"
 import type * as Strategy from "./Strategy.ts"
@@ -52,7 +53,7 @@ import type * as Strategy from "./Strategy.ts"
  * @since 0.1.0
  * @category services
  */
-export const Cachet: typeof internal.CachetService = internal.CachetService
+export const Cachet: typeof internal.Cachet = internal.Cachet
 
 /**
  * The runtime service's type.
@@ -60,7 +61,7 @@ export const Cachet: typeof internal.CachetService = internal.CachetService
  * @since 0.1.0
  * @category services
  */
-export type Cachet = internal.CachetService
+export type Cachet = internal.Cachet
 
 /**
  * Options of {@link layer}.
@@ -141,7 +142,7 @@ export type KeyspaceStats = internal.KeyspaceStats
  * @category layers
  */
 export const layer = (options?: Options): Layer.Layer<Cachet, never, CacheStore.CacheStore> =>
-  Layer.effect(internal.CachetService, internal.make(options))
+  Layer.effect(internal.Cachet, makeRuntime(options))
 
 /**
  * The runtime on the embedded in-memory store, in one layer. It also provides

@@ -14,9 +14,10 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Result, Schema } from "effect"
+import { type Duration, Effect, Result, Schema } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheKeyError } from "./CacheError.ts"
-import { escapePart, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
+import { millisOption } from "./internal/duration.ts"
+import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
 
 /**
  * The parameters of a key template, inferred at the type level:
@@ -264,27 +265,11 @@ const fail = (name: string, message: string): never => {
   throw new Error(`cachet: Keyspace ${JSON.stringify(name)}: ${message}`)
 }
 
-const durationOption = (name: string, option: string, input: Duration.Input, allowZero: boolean): number => {
-  let millis: number
-  try {
-    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    return fail(name, `option "${option}" is not a valid duration: ${String(input)}`)
-  }
-  if (!Number.isFinite(millis) || millis < 0 || (!allowZero && millis === 0)) {
-    return fail(
-      name,
-      `option "${option}" must be a finite duration${allowZero ? "" : " above zero"}, got ${String(input)}`
-    )
-  }
-  return millis
-}
+const durationOption = (name: string, option: string, input: Duration.Input, allowZero: boolean): number =>
+  millisOption(`Keyspace ${JSON.stringify(name)}:`, option, input, { allowZero })
 
 /** Keys memoised per one-placeholder keyspace (see `keyUnsafe`). */
 const KEY_MEMO_SIZE = 16_384
-
-/** A flat copy of a string (no rope): its hash is computed once, and it holds no wrapper. */
-const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string
 
 const issueMessage = (error: Schema.SchemaError): string => error.message
 

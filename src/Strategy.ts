@@ -22,14 +22,14 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Schedule } from "effect"
+import type { Effect } from "effect"
 import { Effect as E, Layer } from "effect"
 import type { PersistedQueueFactory } from "effect/persistence/PersistedQueue"
-import type { CacheEncodeError, CacheKeyError, CacheShuttingDown, CacheStoreError } from "./CacheError.ts"
+import type { CacheEncodeError, CacheKeyError, CacheShuttingDown } from "./CacheError.ts"
 import * as internalDurable from "./internal/durableWriteBehind.ts"
-import type { CachetService } from "./internal/runtime.ts"
+import type { Cachet } from "./internal/runtime/service.ts"
+import * as internalWriteBehind from "./internal/runtime/writeBehind.ts"
 import * as internal from "./internal/strategy.ts"
-import * as internalWriteBehind from "./internal/writeBehind.ts"
 import type * as Keyspace from "./Keyspace.ts"
 
 /**
@@ -53,8 +53,10 @@ export interface Options {
 }
 
 /**
- * The error a strategy adds for its options: `CacheStoreError` in strict
- * mode, nothing otherwise.
+ * The error a strategy adds for its options: `CacheStoreError` unless the
+ * mode is provably degrade (absent or `"degrade"`). A widened
+ * `Strategy.Options` value, or a mode chosen at run time, may be `"fail"`,
+ * so it adds the error too.
  *
  * @example
  * ```ts
@@ -65,7 +67,7 @@ export interface Options {
  * @since 0.1.0
  * @category type-level
  */
-export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? CacheStoreError : never
+export type StrictError<O> = internal.StrictError<O>
 
 /**
  * A read strategy as a value, for `Cachet.cached` and `Strategy.layer`:
@@ -90,7 +92,7 @@ export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? Cache
 export type Strategy = <P, A, EN>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   params: P
-) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | Cachet>
 
 /**
  * `dual` for strategies, without `arguments`: effect's predicate form of
@@ -123,13 +125,13 @@ export interface ReadCombinator {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends Options = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
 }
 
 /**
@@ -148,12 +150,12 @@ export interface PlainCombinator {
   <P, A, EN>(
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | Cachet>
   <A, E, R, P, EN>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P
-  ): Effect.Effect<A, E | EN, R | CachetService>
+  ): Effect.Effect<A, E | EN, R | Cachet>
 }
 
 /**
@@ -328,13 +330,13 @@ export const refreshAhead: {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends RefreshAheadOptions = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
 } = ((...args: Array<any>) => {
   // Not `dual`: the data-last form validates its options (and builds the
   // refresh hook) once, when the combinator is made, not per read.
@@ -401,13 +403,13 @@ export const writeThrough: {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StrictError<O>, R | CachetService>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StrictError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends Options = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | StrictError<O>, R | CachetService>
+  ): Effect.Effect<A, E | StrictError<O>, R | Cachet>
 } = dualStrategy(internal.writeThrough)
 
 /**
@@ -530,36 +532,18 @@ export type Writer<A, E, R> = internal.Writer<A, E, R>
  *   (the value fails its Schema), `CacheKeyError`; and `CacheStoreError` in
  *   strict mode when the cache write failed (the write is queued all the
  *   same).
- * - Coalescing: per key, last write wins. A newer `writeBehind` or
- *   {@link deleteBehind} of a queued key replaces it; operations of one key
- *   are never written concurrently, and an older failed write is dropped when
- *   a newer one is queued, so a delete is never resurrected by an older write.
- * - Batches: a write waits `flushInterval`, then is written with the other
- *   due ones, `batchSize` at a time, `concurrency` writers at once.
- * - Retries: a failed write is tried again on the `retry` schedule, without
- *   holding up the others. When the schedule gives up, the operation is a
- *   dead letter: counted (`writeBehindDeadLetters`, metric
- *   `cachet_write_behind_total{outcome="dead_letter"}`), logged, handed to
- *   `onDeadLetter`, and the cache entry is invalidated (the cache must not
- *   keep a value the source never got).
+ * - Per key, the last write wins; operations of one key are never written
+ *   concurrently, so a {@link deleteBehind} is never resurrected by an older
+ *   write. A write waits `flushInterval`, then goes out in batches; a failed
+ *   one is retried on the `retry` schedule, then dead-lettered (counted,
+ *   logged, handed to `onDeadLetter`, its cache entry invalidated).
  * - Read-your-writes in this process: a read that misses while the key's
  *   write is queued answers with the queued value, not the source's.
- * - Close: new calls fail with `CacheShuttingDown`; what is queued is written
- *   within `shutdownTimeout`; what is left then is dead-lettered (reason
- *   `Shutdown`).
+ * - Closing the layer writes what is queued within `shutdownTimeout` and
+ *   dead-letters the rest (reason `Shutdown`). The README's "writeBehind"
+ *   section has the timeline.
  * - The writer runs with the caller's context (captured at the call), so `R`
  *   is required here, at the call.
- *
- * ```text
- * call ── cache.set ── enqueue ──▶ ok          (acknowledged)
- *                         │
- * flusher:   wait flushInterval (coalesce: last write wins)
- *            └─ batch ── writer ──ok──▶ done
- *                          └fail─▶ retry (Schedule) ──gave up──▶ dead letter:
- *                                                     metric, log, onDeadLetter,
- *                                                     cache entry invalidated
- * close:     refuse new calls ── write what is queued (≤ shutdownTimeout) ── dead-letter the rest
- * ```
  *
  * **Gotchas**
  *
@@ -592,7 +576,7 @@ export const writeBehind: <P, A, EN, E, R, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindQueueFull | CacheEncodeError | CacheKeyError | StrictError<O>,
-  R | CachetService
+  R | Cachet
 > = internal.writeBehind
 
 /**
@@ -627,7 +611,7 @@ export const deleteBehind: <P, A, EN, E, R, const O extends Options = {}>(
   params: P,
   deleter: Effect.Effect<unknown, E, R>,
   options?: O
-) => Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | CachetService> =
+) => Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | Cachet> =
   internal.deleteBehind
 
 /**
@@ -645,7 +629,7 @@ export const deleteBehind: <P, A, EN, E, R, const O extends Options = {}>(
  * @since 0.1.0
  * @category write-behind
  */
-export const flushWriteBehind: Effect.Effect<void, never, CachetService> = internal.flushWriteBehind
+export const flushWriteBehind: Effect.Effect<void, never, Cachet> = internal.flushWriteBehind
 
 /**
  * The durable write-behind queue could not take the write (its backend
@@ -786,13 +770,7 @@ export const durableWriter = <P, A, EN, E1, R1, E2 = never, R2 = never>(
  * @since 0.1.0
  * @category models
  */
-export interface DurableOptions<R> {
-  readonly queue: string
-  readonly writers: ReadonlyArray<DurableWriter<R>>
-  readonly retry?: Schedule.Schedule<unknown, unknown> | undefined
-  readonly onDeadLetter?: ((letter: DeadLetter) => Effect.Effect<void>) | undefined
-  readonly maxTrackedKeys?: number | undefined
-}
+export interface DurableOptions<R> extends internalDurable.DurableOptions<R> {}
 
 /**
  * Durable write-behind: the queue lives in a `PersistedQueue` (effect's
@@ -854,7 +832,7 @@ export interface DurableOptions<R> {
  */
 export const layerDurableWriteBehind: <R>(
   options: DurableOptions<R>
-) => Layer.Layer<DurableWriteBehind, never, PersistedQueueFactory | CachetService | R> = internalDurable.layer
+) => Layer.Layer<DurableWriteBehind, never, PersistedQueueFactory | Cachet | R> = internalDurable.layer
 
 /**
  * Durable {@link writeBehind}: persists the write in the durable queue
@@ -887,7 +865,7 @@ export const writeBehindDurable: <P, A, EN, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindPersistError | CacheEncodeError | CacheKeyError | StrictError<O>,
-  DurableWriteBehind | CachetService
+  DurableWriteBehind | Cachet
 > = internalDurable.writeBehindDurable as any
 
 /**
@@ -912,7 +890,7 @@ export const deleteBehindDurable: <P, A, EN, const O extends Options = {}>(
 ) => Effect.Effect<
   void,
   CacheShuttingDown | WriteBehindPersistError | CacheKeyError | StrictError<O>,
-  DurableWriteBehind | CachetService
+  DurableWriteBehind | Cachet
 > = internalDurable.deleteBehindDurable as any
 
 /**

@@ -1,8 +1,10 @@
-import { Context, Effect, type Option, Schema } from "effect"
+import { Context, Effect, type Layer, type Option, Schema } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
 import type { CacheStoreError } from "../src/CacheError.ts"
+import * as CacheStore from "../src/CacheStore.ts"
 import * as Cachet from "../src/Cachet.ts"
 import * as Keyspace from "../src/Keyspace.ts"
+import * as TieredStore from "../src/redis/TieredStore.ts"
 import * as Strategy from "../src/Strategy.ts"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, orgId: Schema.Number }) {}
@@ -75,6 +77,21 @@ describe("cacheAside typing", () => {
     expectTypeOf(strict).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
   })
 
+  it("adds CacheStoreError whenever the mode may be fail: widened options, a mode chosen at run time", () => {
+    const widened: Strategy.Options = { onStoreError: "fail" }
+    const a = findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }, widened))
+    expectTypeOf(a).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    const mode = (process.env["STRICT"] === "1" ? "fail" : "degrade") as "fail" | "degrade"
+    const b = Strategy.cacheAside(findUser(1), Users, { id: 1 }, { onStoreError: mode })
+    expectTypeOf(b).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    const either = {} as { readonly onStoreError: "fail" } | { readonly onStoreError?: "degrade" }
+    const c = Strategy.cacheAside(findUser(1), Users, { id: 1 }, either)
+    expectTypeOf(c).toEqualTypeOf<Effect.Effect<User, DbError | CacheStoreError, Db | Cachet.Cachet>>()
+    expectTypeOf<Strategy.StrictError<{}>>().toEqualTypeOf<never>()
+    expectTypeOf<Strategy.StrictError<{ readonly onStoreError: "degrade" }>>().toEqualTypeOf<never>()
+    expectTypeOf<Strategy.StrictError<{ readonly onStoreError?: "degrade" | undefined }>>().toEqualTypeOf<never>()
+  })
+
   it("adds the negative-caching error to E", () => {
     const Lookups = Keyspace.make({
       name: "l",
@@ -136,5 +153,18 @@ describe("Cachet typing", () => {
     >()
     // @ts-expect-error the loader must produce a User
     Cachet.warm(Users, [{ id: 1 }], () => Effect.succeed("nope"))
+  })
+})
+
+describe("TieredStore typing", () => {
+  it("declares the lease it provides with a Redis L2, and only then", () => {
+    const withRedis = TieredStore.layer({ l2: { url: "redis://127.0.0.1:6379", prefix: "app" } })
+    expectTypeOf(withRedis).toEqualTypeOf<
+      Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered | TieredStore.LoadLease>
+    >()
+    const noLease = TieredStore.layer({ l2: { url: "redis://127.0.0.1:6379", prefix: "app" }, lease: false })
+    expectTypeOf(noLease).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
+    const overLayer = TieredStore.layer({ l2: CacheStore.layerMemory(), bus: false })
+    expectTypeOf(overLayer).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
   })
 })

@@ -8,8 +8,8 @@
  * **Layout**
  *
  * One queue element per operation: `{ keyspace, key, params, op, value, seq }`,
- * `value` encoded with the keyspace's JSON codec, `seq` increasing (clock
- * milliseconds, then a counter). Writers cannot be persisted, so they are
+ * `value` encoded with the keyspace's JSON codec, `seq` strictly increasing
+ * per process (clock microseconds, at least the previous one plus one). Writers cannot be persisted, so they are
  * registered per keyspace with the layer and looked up by keyspace name when
  * an element is taken, possibly by another process after a restart.
  *
@@ -29,8 +29,8 @@ import { Cause, Context, Effect, Exit, Layer, Result, type Schedule, Schema } fr
 import * as PersistedQueue from "effect/persistence/PersistedQueue"
 import { CacheEncodeError, type CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { Keyspace } from "../Keyspace.ts"
-import { type CachetService, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime.ts"
-import type { DeadLetter } from "./writeBehind.ts"
+import { type Cachet, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime/service.ts"
+import type { DeadLetter } from "./runtime/writeBehind.ts"
 
 /**
  * The durable write-behind queue could not be written (the backend of the
@@ -110,7 +110,7 @@ type Element = typeof Element.Type
 /** The layer: registers the writers, runs one worker in its scope. */
 export const layer = <R>(
   options: DurableOptions<R>
-): Layer.Layer<DurableWriteBehind, never, PersistedQueue.PersistedQueueFactory | CachetService | R> => {
+): Layer.Layer<DurableWriteBehind, never, PersistedQueue.PersistedQueueFactory | Cachet | R> => {
   if (typeof options.queue !== "string" || options.queue.length === 0) {
     throw new Error(`cachet: Strategy.layerDurableWriteBehind option "queue" must be a non-empty string`)
   }
@@ -140,8 +140,15 @@ export const layer = <R>(
       const latest = new Map<string, number>()
       // Per key: the newest operation queued by this process, not yet written.
       const pending = new Map<string, PendingWrite & { readonly seq: number }>()
-      let counter = 0
-      const nextSeq = () => rt.clock.currentTimeMillisUnsafe() * 1_000 + (counter++ % 1_000)
+      // Strictly increasing in this process: clock microseconds, but never
+      // below the last one plus one. A counter that wraps (1,000 writes in a
+      // millisecond) or a clock stepped back would order a newer write
+      // before an older one, and the newer would be dropped as superseded.
+      let lastSeq = 0
+      const nextSeq = () => {
+        lastSeq = Math.max(lastSeq + 1, rt.clock.currentTimeMillisUnsafe() * 1_000)
+        return lastSeq
+      }
       const track = (key: string, seq: number) => {
         const known = latest.get(key)
         if (known !== undefined && known >= seq) return
@@ -315,7 +322,7 @@ export const writeBehindDurable = <P, A, EN, O extends { readonly onStoreError?:
   params: P,
   value: A,
   options?: O
-): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | CachetService> =>
+): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | Cachet> =>
   Effect.flatMap(service, (rt) =>
     Effect.flatMap(
       Effect.service(DurableWriteBehind),
@@ -350,7 +357,7 @@ export const deleteBehindDurable = <P, A, EN, O extends { readonly onStoreError?
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
-): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | CachetService> =>
+): Effect.Effect<void, DurableError | CacheStoreError, DurableWriteBehind | Cachet> =>
   Effect.flatMap(service, (rt) =>
     Effect.flatMap(
       Effect.service(DurableWriteBehind),

@@ -147,3 +147,9 @@ export const limitKey = (key: string, maxKeyBytes: number): string => {
   }
   return `${prefix}#${digest}`
 }
+
+/**
+ * A flat copy of a string (no rope): its hash is computed once, and a rope
+ * used as a Map key would keep its wrapper alive (32 bytes).
+ */
+export const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string

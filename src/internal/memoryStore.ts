@@ -1,18 +1,21 @@
 /**
- * The in-memory LRU store.
+ * The in-memory store: entries in the shared LRU (`lru.ts`), and tag times.
  *
- * One `Map` from key to node; nodes form a doubly linked list, most recently
- * used at the head. A node *is* the stored entry (no wrapper object), and a
- * write replaces the node rather than mutating it, so an entry handed to a
- * reader never changes under it.
+ * A node *is* the stored entry (no wrapper object), and a write replaces the
+ * node rather than mutating it, so an entry handed to a reader never changes
+ * under it.
  *
  * @internal
  */
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
-import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../CacheStore.ts"
+import { flatten } from "./keyEncoding.ts"
+import { type Linked, Lru } from "./lru.ts"
+import { checkPositive, positiveInt } from "./numbers.ts"
+import { estimateSize } from "./size.ts"
+import type { MemoryOptions, StoredEntry, StoreInfo, StoreService } from "./store.ts"
 
-class Node implements StoredEntry {
+class Node implements StoredEntry, Linked<Node> {
   readonly key: string
   readonly value: unknown
   readonly createdAt: number
@@ -43,76 +46,9 @@ class Node implements StoredEntry {
   }
 }
 
-/** A flat copy of a string: a rope used as a Map key keeps its wrapper alive (32 bytes). */
-const flatten = (s: string): string => JSON.parse(JSON.stringify(s)) as string
-
 interface TagRecord {
   readonly time: number
   readonly expiresAt: number
-}
-
-/** A structural size estimate in bytes: used only when `maxBytes` is set. */
-export const estimateSize = (value: unknown): number => {
-  let total = 0
-  const seen = new Set<object>()
-  const stack: Array<unknown> = [value]
-  while (stack.length > 0) {
-    const v = stack.pop()
-    switch (typeof v) {
-      case "string":
-        total += 16 + 2 * v.length
-        break
-      case "number":
-      case "bigint":
-        total += 8
-        break
-      case "boolean":
-      case "undefined":
-        total += 4
-        break
-      case "object": {
-        if (v === null) {
-          total += 4
-          break
-        }
-        if (seen.has(v)) break
-        seen.add(v)
-        if (v instanceof Uint8Array) {
-          total += 32 + v.byteLength
-          break
-        }
-        if (v instanceof Date) {
-          total += 24
-          break
-        }
-        total += 24
-        if (Array.isArray(v)) {
-          total += 8 * v.length
-          for (const item of v) stack.push(item)
-        } else {
-          for (const k in v) {
-            total += 8 + 2 * k.length
-            stack.push((v as Record<string, unknown>)[k])
-          }
-        }
-        break
-      }
-      default:
-        total += 8
-    }
-  }
-  return total
-}
-
-const validatePositive = (name: string, value: number | undefined, integer: boolean): void => {
-  if (value === undefined) return
-  if (!(value > 0) || (integer && !Number.isInteger(value)) || !Number.isFinite(value)) {
-    throw new Error(
-      `cachet: CacheStore.layerMemory option "${name}" must be a positive ${
-        integer ? "integer" : "number"
-      }, got ${String(value)}`
-    )
-  }
 }
 
 /**
@@ -120,16 +56,17 @@ const validatePositive = (name: string, value: number | undefined, integer: bool
  * Static configuration is validated at the call, synchronously: a bad option
  * throws with a message naming the option.
  */
-export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service"]> => {
-  validatePositive("capacity", options?.capacity, true)
-  validatePositive("maxBytes", options?.maxBytes, false)
-  validatePositive("maxTags", options?.maxTags, true)
+export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
+  positiveInt("CacheStore.layerMemory", "capacity", options?.capacity, 1)
+  checkPositive("CacheStore.layerMemory", "maxBytes", options?.maxBytes)
+  positiveInt("CacheStore.layerMemory", "maxTags", options?.maxTags, 1)
   return Effect.map(Effect.service(Clock.Clock), (clock) => {
     const capacity = options?.capacity ?? 10_000
     const maxBytes = options?.maxBytes
     const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
 
-    const map = new Map<string, Node>()
+    const lru = new Lru<Node>(capacity, maxBytes)
+    const map = lru.map
     // Insertion order is invalidation order (a record is moved to the end
     // when its time advances), so the oldest and first to expire are first.
     const tagTimes = new Map<string, TagRecord>()
@@ -137,41 +74,15 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
     // Records dropped for room: a tagged entry created before `tagFloor`
     // reads as invalidated, until every such entry must have expired.
     let tagFloor: TagRecord | undefined
-    let head: Node | undefined
-    let tail: Node | undefined
-    let bytes = 0
-    let evictions = 0
-
-    const unlink = (node: Node): void => {
-      if (node.prev) node.prev.next = node.next
-      else head = node.next
-      if (node.next) node.next.prev = node.prev
-      else tail = node.prev
-      node.prev = node.next = undefined
-    }
-    const pushHead = (node: Node): void => {
-      node.next = head
-      if (head) head.prev = node
-      head = node
-      if (!tail) tail = node
-    }
-    const remove = (node: Node): void => {
-      unlink(node)
-      map.delete(node.key)
-      bytes -= node.size
-    }
 
     const getUnsafe = (key: string, now?: number): StoredEntry | undefined => {
       const node = map.get(key)
       if (node === undefined) return undefined
       if (node.staleUntil <= (now ?? clock.currentTimeMillisUnsafe())) {
-        remove(node)
+        lru.remove(node)
         return undefined
       }
-      if (node !== head) {
-        unlink(node)
-        pushHead(node)
-      }
+      lru.touch(node)
       return node
     }
 
@@ -181,25 +92,16 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
         return new CacheValueTooLarge({ keyspace, key, bytes: size, maxBytes })
       }
       const existing = map.get(key)
-      if (existing !== undefined) remove(existing)
+      if (existing !== undefined) lru.remove(existing)
       if (entry.staleUntil <= clock.currentTimeMillisUnsafe()) return undefined
-      const node = new Node(flatten(key), entry, size)
-      map.set(node.key, node)
-      pushHead(node)
-      bytes += size
-      while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
-        const lru = tail
-        if (lru === undefined || lru === node) break
-        remove(lru)
-        evictions++
-      }
+      lru.add(new Node(flatten(key), entry, size))
       return undefined
     }
 
     const deleteUnsafe = (key: string): boolean => {
       const node = map.get(key)
       if (node === undefined) return false
-      remove(node)
+      lru.remove(node)
       return node.staleUntil > clock.currentTimeMillisUnsafe()
     }
 
@@ -250,10 +152,10 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
         return map.size
       },
       get bytes() {
-        return maxBytes === undefined ? undefined : bytes
+        return maxBytes === undefined ? undefined : lru.bytes
       },
       get evictions() {
-        return evictions
+        return lru.evictions
       },
       get tags() {
         return tagTimes.size
@@ -279,17 +181,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<CacheStore["Service
         }),
       delete: (key) => Effect.sync(() => deleteUnsafe(key)),
       deleteMany: (keys) => Effect.sync(() => keys.filter(deleteUnsafe).length),
-      deletePrefix: (prefix) =>
-        Effect.sync(() => {
-          let count = 0
-          for (const [key, node] of map) {
-            if (key.startsWith(prefix)) {
-              remove(node)
-              count++
-            }
-          }
-          return count
-        }),
+      deletePrefix: (prefix) => Effect.sync(() => lru.removePrefix(prefix)),
       getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
       setTagTime: (tag, time, retainMillis) => Effect.sync(() => setTagTimeUnsafe(tag, time, retainMillis)),
       ping: Effect.void,

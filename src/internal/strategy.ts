@@ -8,8 +8,8 @@ import { Cause, Context, Effect, Exit, Random } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
-import { CachetService, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime.ts"
-import type { WriteBehindQueueFull } from "./writeBehind.ts"
+import { Cachet, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
+import type { WriteBehindQueueFull } from "./runtime/writeBehind.ts"
 
 /**
  * What to do with an entry that is not fresh. Strategies differ here only:
@@ -61,7 +61,7 @@ export const readThrough = (
   // withFiber + a context lookup: one primitive, where flatMap(service, f)
   // is two (the service tag, then the continuation).
   Effect.withFiber((fiber) => {
-    const rt = Context.getUnsafe(fiber.context, CachetService)
+    const rt = Context.getUnsafe(fiber.context, Cachet)
     // After the layer closed there is no cache to use: the loader answers.
     if (rt.isClosed()) return loader
     const state = rt.stateOf(keyspace)
@@ -146,18 +146,28 @@ const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
     return exit
   })
 
-/** The error a strategy adds in strict mode. */
-export type StrictError<O> = O extends { readonly onStoreError: "fail" } ? CacheStoreError : never
+/**
+ * The error a strategy adds unless its mode is provably "degrade": a mode
+ * that may be "fail" (a widened `Options`, a mode chosen at run time) adds
+ * it. Distributes over a union of option types.
+ */
+export type StrictError<O> = O extends unknown
+  ? "onStoreError" extends keyof O
+    ? "fail" extends O["onStoreError" & keyof O]
+      ? CacheStoreError
+      : never
+    : never
+  : never
 
 /** Options every strategy takes. */
 export interface ModeOptions {
   readonly onStoreError?: "degrade" | "fail" | undefined
 }
 
-type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O>, R | CachetService>
+type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
 
 /** `Strategy.cacheAside`, data-first. */
-export const cacheAside = <A, E, R, P, EN, O extends ModeOptions>(
+export const cacheAside = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -166,7 +176,7 @@ export const cacheAside = <A, E, R, P, EN, O extends ModeOptions>(
   readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale) as Cast<A, E, R, EN, O>
 
 /** `Strategy.staleWhileRevalidate`, data-first. */
-export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions>(
+export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -278,7 +288,7 @@ export const refreshAhead = <A, E, R, P, EN, O extends RefreshAheadOptions>(
   >
 
 /** `Strategy.readOnly`, data-first. */
-export const readOnly = <A, E, R, P, EN, O extends ModeOptions>(
+export const readOnly = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -291,18 +301,18 @@ export const bypass = <A, E, R, P, EN>(
   self: Effect.Effect<A, E, R>,
   _keyspace: Keyspace<P, A, EN>,
   _params: P
-): Effect.Effect<A, E | EN, R | CachetService> => self
+): Effect.Effect<A, E | EN, R | Cachet> => self
 
 /**
  * `Strategy.writeThrough`, data-first: runs the write; on success stores its
  * value, or invalidates the key when that fails.
  */
-export const writeThrough = <A, E, R, P, EN, O extends ModeOptions>(
+export const writeThrough = <A, E, R, P, EN, O extends ModeOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
-): Effect.Effect<A, E | StrictError<O>, R | CachetService> =>
+): Effect.Effect<A, E | StrictError<O>, R | Cachet> =>
   Effect.flatMap(service, (rt) => {
     // Closing: the cache is not touched (nothing is written to a store once
     // the layer closes); the write still runs.
@@ -321,7 +331,7 @@ export const writeThrough = <A, E, R, P, EN, O extends ModeOptions>(
         strict && error?._tag === "CacheStoreError" ? Effect.fail(error) : Effect.succeed(value)
       )
     })
-  }) as Effect.Effect<A, E | StrictError<O>, R | CachetService>
+  }) as Effect.Effect<A, E | StrictError<O>, R | Cachet>
 
 /** The writer of `writeBehind`: an effect, or a function of the value. */
 export type Writer<A, E, R> = Effect.Effect<unknown, E, R> | ((value: A) => Effect.Effect<unknown, E, R>)
@@ -341,13 +351,13 @@ const keyOrFail = (state: KeyspaceState, params: unknown): string | CacheKeyErro
 }
 
 /** `Strategy.writeBehind`. */
-export const writeBehind = <P, A, EN, E, R, O extends ModeOptions>(
+export const writeBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   keyspace: Keyspace<P, A, EN>,
   params: P,
   value: A,
   writer: Writer<A, E, R>,
   options?: O
-): Effect.Effect<void, WriteBehindError | StrictError<O>, R | CachetService> =>
+): Effect.Effect<void, WriteBehindError | StrictError<O>, R | Cachet> =>
   Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
     if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "writeBehind" }))
     const state = rt.stateOf(keyspace)
@@ -373,15 +383,15 @@ export const writeBehind = <P, A, EN, E, R, O extends ModeOptions>(
         )
       }
     )
-  }) as Effect.Effect<void, WriteBehindError | StrictError<O>, R | CachetService>
+  }) as Effect.Effect<void, WriteBehindError | StrictError<O>, R | Cachet>
 
 /** `Strategy.deleteBehind`. */
-export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions>(
+export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   keyspace: Keyspace<P, A, EN>,
   params: P,
   deleter: Effect.Effect<unknown, E, R>,
   options?: O
-): Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | CachetService> =>
+): Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | Cachet> =>
   Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
     if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "deleteBehind" }))
     const state = rt.stateOf(keyspace)
@@ -406,14 +416,10 @@ export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions>(
         })
       }
     )
-  }) as Effect.Effect<
-    void,
-    CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>,
-    R | CachetService
-  >
+  }) as Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | Cachet>
 
 /** `Strategy.flushWriteBehind`. */
-export const flushWriteBehind: Effect.Effect<void, never, CachetService> = Effect.flatMap(
+export const flushWriteBehind: Effect.Effect<void, never, Cachet> = Effect.flatMap(
   service,
   (rt) => rt.writeBehind.flush
 )
@@ -426,7 +432,7 @@ export const flushWriteBehind: Effect.Effect<void, never, CachetService> = Effec
 export type AnyStrategy = <P, A, EN>(
   keyspace: Keyspace<P, A, EN>,
   params: P
-) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | CachetService>
+) => <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN, R | Cachet>
 
 // One reference per keyspace name, so that `Strategy.layer` layers for
 // different keyspaces merge freely (each provides its own key).
@@ -455,7 +461,7 @@ export const auto = <A, E, R, P, EN>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P
-): Effect.Effect<A, E | EN, R | CachetService> =>
+): Effect.Effect<A, E | EN, R | Cachet> =>
   Effect.withFiber((fiber) => {
     const strategy = fiber.getRef(referenceFor(keyspace.name)) ?? fiber.getRef(DefaultStrategy)
     return strategy === undefined ? cacheAside(self, keyspace, params) : strategy(keyspace, params)(self)

@@ -62,24 +62,20 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Config, Duration, Effect, Exit, Layer, Option, Result, type Scope, Stream } from "effect"
-import { CircuitBreaker } from "effect/persistence"
-import type { Cluster, Redis } from "ioredis"
-import {
-  type CacheDecodeError,
-  type CacheEncodeError,
-  CacheStoreError,
-  type CacheValueTooLarge,
-  type StoreErrorReason
-} from "../CacheError.ts"
+import { Clock, Config, type Duration, Effect, Layer, Option, Result, type Scope } from "effect"
+import type { CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 import * as CacheStoreModule from "../CacheStore.ts"
 import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
+import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
+import * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
+import * as Connection from "./internal/connection.ts"
 import * as envelope from "./internal/envelope.ts"
 import * as ioInternal from "./internal/io.ts"
-import { slotOf } from "./internal/slot.ts"
+import { makeRouter } from "./internal/routing.ts"
+import * as Scan from "./internal/scan.ts"
 
 /**
  * Circuit breaker settings.
@@ -157,9 +153,6 @@ export interface LayerOptions extends Options, Omit<IoRedis.Options, "commandTim
   readonly client?: IoRedis.Client | undefined
 }
 
-const STORE = "redis"
-const STANDALONE = "standalone"
-const BREAKER_KEY = "redis"
 const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 
 interface Resolved {
@@ -171,13 +164,8 @@ interface Resolved {
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
 }
 
-const positiveInt = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`cachet: RedisStore option "${option}" must be a positive integer, got ${String(value)}`)
-  }
-  return value
-}
+const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
+  positiveIntOption("RedisStore", option, value, fallback)
 
 const resolve = (options: Options): Resolved => {
   if (typeof options.prefix !== "string" || options.prefix === "") {
@@ -204,54 +192,8 @@ const resolve = (options: Options): Resolved => {
 }
 
 // ---------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------
-
-/** A call that did not answer in time (our own timer). */
-class TimedOut extends Error {
-  constructor(millis: number) {
-    super(`no reply within ${millis} ms`)
-    this.name = "TimedOut"
-  }
-}
-
-const unavailableReplies =
-  /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
-
-/** Why an ioredis call failed. */
-const reasonOf = (error: unknown): StoreErrorReason => {
-  if (error instanceof TimedOut) return "Timeout"
-  const message = error instanceof Error ? error.message : String(error)
-  if (message.includes("Command timed out")) return "Timeout"
-  const name = error instanceof Error ? error.name : ""
-  if (name === "ReplyError") return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
-  // Connection refused/reset/closed, offline queue disabled, cluster not
-  // ready, retries exhausted, socket timeout: no usable connection.
-  return "Unavailable"
-}
-
-const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
-  new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
-
-const stalledError = (node: string) =>
-  new Error(`connection to ${node} is stalled: a command timed out and nothing has been answered since`)
-
-// ---------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------
-
-/**
- * Per node: whether its connection is stalled (in which connection epoch),
- * and the probe that may pass while it is.
- */
-interface Health {
-  epoch: number
-  stalled: boolean
-  probing: boolean
-  nextProbeAt: number
-}
-
-const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, "\\$&")
 
 // KEYS[1]: tag key; ARGV: time, expiresAt, now, ttl. Keeps the later time,
 // unless the stored record has expired by the caller's clock.
@@ -268,306 +210,19 @@ return 1`
 const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0`
 
-const nodeKeyOf = (redis: Redis): string => `${redis.options.host ?? "127.0.0.1"}:${redis.options.port ?? 6379}`
-
 const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], never, IoRedis.IoRedis | Scope.Scope> =>
   Effect.gen(function* () {
     const io = yield* IoRedis.IoRedis
-    const client = io.client
-    const cluster: Cluster | undefined = clientInternal.isCluster(client) ? client : undefined
-    const standalone: Redis | undefined = cluster === undefined ? (client as Redis) : undefined
     const clock = yield* Clock.Clock
-    const scope = yield* Effect.scope
     const timeout = resolved.commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
-    const { namespace, maxEntryBytes, scanCount, deleteBatchSize } = resolved
-
-    // -- connection health ---------------------------------------------------
-
-    const health = new Map<string, Health>()
-    const healthOf = (node: string): Health => {
-      let h = health.get(node)
-      if (h === undefined) {
-        h = { epoch: 0, stalled: false, probing: false, nextProbeAt: 0 }
-        health.set(node, h)
-      }
-      return h
-    }
-    const reset = (node: string) => {
-      const h = health.get(node)
-      if (h !== undefined) {
-        h.epoch++
-        h.stalled = false
-        h.probing = false
-        h.nextProbeAt = 0
-      }
-    }
-    const resetAll = () => {
-      for (const node of health.keys()) reset(node)
-    }
-    // A new or closed connection is not stalled.
-    const onNode = (redis: Redis) => reset(nodeKeyOf(redis))
-    if (cluster !== undefined) {
-      cluster.on("+node", onNode)
-      cluster.on("-node", onNode)
-    }
-    client.on("close", resetAll)
-    client.on("ready", resetAll)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        client.off("close", resetAll)
-        client.off("ready", resetAll)
-        if (cluster !== undefined) {
-          cluster.off("+node", onNode)
-          cluster.off("-node", onNode)
-        }
-      })
-    )
-
-    /** A call timed out: the connection is stalled; the first probe may pass one timeout later. */
-    const markStalled = (h: Health, epoch: number) => {
-      if (h.epoch !== epoch || h.stalled) return
-      h.stalled = true
-      h.nextProbeAt = Math.max(h.nextProbeAt, performance.now() + timeout)
-    }
-
-    /**
-     * Runs one ioredis call against `node`, bounded by the timeout, with
-     * every error translated. This is the only place ioredis promises meet
-     * Effect. `gated`: wait for the client's connection first (not for calls
-     * on a cluster node's own connection, which queues by itself).
-     *
-     * While the node's connection is stalled, one call at a time may pass as
-     * a probe, at most one per `timeout` after the previous probe ended; any
-     * answer clears the stall. The others fail at once.
-     */
-    const exec = <A>(
-      op: string,
-      node: string,
-      run: () => Promise<A>,
-      gated = true
-    ): Effect.Effect<A, CacheStoreError> =>
-      Effect.callback<A, CacheStoreError>((resume) => {
-        const h = healthOf(node)
-        let probe = false
-        if (h.stalled) {
-          if (h.probing || performance.now() < h.nextProbeAt) {
-            resume(Effect.fail(storeError(op, "Unavailable", stalledError(node))))
-            return
-          }
-          h.probing = true
-          probe = true
-        }
-        const epoch = h.epoch
-        let pending = true
-        const done = () => {
-          pending = false
-          clearTimeout(timer)
-          if (probe && h.epoch === epoch) {
-            h.probing = false
-            h.nextProbeAt = performance.now() + timeout
-          }
-        }
-        const timer = setTimeout(() => {
-          if (!pending) return
-          done()
-          markStalled(h, epoch)
-          resume(Effect.fail(storeError(op, "Timeout", new TimedOut(timeout))))
-        }, timeout)
-        const settle = (exit: Effect.Effect<A, CacheStoreError>) => {
-          if (!pending) return
-          done()
-          resume(exit)
-        }
-        const start = () => {
-          let promise: Promise<A>
-          try {
-            promise = run()
-          } catch (error) {
-            settle(Effect.fail(storeError(op, reasonOf(error), error)))
-            return
-          }
-          promise.then(
-            (value) => {
-              if (h.epoch === epoch) h.stalled = false
-              settle(Effect.succeed(value))
-            },
-            (error: unknown) => {
-              const reason = reasonOf(error)
-              if (reason === "Timeout") markStalled(h, epoch)
-              else if (h.epoch === epoch) h.stalled = false
-              settle(Effect.fail(storeError(op, reason, error)))
-            }
-          )
-        }
-        const gate = gated ? clientInternal.connectingGate(client) : undefined
-        if (gate !== undefined) {
-          void gate.then((ready) => {
-            if (!pending) return
-            if (ready) start()
-            else settle(Effect.fail(storeError(op, "Unavailable", new Error("connection closed before it was ready"))))
-          })
-        } else {
-          start()
-        }
-        return Effect.sync(() => {
-          if (pending) done()
-        })
-      })
-
-    // -- circuit breaker -----------------------------------------------------
-
-    const breaker =
-      resolved.breaker === undefined
-        ? undefined
-        : yield* CircuitBreaker.make({
-            tripPolicy: CircuitBreaker.consecutive(resolved.breaker.failures),
-            openDuration: Duration.millis(resolved.breaker.openFor)
-          }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
-
-    if (breaker !== undefined) {
-      yield* breaker.transitions.pipe(
-        Stream.runForEach((t) =>
-          t.to === "Open"
-            ? Effect.logWarning(
-                `cachet: Redis circuit opened after ${t.from === "HalfOpen" ? "a failed probe" : "consecutive failures"}; calls fail fast for ${Duration.format(t.retryAfter)}`
-              )
-            : t.to === "Closed"
-              ? Effect.logInfo("cachet: Redis circuit closed; Redis answers again")
-              : Effect.logDebug("cachet: Redis circuit half-open; probing")
-        ),
-        Effect.forkIn(scope, { startImmediately: true })
-      )
-    }
-
-    const classify = (exit: Exit.Exit<unknown, CacheStoreError>): CircuitBreaker.Outcome => {
-      if (Exit.isSuccess(exit)) return CircuitBreaker.success
-      const error = Cause.findErrorOption(exit.cause)
-      if (Option.isNone(error)) return CircuitBreaker.ignored
-      return error.value.reason === "Protocol" ? CircuitBreaker.ignored : CircuitBreaker.failure()
-    }
-
-    const throughBreaker = <A>(
-      active: CircuitBreaker.CircuitBreaker,
-      op: string,
-      effect: Effect.Effect<A, CacheStoreError>
-    ): Effect.Effect<A, CacheStoreError> =>
-      active
-        .execute(effect, { key: BREAKER_KEY, classify })
-        .pipe(
-          Effect.mapError((error) =>
-            error._tag === "CircuitBreakerError"
-              ? storeError(op, error.reason._tag === "CircuitBreakerStoreError" ? "Unavailable" : "CircuitOpen", error)
-              : error
-          )
-        )
-
-    // Fast path: while the circuit is closed with no failure counted, a call
-    // runs without admission or recording (a success there changes nothing).
-    // Its first failure is recorded after the fact and turns the fast path
-    // off; from then on every call goes through the breaker, until one
-    // succeeds with the circuit closed again.
-    let healthy = true
-    const recordFailure = (active: CircuitBreaker.CircuitBreaker, error: CacheStoreError): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (error.reason === "Protocol") return Effect.void
-        healthy = false
-        return Effect.ignore(active.execute(Effect.fail(error), { key: BREAKER_KEY, classify }))
-      })
-    const markHealthy = (active: CircuitBreaker.CircuitBreaker): Effect.Effect<void> =>
-      Effect.ignore(
-        Effect.map(active.state(BREAKER_KEY), (state) => {
-          if (state._tag === "Closed") healthy = true
-        })
-      )
-
-    const guard = <A>(op: string, effect: Effect.Effect<A, CacheStoreError>): Effect.Effect<A, CacheStoreError> => {
-      const active = breaker
-      if (active === undefined) return effect
-      return Effect.suspend(() =>
-        healthy
-          ? Effect.tapError(effect, (error) => recordFailure(active, error))
-          : Effect.tap(throughBreaker(active, op, effect), () => markHealthy(active))
-      )
-    }
-
-    // -- keys and routing ----------------------------------------------------
-
+    const { namespace, maxEntryBytes } = resolved
+    const connection = yield* Connection.make(io, timeout)
+    const { client, cluster, standalone, exec, ready } = connection
+    const guard = yield* Breaker.make(resolved.breaker)
+    const { nodeOfKey, groups, fetchRaw, unlinkAll } = makeRouter(connection, resolved.deleteBatchSize)
+    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, unlinkAll }, guard, resolved)
     const fullKey = (key: string) => `${namespace}:${key}`
     const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
-    const nodeOfSlot = (slot: number): string => cluster?.slots[slot]?.[0] ?? "unknown"
-    const nodeOfKey = (key: string): string => (cluster === undefined ? STANDALONE : nodeOfSlot(slotOf(key)))
-
-    /**
-     * Groups key indices by node, and within a node into batches that a
-     * multi-key command may take (one slot each on a cluster).
-     */
-    const groups = (
-      keys: ReadonlyArray<string>,
-      batchSize: number
-    ): Array<{ readonly node: string; readonly batches: Array<Array<number>> }> => {
-      const chunk = (indices: Array<number>): Array<Array<number>> => {
-        if (indices.length <= batchSize) return [indices]
-        const out: Array<Array<number>> = []
-        for (let i = 0; i < indices.length; i += batchSize) out.push(indices.slice(i, i + batchSize))
-        return out
-      }
-      if (cluster === undefined) return [{ node: STANDALONE, batches: chunk(keys.map((_, i) => i)) }]
-      const bySlot = new Map<number, Array<number>>()
-      keys.forEach((key, i) => {
-        const slot = slotOf(key)
-        const list = bySlot.get(slot)
-        if (list === undefined) bySlot.set(slot, [i])
-        else list.push(i)
-      })
-      const byNode = new Map<string, Array<Array<number>>>()
-      for (const [slot, indices] of bySlot) {
-        const node = nodeOfSlot(slot)
-        const batches = byNode.get(node)
-        if (batches === undefined) byNode.set(node, chunk(indices))
-        else batches.push(...chunk(indices))
-      }
-      return [...byNode].map(([node, batches]) => ({ node, batches }))
-    }
-
-    /** MGET of full keys, aligned with `keys`. */
-    const fetchRaw = (op: string, keys: ReadonlyArray<string>): Effect.Effect<Array<Buffer | null>, CacheStoreError> =>
-      Effect.map(
-        Effect.forEach(
-          groups(keys, 1000),
-          ({ node, batches }) =>
-            Effect.map(
-              exec(op, node, () => Promise.all(batches.map((batch) => client.mgetBuffer(batch.map((i) => keys[i]!))))),
-              (replies) => ({ batches, replies })
-            ),
-          { concurrency: "unbounded" }
-        ),
-        (results) => {
-          const out: Array<Buffer | null> = new Array(keys.length).fill(null)
-          for (const { batches, replies } of results) {
-            batches.forEach((batch, b) => {
-              const reply = replies[b] ?? []
-              batch.forEach((index, j) => {
-                out[index] = reply[j] ?? null
-              })
-            })
-          }
-          return out
-        }
-      )
-
-    /** UNLINK of full keys; returns how many existed. */
-    const unlinkAll = (op: string, keys: ReadonlyArray<string>): Effect.Effect<number, CacheStoreError> =>
-      keys.length === 0
-        ? Effect.succeed(0)
-        : Effect.map(
-            Effect.forEach(
-              groups(keys, deleteBatchSize),
-              ({ node, batches }) =>
-                exec(op, node, () => Promise.all(batches.map((batch) => client.unlink(batch.map((i) => keys[i]!))))),
-              { concurrency: "unbounded" }
-            ),
-            (results) => results.flat().reduce((n, m) => n + m, 0)
-          )
 
     // -- reading -------------------------------------------------------------
 
@@ -581,35 +236,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       full: ReadonlyArray<string>,
       raws: ReadonlyArray<Buffer | null>,
       codec: EntryCodec
-    ): Effect.Effect<Array<StoredEntry | undefined>> => {
-      const now = clock.currentTimeMillisUnsafe()
-      const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
-      const entries = raws.map((raw, i): StoredEntry | undefined => {
-        if (raw === null) return undefined
-        let decoded: envelope.Decoded
-        try {
-          decoded = envelope.decode(raw, keys[i]!, codec, now)
-        } catch (error) {
-          decoded = envelope.corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
-        }
-        if (decoded._tag === "Entry") return decoded.entry
-        if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
-        return undefined
-      })
-      if (corrupt.length === 0) return Effect.succeed(entries)
-      return Effect.as(
-        Effect.forEach(
-          corrupt,
-          ({ index, error }) =>
-            Effect.andThen(
-              dropCorrupt(full[index]!, raws[index]!),
-              Effect.sync(() => codec.onCorrupt(error))
-            ),
-          { concurrency: "unbounded", discard: true }
-        ),
-        entries
-      )
-    }
+    ): Effect.Effect<Array<StoredEntry | undefined>> =>
+      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
@@ -721,85 +349,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         keys.length === 0 ? Effect.succeed(0) : guard("deleteMany", unlinkAll("deleteMany", keys.map(fullKey)))
       )
 
-    /** Waits (within the timeout) for a client that is connecting; fails when it is not ready. */
-    const ready = (op: string): Effect.Effect<void, CacheStoreError> =>
-      Effect.suspend(() => {
-        const gate = clientInternal.connectingGate(client)
-        const check = Effect.suspend(() =>
-          client.status === "ready"
-            ? Effect.void
-            : Effect.fail(storeError(op, "Unavailable", new Error(`the Redis client is ${client.status}, not ready`)))
-        )
-        if (gate === undefined) return check
-        return Effect.andThen(
-          Effect.promise(() => clientInternal.settleConnecting(client, timeout)),
-          check
-        )
-      })
-
-    /** The masters to scan, each with its node key; all slots must be served. */
-    const scanTargets: Effect.Effect<
-      ReadonlyArray<{ readonly node: string; readonly redis: Redis }>,
-      CacheStoreError
-    > = Effect.suspend(() => {
-      if (cluster === undefined) return Effect.succeed([{ node: STANDALONE, redis: standalone! }])
-      if (cluster.status !== "ready") {
-        return Effect.fail(
-          storeError("deletePrefix", "Unavailable", new Error(`cluster is ${cluster.status}, not ready`))
-        )
-      }
-      const masters = new Map(cluster.nodes("master").map((redis) => [nodeKeyOf(redis), redis] as const))
-      for (let slot = 0; slot < 16384; slot++) {
-        const owner = cluster.slots[slot]?.[0]
-        if (owner === undefined || !masters.has(owner)) {
-          return Effect.fail(
-            storeError(
-              "deletePrefix",
-              "Unavailable",
-              new Error(`slot ${slot} has no known master; cannot scan every key`)
-            )
-          )
-        }
-      }
-      return Effect.succeed([...masters].map(([node, redis]) => ({ node, redis })))
-    })
-
     const deletePrefix: CacheStore["Service"]["deletePrefix"] = (prefix) =>
-      guard(
-        "deletePrefix",
-        Effect.gen(function* () {
-          const pattern = `${globEscape(fullKey(prefix))}*`
-          if (cluster !== undefined) yield* ready("deletePrefix")
-          const targets = yield* scanTargets
-          const counts = yield* Effect.forEach(
-            targets,
-            ({ node, redis }) =>
-              Effect.gen(function* () {
-                let cursor = "0"
-                let deleted = 0
-                let found: Array<string> = []
-                do {
-                  const [next, keys] = yield* exec(
-                    "deletePrefix",
-                    node,
-                    () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
-                    cluster === undefined
-                  )
-                  cursor = next
-                  found.push(...keys)
-                  while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
-                    const batch = found.slice(0, deleteBatchSize)
-                    found = found.slice(deleteBatchSize)
-                    deleted += yield* unlinkAll("deletePrefix", batch)
-                  }
-                } while (cursor !== "0")
-                return deleted
-              }),
-            { concurrency: "unbounded" }
-          )
-          return counts.reduce((n, m) => n + m, 0)
-        })
-      )
+      clearPattern(`${Scan.globEscape(fullKey(prefix))}*`)
 
     // -- tags ----------------------------------------------------------------
 
@@ -842,24 +393,28 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const ping: CacheStore["Service"]["ping"] = guard(
       "ping",
       Effect.suspend(() => {
-        if (cluster === undefined) return Effect.asVoid(exec("ping", STANDALONE, () => standalone!.ping()))
+        if (cluster === undefined) return Effect.asVoid(exec("ping", Connection.STANDALONE, () => standalone!.ping()))
         return Effect.andThen(
           ready("ping"),
           Effect.suspend(() => {
             const masters = cluster.nodes("master")
             if (masters.length === 0)
-              return Effect.fail(storeError("ping", "Unavailable", new Error("no master known")))
-            return Effect.forEach(masters, (redis) => exec("ping", nodeKeyOf(redis), () => redis.ping(), false), {
-              concurrency: "unbounded",
-              discard: true
-            })
+              return Effect.fail(Connection.storeError("ping", "Unavailable", new Error("no master known")))
+            return Effect.forEach(
+              masters,
+              (redis) => exec("ping", Connection.nodeKeyOf(redis), () => redis.ping(), false),
+              {
+                concurrency: "unbounded",
+                discard: true
+              }
+            )
           })
         )
       })
     )
 
     return CacheStoreModule.make({
-      name: STORE,
+      name: Connection.STORE,
       get,
       getMany,
       set,

@@ -62,10 +62,11 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { Context, type Duration, Effect, Layer, type Scope } from "effect"
 import { CacheStore, type MemoryOptions } from "../CacheStore.ts"
+import { millisOr } from "../internal/duration.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
-import * as runtime from "../internal/runtime.ts"
+import * as loadLease from "../internal/loadLease.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as internalBus from "./internal/bus.ts"
 import * as clientInternal from "./internal/client.ts"
@@ -204,7 +205,7 @@ export class Tiered extends Context.Service<Tiered, internal.TieredService>()("c
  * @since 0.1.0
  * @category services
  */
-export const LoadLease: typeof runtime.LoadLease = runtime.LoadLease
+export const LoadLease: typeof loadLease.LoadLease = loadLease.LoadLease
 
 /**
  * The lease service's type.
@@ -212,29 +213,22 @@ export const LoadLease: typeof runtime.LoadLease = runtime.LoadLease
  * @since 0.1.0
  * @category services
  */
-export type LoadLease = runtime.LoadLease
+export type LoadLease = loadLease.LoadLease
 
-const resolveMaxTtl = (input: Duration.Input | undefined): number => {
-  if (input === undefined) return 10_000
-  let millis: number
-  try {
-    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    throw new Error(`cachet: TieredStore option "l1MaxTtl" is not a valid duration: ${String(input)}`)
-  }
-  if (!(millis > 0)) {
-    throw new Error(`cachet: TieredStore option "l1MaxTtl" must be a duration above zero, got ${String(input)}`)
-  }
-  return millis
-}
+const resolveMaxTtl = (input: Duration.Input | undefined): number =>
+  millisOr("TieredStore", "l1MaxTtl", input, 10_000, { allowInfinity: true })
 
 const hasConnection = (options: BusOptions): boolean =>
   options.url !== undefined || options.cluster !== undefined || options.client !== undefined
 
 /** Everything validated at the call; the effect builds the services in a scope. */
-const plan = <E, R>(
-  options: Options<E, R>
-): Effect.Effect<Context.Context<CacheStore | Tiered>, E, R | Scope.Scope> => {
+/** What `plan` builds: the store's services, and the lease when a Redis connection is at hand. */
+interface Planned {
+  readonly context: Context.Context<CacheStore | Tiered>
+  readonly lease: LoadLease["Service"] | undefined
+}
+
+const plan = <E, R>(options: Options<E, R>): Effect.Effect<Planned, E, R | Scope.Scope> => {
   L1.validateOptions(options.l1)
   const resolved: internal.Resolved = { l1: options.l1, l1MaxTtl: resolveMaxTtl(options.l1MaxTtl) }
   const l2Layer = Layer.isLayer(options.l2) ? (options.l2 as Layer.Layer<CacheStore, E, R>) : undefined
@@ -317,13 +311,31 @@ const plan = <E, R>(
           ? internalLease.make(busIo, bus!.namespace, bus!.commandTimeout)
           : undefined
     const { store, tiered } = yield* internal.make(resolved, l2, busService, lease?.stats)
-    const context = Context.make(CacheStore, store).pipe(Context.add(Tiered, tiered))
-    // Not in the layer's declared output (it is there only with Redis at
-    // hand); `Cachet.layer` looks for it in its context when it is built.
-    return lease === undefined
-      ? context
-      : (Context.add(context, runtime.LoadLease, lease.service) as Context.Context<CacheStore | Tiered>)
+    return { context: Context.make(CacheStore, store).pipe(Context.add(Tiered, tiered)), lease: lease?.service }
   })
+}
+
+/** The planned services with the lease added, when there is one. */
+const withLease = (planned: Planned): Context.Context<CacheStore | Tiered> =>
+  planned.lease === undefined ? planned.context : Context.add(planned.context, LoadLease, planned.lease)
+
+function layerOf<E = never, R = never>(
+  options: Options<E, R> & { readonly l2: RedisStore.LayerOptions; readonly lease?: true | undefined }
+): Layer.Layer<CacheStore | Tiered | LoadLease, E, R>
+function layerOf<E = never, R = never>(options: Options<E, R>): Layer.Layer<CacheStore | Tiered, E, R>
+function layerOf<E, R>(
+  options: Options<E, R>
+): Layer.Layer<CacheStore | Tiered | LoadLease, E, R> | Layer.Layer<CacheStore | Tiered, E, R> {
+  if (Layer.isLayer(options.l2) || options.lease === false)
+    return Layer.effectContext(Effect.map(plan(options), withLease))
+  // A Redis L2 with the lease on always has one: it is in the declared output.
+  return Layer.effectContext(
+    Effect.flatMap(plan(options), (planned) =>
+      planned.lease === undefined
+        ? Effect.die(new Error("cachet: TieredStore with a Redis l2 built no lease"))
+        : Effect.succeed(Context.add(planned.context, LoadLease, planned.lease))
+    )
+  )
 }
 
 /**
@@ -351,11 +363,17 @@ const plan = <E, R>(
 export const make = <E = never, R = never>(
   options: Options<E, R>
 ): Effect.Effect<CacheStore["Service"], E, R | Scope.Scope> =>
-  Effect.map(plan(options), (context) => Context.get(context, CacheStore))
+  Effect.map(plan(options), (planned) => Context.get(planned.context, CacheStore))
 
 /**
  * The tiered store as a layer: the `CacheStore`, the {@link Tiered} service,
  * and (with Redis at hand) the lease behind cluster-wide single flight.
+ *
+ * **Details**
+ *
+ * With Redis options as `l2` (and `lease` not `false`) the declared output
+ * includes {@link LoadLease}. With a layer as `l2` the lease is there only
+ * when the bus has its own connection, so it is not declared.
  *
  * **Gotchas**
  *
@@ -385,8 +403,7 @@ export const make = <E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = <E = never, R = never>(options: Options<E, R>): Layer.Layer<CacheStore | Tiered, E, R> =>
-  Layer.effectContext(plan(options))
+export const layer: typeof layerOf = layerOf
 
 /**
  * The lease service for cluster-wide single flight, on the `IoRedis` client
@@ -431,7 +448,7 @@ export const layerLease = (options: {
       ? undefined
       : clientInternal.millisOption("TieredStore.layerLease", "commandTimeout", options.commandTimeout, 0, 1)
   return Layer.effect(
-    runtime.LoadLease,
+    loadLease.LoadLease,
     Effect.map(
       Effect.service(IoRedis.IoRedis),
       (io) => internalLease.make(io, escapeValue(options.prefix), timeout).service

@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import type { EntryCodec, StoredEntry } from "../../src/CacheStore.ts"
 import * as CacheStoreModule from "../../src/CacheStore.ts"
 import { CacheStore } from "../../src/CacheStore.ts"
-import { estimateSize } from "../../src/internal/memoryStore.ts"
+import { estimateSize } from "../../src/internal/size.ts"
 import * as CacheStoreSuite from "../../src/testing/CacheStoreSuite.ts"
 
 CacheStoreSuite.suite("memory", CacheStoreModule.layerMemory({ capacity: 1_000 }))

@@ -71,6 +71,31 @@ describe("writeBehind, durable mode (memory PersistedQueue)", () => {
     }).pipe(Effect.provide(durable(db)))
   })
 
+  it.effect("two writes of a key in one millisecond, after 999 others: the newer wins (no sequence wrap)", () => {
+    const db = makeDb()
+    return Effect.gen(function* () {
+      db.state.failing = true
+      // 999 writes of other keys in this millisecond, then two of key 1000:
+      // a counter modulo 1,000 would give the second a smaller sequence.
+      for (let id = 1; id < 1_000; id++) {
+        yield* Strategy.writeBehindDurable(Users, { id }, new User({ id, name: `u${id}` }))
+      }
+      yield* Strategy.writeBehindDurable(Users, { id: 1_000 }, new User({ id: 1_000, name: "older" }))
+      yield* Strategy.writeBehindDurable(Users, { id: 1_000 }, new User({ id: 1_000, name: "newer" }))
+      db.state.failing = false
+      for (let i = 0; i < 10 && db.rows.size < 1_000; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      assert.strictEqual(db.rows.get(1_000), "newer")
+      assert.strictEqual(db.rows.size, 1_000)
+      assert.strictEqual(
+        Option.map(yield* Cachet.get(Users, { id: 1_000 }), (u) => u.name).pipe(Option.getOrUndefined),
+        "newer"
+      )
+    }).pipe(Effect.provide(durable(db)))
+  })
+
   it.effect("older operations of a key are skipped (last write wins; a delete is not resurrected)", () => {
     const db = makeDb()
     return Effect.gen(function* () {

@@ -6,7 +6,7 @@
  * @internal
  */
 import { createHash } from "node:crypto"
-import { Cause, Context, Duration, Effect, Exit, Option, Schema } from "effect"
+import { Cause, Context, type Duration, Effect, Exit, Option, Schema } from "effect"
 import {
   Cookies,
   FindMyWay,
@@ -17,7 +17,9 @@ import {
   HttpServerResponse
 } from "effect/http"
 import type { StoredEntry } from "../../CacheStore.ts"
-import { CachetService, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime.ts"
+import { millisOption } from "../../internal/duration.ts"
+import { positiveInt } from "../../internal/numbers.ts"
+import { Cachet, type KeyspaceState, NotStoredTypeId, type RuntimeService } from "../../internal/runtime/service.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import * as KeyspaceModule from "../../Keyspace.ts"
 import { noneMatch, parseAge, parseCacheControl, parseHttpDate } from "./headers.ts"
@@ -108,19 +110,8 @@ const fail = (option: string, message: string): never => {
   throw new Error(`cachet: HttpCache option "${option}" ${message}`)
 }
 
-const millis = (option: string, input: Duration.Input | undefined, allowZero: boolean): number | undefined => {
-  if (input === undefined) return undefined
-  let ms: number
-  try {
-    ms = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    return fail(option, `is not a valid duration: ${String(input)}`)
-  }
-  if (!Number.isFinite(ms) || ms < 0 || (!allowZero && ms === 0)) {
-    return fail(option, `must be a finite duration${allowZero ? "" : " above zero"}, got ${String(input)}`)
-  }
-  return ms
-}
+const millis = (option: string, input: Duration.Input | undefined, allowZero: boolean): number | undefined =>
+  input === undefined ? undefined : millisOption("HttpCache", option, input, { allowZero })
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
@@ -179,12 +170,6 @@ const resolvePolicy = (
   }
 }
 
-const positiveInteger = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value <= 0) fail(option, `must be a positive integer, got ${String(value)}`)
-  return value
-}
-
 export const resolve = (options: Options | undefined): Config => {
   const o = options ?? {}
   const maxTtl = millis("maxTtl", o.maxTtl, false) ?? 60 * 60 * 1000
@@ -232,8 +217,8 @@ export const resolve = (options: Options | undefined): Config => {
     policy,
     routes,
     loadWait: millis("loadWait", o.loadWait, false) ?? 10_000,
-    maxEntries: positiveInteger("maxEntries", o.maxEntries, 1_000),
-    maxBytes: positiveInteger("maxBytes", o.maxBytes, 32 * 1024 * 1024),
+    maxEntries: positiveInt("HttpCache", "maxEntries", o.maxEntries, 1_000),
+    maxBytes: positiveInt("HttpCache", "maxBytes", o.maxBytes, 32 * 1024 * 1024),
     advertise: o.advertise ?? false,
     dropped: o.forwardTargeted === false ? new Set(targets) : new Set(),
     requestDirectives
@@ -1212,7 +1197,7 @@ export const fromContext =
   (app: App): App =>
     Effect.withFiber((fiber) => {
       const request = Context.getUnsafe(fiber.context, HttpServerRequest.HttpServerRequest)
-      const runtime = rt ?? (Context.getUnsafe(fiber.context, CachetService) as RuntimeService)
+      const runtime = rt ?? Context.getUnsafe(fiber.context, Cachet)
       return run(runtime, request, app)
     })
 

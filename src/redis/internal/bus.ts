@@ -21,10 +21,12 @@ import { type Duration, Effect, Exit, Result, Schema, type Scope } from "effect"
 import type { Cluster, Redis } from "ioredis"
 import type { CacheStoreError } from "../../CacheError.ts"
 import { escapeValue } from "../../internal/keyEncoding.ts"
+import { positiveInt as positiveIntOption } from "../../internal/numbers.ts"
+import * as Warn from "../../internal/warn.ts"
 import type * as IoRedis from "../IoRedis.ts"
 import * as clientInternal from "./client.ts"
 import { call, sleepReal } from "./io.ts"
-import { slotOf } from "./slot.ts"
+import { slotOf } from "./routing.ts"
 
 /** A bus message. Keys are store keys (`<keyspace>:<key>`), never values. */
 export type Message =
@@ -92,13 +94,8 @@ export interface Options {
 /** The channel of a prefix: `<escaped prefix>:~bus`. */
 export const channelOf = (prefix: string): string => `${escapeValue(prefix)}:~bus`
 
-const positiveInt = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`cachet: RedisBus option "${option}" must be a positive integer, got ${String(value)}`)
-  }
-  return value
-}
+const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
+  positiveIntOption("RedisBus", option, value, fallback)
 
 /** Validates options (throwing a message that names the option). */
 export const resolve = (options: Options): Resolved => {
@@ -194,7 +191,6 @@ const chunk = (message: Message, max: number): ReadonlyArray<Message> => {
 
 /** Peers remembered for gap detection (least recently heard forgotten first). */
 const MAX_PEERS = 10_000
-const LOG_INTERVAL = 10_000
 const CLEAR: Message = { _tag: "Clear" }
 
 /**
@@ -226,13 +222,8 @@ export const make = (io: IoRedis.Service, options: Resolved): Effect.Effect<BusS
     let subscribed = false
     let closed = false
 
-    const lastLogged = new Map<string, number>()
-    const warn = (what: string, message: string) => {
-      const now = Date.now()
-      if (now - (lastLogged.get(what) ?? 0) < LOG_INTERVAL) return
-      lastLogged.set(what, now)
-      Effect.runForkWith(context)(Effect.logWarning(`cachet: Redis bus ${channel}: ${message}`))
-    }
+    const warnUnsafe = Warn.unsafe(Warn.make(Date.now), context)
+    const warn = (what: string, message: string) => warnUnsafe(what, `cachet: Redis bus ${channel}: ${message}`)
 
     const tell = (f: (listener: Listener) => void) => {
       for (const listener of listeners) {

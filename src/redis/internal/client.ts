@@ -5,8 +5,10 @@
  *
  * @internal
  */
-import { type Context, Duration, Effect, type Scope } from "effect"
+import { type Context, type Duration, Effect, type Scope } from "effect"
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
+import { millisOr } from "../../internal/duration.ts"
+import * as Warn from "../../internal/warn.ts"
 
 /** A standalone client or a cluster client. */
 export type Client = Redis | Cluster
@@ -41,28 +43,14 @@ export const isClient = (u: unknown): u is Client =>
 
 export const isCluster = (client: Client): client is Cluster => (client as { isCluster?: boolean }).isCluster === true
 
-/** A duration option in whole milliseconds; throws a message naming the option. */
+/** A duration option in whole milliseconds (at least `min`); throws a message naming the option. */
 export const millisOption = (
   owner: string,
   option: string,
   input: Duration.Input | undefined,
   fallback: number,
   min = 1
-): number => {
-  if (input === undefined) return fallback
-  let millis: number
-  try {
-    millis = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    throw new Error(`cachet: ${owner} option "${option}" is not a valid duration: ${String(input)}`)
-  }
-  if (!Number.isFinite(millis) || millis < min) {
-    throw new Error(
-      `cachet: ${owner} option "${option}" must be a finite duration of at least ${min} ms, got ${String(input)}`
-    )
-  }
-  return Math.ceil(millis)
-}
+): number => millisOr(owner, option, input, fallback, { min })
 
 /**
  * Capped exponential backoff with equal jitter: attempt n waits a random time
@@ -276,18 +264,14 @@ export const whenReady = (client: Client, timeoutMillis: number): Promise<void> 
     client.on("end", onEnd)
   })
 
-const LOG_INTERVAL = 10_000
 export const CLOSE_GRACE = 1_000
 
 /** Installs a rate-limited warning `error` listener; returns its removal. */
 export const listenErrors = (client: Client, context: Context.Context<never>, what: string): (() => void) => {
-  let lastLogged = 0
+  const warn = Warn.unsafe(Warn.make(Date.now), context)
   const onError = (error: unknown) => {
-    const now = Date.now()
-    if (now - lastLogged < LOG_INTERVAL) return
-    lastLogged = now
     const message = error instanceof Error ? error.message : String(error)
-    Effect.runForkWith(context)(Effect.logWarning(`cachet: ${what} connection error: ${message}`))
+    warn("error", `cachet: ${what} connection error: ${message}`)
   }
   client.on("error", onError)
   return () => {

@@ -13,7 +13,7 @@
  * @internal
  */
 import { isUtf8 } from "node:buffer"
-import { Result } from "effect"
+import { Effect, Result } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheValueTooLarge } from "../../CacheError.ts"
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 
@@ -161,4 +161,44 @@ export const decode = (raw: Buffer, key: string, codec: EntryCodec, now: number)
       ? { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string>, negative: true }
       : { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string> }
   }
+}
+
+/**
+ * Decodes raw replies (aligned with `keys`; `full` are the Redis keys).
+ * Unreadable entries are deleted with `dropCorrupt`, then reported to the codec.
+ */
+export const decodeAll = (
+  keys: ReadonlyArray<string>,
+  full: ReadonlyArray<string>,
+  raws: ReadonlyArray<Buffer | null>,
+  codec: EntryCodec,
+  now: number,
+  dropCorrupt: (fullKey: string, raw: Buffer) => Effect.Effect<void>
+): Effect.Effect<Array<StoredEntry | undefined>> => {
+  const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
+  const entries = raws.map((raw, i): StoredEntry | undefined => {
+    if (raw === null) return undefined
+    let decoded: Decoded
+    try {
+      decoded = decode(raw, keys[i]!, codec, now)
+    } catch (error) {
+      decoded = corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
+    }
+    if (decoded._tag === "Entry") return decoded.entry
+    if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
+    return undefined
+  })
+  if (corrupt.length === 0) return Effect.succeed(entries)
+  return Effect.as(
+    Effect.forEach(
+      corrupt,
+      ({ index, error }) =>
+        Effect.andThen(
+          dropCorrupt(full[index]!, raws[index]!),
+          Effect.sync(() => codec.onCorrupt(error))
+        ),
+      { concurrency: "unbounded", discard: true }
+    ),
+    entries
+  )
 }

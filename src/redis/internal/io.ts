@@ -1,6 +1,6 @@
 /**
- * Small ioredis plumbing for the bus and the lease: one bounded call, with
- * errors translated into `CacheStoreError`, and the split of
+ * The one bounded ioredis call (under the store, the bus and the lease), with
+ * ioredis errors translated into `CacheStoreError` once, and the split of
  * `RedisStore.LayerOptions` into a connection and store options.
  *
  * @internal
@@ -13,12 +13,24 @@ import * as clientInternal from "./client.ts"
 const unavailableReplies =
   /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
 
-const reasonOf = (error: unknown): StoreErrorReason => {
+/** A call that did not answer in time (our own timer). */
+export class TimedOut extends Error {
+  constructor(millis: number) {
+    super(`no reply within ${millis} ms`)
+    this.name = "TimedOut"
+  }
+}
+
+/** Why an ioredis call failed: the one translation of ioredis errors. */
+export const reasonOf = (error: unknown): StoreErrorReason => {
+  if (error instanceof TimedOut) return "Timeout"
   const message = error instanceof Error ? error.message : String(error)
   if (message.includes("timed out")) return "Timeout"
   if (error instanceof Error && error.name === "ReplyError") {
     return unavailableReplies.test(message) ? "Unavailable" : "Protocol"
   }
+  // Connection refused/reset/closed, offline queue disabled, cluster not
+  // ready, retries exhausted, socket timeout: no usable connection.
   return "Unavailable"
 }
 
@@ -33,54 +45,97 @@ export const sleepReal = (millis: number): Effect.Effect<void> =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
+/** How a bounded call ended, for callers that track connection health. */
+export type Outcome =
+  /** Redis answered. */
+  | "reply"
+  /** The promise failed (an error reply, a closed connection, ioredis's own timeout). */
+  | "failure"
+  /** Our own timer fired first. */
+  | "timeout"
+  /** Never sent: the connection did not become ready, or ioredis threw synchronously. */
+  | "refused"
+  | "interrupted"
+
+/** One ioredis call, as `bounded` runs it. */
+export interface Call<A> {
+  readonly client: IoRedis.Client
+  readonly store: string
+  readonly op: string
+  readonly timeout: number
+  readonly run: () => Promise<A>
+  /**
+   * With a client that is connecting: `"settle"` waits (within the bound)
+   * and then sends anyway, `"require"` fails unless it became ready,
+   * `"none"` sends at once (a cluster node's own connection queues by itself).
+   */
+  readonly gate: "settle" | "require" | "none"
+  /** Called once when the call ends, before its result is delivered. */
+  readonly onEnd?: ((outcome: Outcome, reason: StoreErrorReason | undefined) => void) | undefined
+}
+
 /**
- * Runs one ioredis call, bounded by `timeout` on a real timer (whatever the
- * Effect `Clock`), after waiting (within the same bound) for a client that is
- * connecting. Never throws; every failure is a `CacheStoreError`.
+ * Runs one ioredis call bounded by `timeout` on a real timer (whatever the
+ * Effect `Clock`): the one place ioredis promises meet Effect. Never throws;
+ * every failure is a `CacheStoreError`.
  */
-export const call = <A>(
-  client: IoRedis.Client,
-  store: string,
-  op: string,
-  timeout: number,
-  run: () => Promise<A>
-): Effect.Effect<A, CacheStoreError> =>
+export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
   Effect.callback<A, CacheStoreError>((resume) => {
+    const { client, store, op, timeout, run, onEnd } = call
     let pending = true
     const started = performance.now()
-    const settle = (effect: Effect.Effect<A, CacheStoreError>) => {
-      if (!pending) return
+    const end = (outcome: Outcome, reason: StoreErrorReason | undefined) => {
       pending = false
       clearTimeout(timer)
-      resume(effect)
+      onEnd?.(outcome, reason)
     }
-    const fail = (reason: StoreErrorReason, cause: unknown) =>
-      settle(Effect.fail(new CacheStoreError({ reason, op, store, cause })))
-    const timer = setTimeout(() => fail("Timeout", new Error(`no reply within ${timeout} ms`)), timeout)
+    const fail = (outcome: Outcome, reason: StoreErrorReason, cause: unknown) => {
+      if (!pending) return
+      end(outcome, reason)
+      resume(Effect.fail(new CacheStoreError({ reason, op, store, cause })))
+    }
+    const timer = setTimeout(() => fail("timeout", "Timeout", new TimedOut(timeout)), timeout)
     const start = () => {
       if (!pending) return
       let promise: Promise<A>
       try {
         promise = run()
       } catch (error) {
-        return fail(reasonOf(error), error)
+        return fail("refused", reasonOf(error), error)
       }
       promise.then(
-        (value) => settle(Effect.succeed(value)),
-        (error: unknown) => fail(reasonOf(error), error)
+        (value) => {
+          if (!pending) return
+          end("reply", undefined)
+          resume(Effect.succeed(value))
+        },
+        (error: unknown) => fail("failure", reasonOf(error), error)
       )
     }
-    const gate = clientInternal.connectingGate(client)
+    const gate = call.gate === "none" ? undefined : clientInternal.connectingGate(client)
     if (gate === undefined) start()
-    else
+    else if (call.gate === "require") {
+      void gate.then((ready) =>
+        ready ? start() : fail("refused", "Unavailable", new Error("connection closed before it was ready"))
+      )
+    } else {
       void clientInternal
         .settleConnecting(client, Math.max(1, timeout - (performance.now() - started)))
         .then(start, start)
+    }
     return Effect.sync(() => {
-      pending = false
-      clearTimeout(timer)
+      if (pending) end("interrupted", undefined)
     })
   })
+
+/** `bounded`, for the bus and the lease: waits for a connecting client within the bound. */
+export const call = <A>(
+  client: IoRedis.Client,
+  store: string,
+  op: string,
+  timeout: number,
+  run: () => Promise<A>
+): Effect.Effect<A, CacheStoreError> => bounded({ client, store, op, timeout, run, gate: "settle" })
 
 /** The connection fields of `RedisStore.LayerOptions` and the like. */
 export interface ConnectionFields extends Omit<IoRedis.Options, "commandTimeout" | "reservePool"> {

@@ -1,11 +1,11 @@
 /**
  * The L1 of a `TieredStore`: what one process keeps of the shared L2.
  *
- * - Entries: decoded `StoredEntry` objects (no serialisation on a hit), in a
- *   `Map` whose insertion order is the recency order (a hit moves its key to
- *   the end; the first key is the least recently used). Each expires at the
- *   earlier of its `staleUntil` and `now + maxTtl`, read from Effect's `Clock`.
- *   An entry is handed out as stored: its timeline is never changed.
+ * - Entries: decoded `StoredEntry` objects (no serialisation on a hit), in
+ *   the LRU the memory store uses (`internal/lru.ts`), with the memory
+ *   store's options. Each expires at the earlier of its `staleUntil` and
+ *   `now + maxTtl`, read from Effect's `Clock`. An entry is handed out as
+ *   stored: its timeline is never changed.
  * - Tag times: a cache of the L2's tag records, each trusted until
  *   `validUntil` (`now + maxTtl` when read from the L2), raised (never
  *   lowered) by invalidations this process makes or hears of on the bus.
@@ -23,12 +23,24 @@
  * @internal
  */
 import type { MemoryOptions, StoredEntry } from "../../CacheStore.ts"
-import { estimateSize } from "../../internal/memoryStore.ts"
+import { type Linked, Lru } from "../../internal/lru.ts"
+import { checkPositive, positiveInt } from "../../internal/numbers.ts"
+import { estimateSize } from "../../internal/size.ts"
 
-interface Slot {
+/** An L1 node: the entry as it was given (its timeline never changes), and when the L1 drops it. */
+class Slot implements Linked<Slot> {
+  readonly key: string
   readonly entry: StoredEntry
   readonly expiresAt: number
   readonly size: number
+  prev: Slot | undefined = undefined
+  next: Slot | undefined = undefined
+  constructor(key: string, entry: StoredEntry, expiresAt: number, size: number) {
+    this.key = key
+    this.entry = entry
+    this.expiresAt = expiresAt
+    this.size = size
+  }
 }
 
 /** A cached tag record; `time` is the latest invalidation known (or none). */
@@ -77,19 +89,10 @@ export interface L1 {
   readonly bytes: () => number | undefined
 }
 
-const validate = (name: string, value: number | undefined, integer: boolean): void => {
-  if (value === undefined) return
-  if (!(value > 0) || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw new Error(
-      `cachet: TieredStore option "l1.${name}" must be a positive ${integer ? "integer" : "number"}, got ${String(value)}`
-    )
-  }
-}
-
 /** Validates L1 options; a bad one throws, naming it. */
 export const validateOptions = (options: MemoryOptions | undefined): void => {
-  validate("capacity", options?.capacity, true)
-  validate("maxBytes", options?.maxBytes, false)
+  positiveInt("TieredStore", "l1.capacity", options?.capacity, 1)
+  checkPositive("TieredStore", "l1.maxBytes", options?.maxBytes)
 }
 
 /**
@@ -104,64 +107,48 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
   // Tag records: as many as entries, at least 1,000 (many entries share tags).
   const tagCapacity = Math.max(capacity, 1_000)
 
-  const map = new Map<string, Slot>()
+  const lru = new Lru<Slot>(capacity, maxBytes)
+  const map = lru.map
   const tags = new Map<string, TagRecord>()
-  let bytes = 0
-  let evictions = 0
 
   let counter = 0
   let floor = 0
   const touched = new Map<string, number>()
 
-  const remove = (key: string, slot: Slot) => {
-    map.delete(key)
-    bytes -= slot.size
-  }
-
   const get = (key: string, now: number): StoredEntry | undefined => {
     const slot = map.get(key)
     if (slot === undefined) return undefined
     if (slot.expiresAt <= now) {
-      remove(key, slot)
+      lru.remove(slot)
       return undefined
     }
-    // Most recently used goes last (Map keeps insertion order).
-    map.delete(key)
-    map.set(key, slot)
+    lru.touch(slot)
     return slot.entry
   }
 
   const set = (key: string, entry: StoredEntry, now: number): void => {
     const existing = map.get(key)
-    if (existing !== undefined) remove(key, existing)
+    if (existing !== undefined) lru.remove(existing)
     const expiresAt = Math.min(entry.staleUntil, now + maxTtl)
     if (expiresAt <= now) return
     const size = sizeOf === undefined ? 0 : sizeOf(entry.value) + 2 * key.length + 96
     // Too big for the L1 budget: the L2 keeps it; the L1 does not.
     if (maxBytes !== undefined && size > maxBytes) return
-    map.set(key, { entry, expiresAt, size })
-    bytes += size
-    while (map.size > capacity || (maxBytes !== undefined && bytes > maxBytes)) {
-      const oldest = map.keys().next()
-      if (oldest.done === true || oldest.value === key) break
-      remove(oldest.value, map.get(oldest.value)!)
-      evictions++
-    }
+    lru.add(new Slot(key, entry, expiresAt, size))
   }
 
   const deleteKey = (key: string): void => {
     const slot = map.get(key)
-    if (slot !== undefined) remove(key, slot)
+    if (slot !== undefined) lru.remove(slot)
   }
 
   const deletePrefix = (prefix: string): void => {
-    for (const [key, slot] of map) if (key.startsWith(prefix)) remove(key, slot)
+    lru.removePrefix(prefix)
   }
 
   const clear = (): void => {
-    map.clear()
+    lru.clear()
     tags.clear()
-    bytes = 0
   }
 
   const recordOf = (tag: string): TagRecord => {
@@ -234,7 +221,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     touch,
     touchAll,
     entries: () => map.size,
-    evictions: () => evictions,
-    bytes: () => (maxBytes === undefined ? undefined : bytes)
+    evictions: () => lru.evictions,
+    bytes: () => (maxBytes === undefined ? undefined : lru.bytes)
   }
 }

@@ -34,7 +34,8 @@
  */
 import { randomBytes } from "node:crypto"
 import { Effect, Result } from "effect"
-import { LoadLease } from "../../internal/runtime.ts"
+import { LoadLease } from "../../internal/loadLease.ts"
+import * as Warn from "../../internal/warn.ts"
 import type { ClusterSingleFlight } from "../../Keyspace.ts"
 import type * as IoRedis from "../IoRedis.ts"
 import * as clientInternal from "./client.ts"
@@ -62,8 +63,6 @@ return 0`
 const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
-const LOG_INTERVAL = 10_000
-
 /** Builds the lease service on `io`'s client, for keys of the escaped `namespace`. */
 export const make = (
   io: IoRedis.Service,
@@ -73,14 +72,9 @@ export const make = (
   const client = io.client
   const timeout = commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
   const stats = { acquired: 0, waited: 0, found: 0, timeouts: 0, lost: 0, unavailable: 0 }
-  const lastLogged = new Map<string, number>()
+  const rateLimited = Warn.make(Date.now)
   const warn = (what: string, message: string, key: string): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      const now = Date.now()
-      if (now - (lastLogged.get(what) ?? 0) < LOG_INTERVAL) return Effect.void
-      lastLogged.set(what, now)
-      return Effect.logWarning(`cachet: ${message}`).pipe(Effect.annotateLogs({ key }))
-    })
+    rateLimited(what, `cachet: ${message}`, { key })
 
   const redis = <A>(op: string, run: () => Promise<A>) => call(client, "redis-lease", op, timeout, run)
 

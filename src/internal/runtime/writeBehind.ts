@@ -1,6 +1,6 @@
 /**
  * The write-behind queue: values are cached at once and written to the
- * source later, by one flusher fiber per runtime. Public signatures and docs
+ * source later, by one flusher fiber per runtime (owned by `background.ts`). Public signatures and docs
  * live in `Strategy.ts`.
  *
  * **Layout**
@@ -21,23 +21,12 @@
  *
  * @internal
  */
-import {
-  Cause,
-  type Clock,
-  type Context,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  Latch,
-  Option,
-  Pull,
-  Schedule,
-  Schema
-} from "effect"
-import { CacheShuttingDown } from "../CacheError.ts"
-import { estimateSize } from "./memoryStore.ts"
-import type { KeyspaceState } from "./runtime.ts"
+import { Cause, type Clock, Duration, Effect, Exit, Fiber, Latch, Option, Pull, Schedule, Schema } from "effect"
+import { CacheShuttingDown } from "../../CacheError.ts"
+import { millisOr } from "../duration.ts"
+import { positiveInt } from "../numbers.ts"
+import { estimateSize } from "../size.ts"
+import type { KeyspaceState } from "./keyspaces.ts"
 
 /**
  * The write-behind queue is full: the call was refused, nothing was cached
@@ -164,7 +153,7 @@ export interface WriteBehindQueue {
   readonly shutdown: Effect.Effect<void>
 }
 
-interface Resolved {
+export interface Resolved {
   readonly maxEntries: number
   readonly maxBytes: number
   readonly sizeOf: (value: unknown) => number
@@ -180,23 +169,11 @@ const optionError = (option: string, message: string): never => {
   throw new Error(`cachet: Cachet.layer option "writeBehind.${option}" ${message}`)
 }
 
-const positiveInteger = (option: string, value: number | undefined, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 1) optionError(option, `must be an integer of at least 1, got ${value}`)
-  return value
-}
-
-const millis = (option: string, input: Duration.Input | undefined, fallback: number): number => {
-  if (input === undefined) return fallback
-  let ms: number
-  try {
-    ms = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch {
-    return optionError(option, `is not a valid duration: ${String(input)}`)
-  }
-  if (!(ms >= 0) || !Number.isFinite(ms)) optionError(option, `must be a finite duration, got ${String(input)}`)
-  return ms
-}
+const SUBJECT = "Cachet.layer"
+const positiveInteger = (option: string, value: number | undefined, fallback: number): number =>
+  positiveInt(SUBJECT, `writeBehind.${option}`, value, fallback)
+const millis = (option: string, input: Duration.Input | undefined, fallback: number): number =>
+  millisOr(SUBJECT, `writeBehind.${option}`, input, fallback, { allowZero: true })
 
 /** The default retry: 5 retries, 100 ms, 200 ms, 400 ms, 800 ms, 1.6 s. */
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
@@ -233,7 +210,7 @@ export const resolveOptions = (options: WriteBehindOptions | undefined): Resolve
 export const make = (
   options: Resolved,
   clock: Clock.Clock,
-  context: Context.Context<never>,
+  forkWorker: (flusher: Effect.Effect<never>) => Fiber.Fiber<never>,
   hooks: Hooks
 ): WriteBehindQueue => {
   const queue = new Map<string, Pending>()
@@ -359,7 +336,10 @@ export const make = (
       let nextDue = Number.POSITIVE_INFINITY
       for (const p of queue.values()) {
         const due = p.dueAt <= now || (p.attempts === 0 && (bySize || p.seq <= flushTarget))
-        if (due && !inFlight.has(p.key)) {
+        // No check against `inFlight`: the scan runs between batches, and a
+        // batch settles all it took (written, dead, superseded, or back in
+        // `queue`), so nothing is in flight here.
+        if (due) {
           batch.push(p)
           if (batch.length === options.batchSize) break
         } else if (p.dueAt < nextDue) {
@@ -425,7 +405,7 @@ export const make = (
     liveBytes += bytes
     state.counters.writeBehindDepth++
     if (flusher === undefined) {
-      flusher = Effect.runForkWith(context)(flushLoop)
+      flusher = forkWorker(flushLoop)
     } else if (pending.dueAt < wakesAt || queue.size >= options.batchSize) {
       wake.openUnsafe()
     }

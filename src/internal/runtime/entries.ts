@@ -1,0 +1,232 @@
+/**
+ * Reads and writes of entries through the store: the timeline of an entry,
+ * tag and floor checks on read, degrade/strict handling of store failures.
+ *
+ * @internal
+ */
+import { type Clock, Effect, Schema } from "effect"
+import { CacheEncodeError, type CacheStoreError, type CacheValueTooLarge } from "../../CacheError.ts"
+import type { Keyspace } from "../../Keyspace.ts"
+import type { StoredEntry, StoreService } from "../store.ts"
+import type { Warn } from "../warn.ts"
+import type { Floors } from "./floors.ts"
+import type { KeyspaceState } from "./keyspaces.ts"
+import type { Counters, StoreOp } from "./stats.ts"
+import type { Tags } from "./tags.ts"
+
+/** Entry states along the timeline. */
+export const FRESH = 0
+export const STALE = 1
+export const GONE = 2
+
+export type WriteError = CacheStoreError | CacheEncodeError | CacheValueTooLarge
+
+export interface Entries {
+  readonly read: (
+    state: KeyspaceState,
+    key: string,
+    strict: boolean
+  ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
+  readonly readSync: ((state: KeyspaceState, key: string, now?: number) => StoredEntry | undefined) | null
+  readonly stateNow: (entry: StoredEntry) => typeof FRESH | typeof STALE | typeof GONE
+  readonly write: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    value: unknown,
+    createdAt: number,
+    negative: boolean,
+    guard?: () => boolean
+  ) => Effect.Effect<WriteError | undefined>
+  readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+  readonly replace: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    value: unknown
+  ) => Effect.Effect<WriteError | undefined>
+  readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
+}
+
+export interface Deps {
+  readonly store: StoreService
+  readonly clock: Clock.Clock
+  readonly floors: Floors
+  readonly tags: Tags
+  readonly warn: Warn
+  /** Failures outside any keyspace (tag invalidation) count in the totals. */
+  readonly globalCounters: Counters
+  /** Set when the layer starts closing: from then on nothing is written to the store. */
+  readonly isClosed: () => boolean
+}
+
+const emptyTags: ReadonlyArray<string> = []
+
+// Schema.is builds a guard per call: keep one per schema.
+const guards = new WeakMap<object, (u: unknown) => boolean>()
+/** Whether `u` satisfies `schema` (a throwing guard answers no). */
+export const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): boolean => {
+  let guard = guards.get(schema)
+  if (guard === undefined) {
+    guard = Schema.is(schema)
+    guards.set(schema, guard)
+  }
+  try {
+    return guard(u)
+  } catch {
+    return false
+  }
+}
+
+export const make = ({ store, clock, floors, tags, warn, globalCounters, isClosed }: Deps): Entries => {
+  const hidden = floors.map
+
+  const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>
+    Effect.suspend(() => {
+      const counters = state?.counters ?? globalCounters
+      counters.storeErrors++
+      counters.storeErrorsByOp[op]++
+      return warn(`store:${op}:${error.reason}`, `cachet: ${error.message}; degrading to the loader`, {
+        keyspace: state?.keyspace.name,
+        op,
+        reason: error.reason
+      })
+    })
+
+  const stateNow = (entry: StoredEntry) => {
+    const now = clock.currentTimeMillisUnsafe()
+    return now < entry.freshUntil ? FRESH : now < entry.staleUntil ? STALE : GONE
+  }
+
+  const getUnsafe = store.getUnsafe
+  const validSync = tags.validSync
+  // The hit path of stores in the process: no Effect step.
+  const readSync =
+    getUnsafe === undefined || validSync === null
+      ? null
+      : (state: KeyspaceState, key: string, now?: number): StoredEntry | undefined => {
+          const entry = getUnsafe(key, now)
+          if (entry === undefined) return entry
+          // `hidden` is empty unless a write could not reach the store:
+          // one size check on the hit path.
+          if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
+          if (entry.tags.length === 0) return entry
+          return validSync(entry) ? entry : undefined
+        }
+
+  const read = (
+    state: KeyspaceState,
+    key: string,
+    strict: boolean
+  ): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+    if (readSync !== null) return Effect.sync(() => readSync(state, key))
+    const degrade = (op: StoreOp) => (error: CacheStoreError) =>
+      strict ? Effect.fail(error) : Effect.as(storeFailed(state, op, error), undefined)
+    return store.get(key, state.codec).pipe(
+      Effect.catch(degrade("get")),
+      Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+        if (entry !== undefined && hidden.size !== 0 && floors.isHidden(state, key, entry)) {
+          return Effect.succeed(undefined)
+        }
+        if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
+        return tags.valid(entry).pipe(
+          Effect.map((valid) => (valid ? entry : undefined)),
+          // Unverifiable tags: read as a miss rather than risk serving an
+          // invalidated entry.
+          Effect.catch(degrade("tags"))
+        )
+      })
+    )
+  }
+
+  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard) =>
+    Effect.suspend((): Effect.Effect<WriteError | undefined> => {
+      // Nothing is written to the store once the layer is closing. The
+      // guard (a load's "not invalidated since I started") is checked here,
+      // in the same synchronous step that issues the store write, so an
+      // invalidation or Cachet.set cannot slip in between check and write.
+      if (isClosed() || (guard !== undefined && !guard())) return Effect.succeed(undefined)
+      const ks = state.keyspace
+      if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
+        state.counters.encodeErrors++
+        const error = new CacheEncodeError({
+          keyspace: ks.name,
+          message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema; not stored`
+        })
+        return Effect.as(warn(`encode:${ks.name}`, `cachet: ${error.message}`, { keyspace: ks.name }), error)
+      }
+      let entryTags: ReadonlyArray<string> = emptyTags
+      let freshUntil: number
+      let staleUntil: number
+      if (negative) {
+        freshUntil = staleUntil = createdAt + ks.negative!.ttl
+      } else {
+        freshUntil = createdAt + ks.ttl
+        staleUntil = freshUntil + ks.staleFor
+        if (ks.tagsOf !== undefined) {
+          try {
+            entryTags = ks.tagsOf(params, value)
+          } catch (cause) {
+            state.counters.encodeErrors++
+            return Effect.succeed(
+              new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` })
+            )
+          }
+          if (entryTags.length > 0) {
+            // Entries with tags never outlive the tag records that could
+            // invalidate them.
+            staleUntil = Math.min(staleUntil, createdAt + tags.retention)
+            freshUntil = Math.min(freshUntil, staleUntil)
+          }
+        }
+      }
+      const entry: StoredEntry = negative
+        ? { value, createdAt, freshUntil, staleUntil, tags: entryTags, negative: true }
+        : { value, createdAt, freshUntil, staleUntil, tags: entryTags }
+      return store.set(key, entry, state.codec).pipe(
+        Effect.matchEffect({
+          onSuccess: () => {
+            state.counters.sets++
+            floors.clear(key)
+            return Effect.succeed(undefined)
+          },
+          onFailure: (error): Effect.Effect<WriteError> => {
+            if (error._tag === "CacheStoreError") return Effect.as(storeFailed(state, "set", error), error)
+            state.counters.encodeErrors++
+            return Effect.as(
+              warn(`encode:${ks.name}`, `cachet: not stored: ${error.message}`, { keyspace: ks.name }),
+              error
+            )
+          }
+        })
+      )
+    })
+
+  const remove = (state: KeyspaceState, key: string): Effect.Effect<CacheStoreError | undefined> =>
+    Effect.suspend(() =>
+      isClosed()
+        ? Effect.undefined
+        : store.delete(key).pipe(
+            Effect.matchEffect({
+              onSuccess: (existed) => {
+                if (existed) state.counters.deletes++
+                floors.clear(key)
+                return Effect.undefined
+              },
+              onFailure: (error) => Effect.as(storeFailed(state, "delete", error), error)
+            })
+          )
+    )
+
+  const replace: Entries["replace"] = (state, key, params, value) =>
+    Effect.flatMap(write(state, key, params, value, clock.currentTimeMillisUnsafe(), false), (error) => {
+      if (error === undefined) return Effect.undefined
+      // The source has the new value: the old entry must not outlive it.
+      return Effect.map(remove(state, key), (removeError) => {
+        if (removeError !== undefined) floors.hide(state, key)
+        return error
+      })
+    })
+
+  return { read, readSync, stateNow, write, remove, replace, storeFailed }
+}

@@ -1,0 +1,333 @@
+/**
+ * Single-flight: concurrent misses of one key run the loader once, in a fiber
+ * owned by the layer (not the caller), and store its result unless invalidated.
+ *
+ * @internal
+ */
+import { Cause, type Clock, type Context, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import type { CacheStoreError } from "../../CacheError.ts"
+import type { LoadLease } from "../loadLease.ts"
+import type { Warn } from "../warn.ts"
+import type { Background } from "./background.ts"
+import { type Entries, FRESH, isOf } from "./entries.ts"
+import type { KeyspaceState } from "./keyspaces.ts"
+
+/** The outcome of one load: the loader's exit, and a store failure on write. */
+export interface FlightResult {
+  readonly exit: Exit.Exit<unknown, unknown>
+  readonly storeError: CacheStoreError | undefined
+}
+
+/** A write queued for the source: loads answer with its value (or, for a delete, store nothing). */
+export interface PendingWrite {
+  readonly op: "set" | "delete"
+  readonly value: unknown
+}
+
+/**
+ * Marks a loader failure that is an answer not to be stored rather than an
+ * error (for example a response an HTTP cache may not keep): the runtime does
+ * not count it as a load or revalidation failure, and stores nothing.
+ */
+export const NotStoredTypeId: unique symbol = Symbol.for("cachet/NotStored")
+
+const isNotStored = (cause: Cause.Cause<unknown>): boolean => {
+  const failure = Cause.findErrorOption(cause)
+  return (
+    Option.isSome(failure) &&
+    typeof failure.value === "object" &&
+    failure.value !== null &&
+    NotStoredTypeId in failure.value
+  )
+}
+
+interface Flight {
+  readonly deferred: Deferred.Deferred<FlightResult>
+  waiters: number
+  fiber: Fiber.Fiber<unknown> | undefined
+  /** Set when the key is invalidated during the load: its result is not stored. */
+  invalidated: boolean
+  /**
+   * A background reload (revalidation, refresh): nobody started it by
+   * waiting, so it is not stopped when the callers that joined it leave.
+   */
+  readonly background: boolean
+}
+
+type Loader = Effect.Effect<unknown, unknown, unknown>
+
+export interface Flights {
+  readonly load: (state: KeyspaceState, key: string, params: unknown, loader: Loader) => Effect.Effect<FlightResult>
+  readonly revalidate: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Loader
+  ) => Effect.Effect<void, never, unknown> | undefined
+  readonly invalidate: (keyOrPrefix: string, exact: boolean) => void
+  /** At close: releases whoever still waits on a flight whose load was interrupted before it started. */
+  readonly releaseAll: () => void
+}
+
+export interface Deps {
+  readonly clock: Clock.Clock
+  readonly context: Context.Context<never>
+  readonly background: Background
+  readonly entries: Entries
+  readonly warn: Warn
+  /** Cluster-wide single flight, when a lease service is provided. */
+  readonly lease: LoadLease["Service"] | undefined
+  readonly isClosed: () => boolean
+  /** Whether any write is queued for the source (cheap: checked on every load). */
+  readonly hasPending: () => boolean
+  /** The newest write of `key` queued for the source, if any. */
+  readonly pendingWrite: (key: string) => PendingWrite | undefined
+}
+
+export const make = ({
+  clock,
+  context,
+  background,
+  entries,
+  warn,
+  lease,
+  isClosed,
+  hasPending,
+  pendingWrite
+}: Deps): Flights => {
+  const flights = new Map<string, Flight>()
+  const { write, read, stateNow } = entries
+
+  const load: Flights["load"] = (state, key, params, loader) =>
+    // Forking the load and registering as its waiter happen without an
+    // interruption point between them; only the wait itself is
+    // interruptible. Otherwise a caller interrupted right after the fork
+    // would leave a load that nobody waits on and nobody stops.
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        // Closing: no cache to fill; the loader answers.
+        if (isClosed()) {
+          return Effect.map(restore(Effect.exit(loader)), (exit) => ({
+            exit,
+            storeError: undefined
+          })) as Effect.Effect<FlightResult>
+        }
+        const existing = flights.get(key)
+        if (existing !== undefined) return wait(existing, key, restore)
+        const created = startFlight(state, key, params, loader, false)
+        // The load runs in a fiber of the layer's scope, not the caller's:
+        // a caller's interruption must not cancel a load others wait on.
+        return Effect.flatMap(background.fork(created.run, true), (fiber) => {
+          created.flight.fiber = fiber
+          return wait(created.flight, key, restore)
+        })
+      })
+    )
+
+  const startFlight = (state: KeyspaceState, key: string, params: unknown, loader: Loader, isBackground: boolean) => {
+    const flight: Flight = {
+      deferred: Deferred.makeUnsafe<FlightResult>(),
+      waiters: 0,
+      fiber: undefined,
+      invalidated: false,
+      background: isBackground
+    }
+    flights.set(key, flight)
+    const run = runLoad(state, key, params, loader, flight).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (flights.get(key) === flight) flights.delete(key)
+          Deferred.doneUnsafe(
+            flight.deferred,
+            Exit.isSuccess(exit) ? exit : Effect.succeed({ exit, storeError: undefined })
+          )
+        })
+      )
+    )
+    return { flight, run }
+  }
+
+  const revalidate: Flights["revalidate"] = (state, key, params, loader) => {
+    // Deduplicated per key: any load of the key in flight (foreground or
+    // background) will refresh the entry; nothing to start.
+    if (isClosed() || flights.has(key)) return undefined
+    // Registering the flight and forking it happen in one uninterruptible
+    // step: a reader interrupted in between must not leave a flight that
+    // never runs (later readers would wait on it). Not started immediately:
+    // the reader that triggered it gets its value first; the reload runs in
+    // the layer's scope with the reader's context.
+    return Effect.uninterruptible(
+      Effect.suspend(() => {
+        if (isClosed() || flights.has(key)) return Effect.void
+        const created = startFlight(state, key, params, loader, true)
+        return Effect.map(background.fork(created.run, false), (fiber) => {
+          created.flight.fiber = fiber
+        })
+      })
+    )
+  }
+
+  const wait = (
+    flight: Flight,
+    key: string,
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  ): Effect.Effect<FlightResult> => {
+    flight.waiters++
+    return restore(Deferred.await(flight.deferred)).pipe(
+      Effect.onExit((exit) =>
+        Effect.suspend(() => {
+          flight.waiters--
+          if (Exit.isSuccess(exit) || flight.waiters > 0 || flight.fiber === undefined || flight.background) {
+            return Effect.void
+          }
+          // The last waiter left: stop the load. It no longer serves new
+          // callers (they start their own) and its result is not stored.
+          flight.invalidated = true
+          if (flights.get(key) === flight) flights.delete(key)
+          return Effect.asVoid(Fiber.interrupt(flight.fiber))
+        })
+      )
+    )
+  }
+
+  const runLoad = (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Loader,
+    flight: Flight,
+    leased = false
+  ): Effect.Effect<FlightResult> =>
+    Effect.gen(function* () {
+      const startedAt = clock.currentTimeMillisUnsafe()
+      const stillValid = () => !flight.invalidated
+      // Write-behind: a key with a queued write answers with that value
+      // (the source does not have it yet); one with a queued delete loads,
+      // but its value is not stored. Free when nothing is queued.
+      let keep = true
+      if (hasPending()) {
+        const pending = pendingWrite(key)
+        if (pending?.op === "set") {
+          let storeError: CacheStoreError | undefined
+          if (!flight.invalidated) {
+            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid)
+            if (error?._tag === "CacheStoreError") storeError = error
+          }
+          return { exit: Exit.succeed(pending.value), storeError }
+        }
+        if (pending !== undefined) keep = false
+      }
+      // Cluster-wide single flight: the loader (and the write of its
+      // result) runs under the key's lease, or the value another process
+      // stored answers. Keyspaces without it pay one property read.
+      const cluster = state.keyspace.singleFlight
+      if (cluster !== undefined && !leased) {
+        if (lease !== undefined) {
+          return yield* lease.run(
+            key,
+            cluster,
+            runLoad(state, key, params, loader, flight, true),
+            polled(state, key, flight.background)
+          )
+        }
+        yield* warn(
+          `lease:${state.keyspace.name}`,
+          `cachet: keyspace ${state.keyspace.name} asks for cluster-wide single flight, but no lease service is provided (TieredStore.layer or TieredStore.layerLease); loading once per process`,
+          { keyspace: state.keyspace.name }
+        )
+      }
+      const started = clock.currentTimeNanosUnsafe()
+      const exit = yield* Effect.exit(loader)
+      const ns = Number(clock.currentTimeNanosUnsafe() - started)
+      state.loadDuration.updateUnsafe(ns / 1e9, context)
+      const ms = ns / 1e6
+      state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
+      state.counters.loads++
+      // A loader may end with a typed "answer that must not be stored"
+      // (the HTTP cache's non-storable response): not a failure to count.
+      const failed = Exit.isFailure(exit) && !isNotStored(exit.cause)
+      if (failed) state.counters.loadFailures++
+      if (flight.background) {
+        state.counters.revalidations++
+        if (failed) {
+          // The stale (or still fresh) entry stays; the next reader past
+          // its refresh point or in its stale window tries again.
+          state.counters.revalidationFailures++
+          yield* warn(
+            `revalidate:${state.keyspace.name}`,
+            `cachet: background reload failed; keeping the cached value: ${Cause.pretty(exit.cause)}`,
+            { keyspace: state.keyspace.name, key }
+          )
+          return { exit, storeError: undefined }
+        }
+      }
+      if (flight.invalidated || !keep) return { exit, storeError: undefined }
+      let storeError: CacheStoreError | undefined
+      if (Exit.isSuccess(exit)) {
+        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid)
+        if (error?._tag === "CacheStoreError") storeError = error
+      } else if (state.keyspace.negative !== undefined) {
+        const failure = Cause.findErrorOption(exit.cause)
+        if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
+          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid)
+          if (error?._tag === "CacheStoreError") storeError = error
+        }
+      }
+      return { exit, storeError }
+    }) as Effect.Effect<FlightResult>
+
+  /**
+   * For cluster-wide single flight: the value another process stored for
+   * `key`, if any. A foreground load takes any fresh entry; a background
+   * reload (of an entry that may still be fresh) only one newer than the
+   * entry seen on the first poll.
+   */
+  const polled = (
+    state: KeyspaceState,
+    key: string,
+    isBackground: boolean
+  ): Effect.Effect<FlightResult | undefined> => {
+    let first = true
+    let baseline = Number.NEGATIVE_INFINITY
+    return Effect.map(
+      Effect.orElseSucceed(read(state, key, false), () => undefined),
+      (entry) => {
+        const isFirst = first
+        first = false
+        if (entry === undefined || stateNow(entry) !== FRESH) return undefined
+        if (isBackground && isFirst) {
+          baseline = entry.createdAt
+          return undefined
+        }
+        if (entry.createdAt <= baseline) return undefined
+        return { exit: entry.negative ? Exit.fail(entry.value) : Exit.succeed(entry.value), storeError: undefined }
+      }
+    )
+  }
+
+  const invalidate = (keyOrPrefix: string, exact: boolean) => {
+    if (exact) {
+      const flight = flights.get(keyOrPrefix)
+      if (flight !== undefined) {
+        flight.invalidated = true
+        flights.delete(keyOrPrefix)
+      }
+      return
+    }
+    for (const [key, flight] of flights) {
+      if (key.startsWith(keyOrPrefix)) {
+        flight.invalidated = true
+        flights.delete(key)
+      }
+    }
+  }
+
+  const releaseAll = () => {
+    for (const flight of flights.values()) {
+      Deferred.doneUnsafe(flight.deferred, Effect.succeed({ exit: Exit.interrupt(), storeError: undefined }))
+    }
+    flights.clear()
+  }
+
+  return { load, revalidate, invalidate, releaseAll }
+}

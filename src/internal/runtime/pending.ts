@@ -1,0 +1,111 @@
+/**
+ * Writes not yet made to the source (the write-behind queue and durable
+ * journals), as loads see them, and what a write given up does to the cache.
+ *
+ * @internal
+ */
+import { Cause, type Clock, Effect } from "effect"
+import type { CacheStoreError } from "../../CacheError.ts"
+import type { Background } from "./background.ts"
+import type { PendingWrite } from "./flights.ts"
+import type { KeyspaceState } from "./keyspaces.ts"
+import * as WriteBehind from "./writeBehind.ts"
+
+export interface Pending {
+  readonly writeBehind: WriteBehind.WriteBehindQueue
+  /** Whether anything is queued anywhere: the load path checks it. */
+  readonly isEmpty: () => boolean
+  /** The newest write of `key` not yet made to the source, if any. */
+  readonly lookup: (key: string) => PendingWrite | undefined
+  /** Adds a source of pending writes (durable write-behind); returns its removal. */
+  readonly register: (lookup: (key: string) => PendingWrite | undefined) => () => void
+  /** Counts, logs and reports a write given up; invalidates its cache entry. */
+  readonly reportDeadLetter: (
+    state: KeyspaceState,
+    letter: WriteBehind.DeadLetter,
+    callback: ((letter: WriteBehind.DeadLetter) => Effect.Effect<void>) | undefined
+  ) => Effect.Effect<void>
+}
+
+export interface Deps {
+  readonly options: WriteBehind.Resolved
+  readonly clock: Clock.Clock
+  readonly background: Background
+  /** Drops the cache's copy of `key` (flights and store): the source will never have it. */
+  readonly drop: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+}
+
+export const make = ({ options, clock, background, drop }: Deps): Pending => {
+  const lookups: Array<(key: string) => PendingWrite | undefined> = []
+
+  const lookup = (key: string): PendingWrite | undefined => {
+    const queued = writeBehind.pending(key)
+    if (queued !== undefined) return queued
+    for (const find of lookups) {
+      const found = find(key)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+
+  const register = (find: (key: string) => PendingWrite | undefined) => {
+    lookups.push(find)
+    return () => {
+      const i = lookups.indexOf(find)
+      if (i !== -1) lookups.splice(i, 1)
+    }
+  }
+
+  const reportDeadLetter: Pending["reportDeadLetter"] = (state, letter, callback) =>
+    Effect.gen(function* () {
+      state.counters.writeBehindDeadLetters++
+      yield* Effect.logError(
+        `cachet: write-behind gave up on ${letter.op} ${letter.key} after ${letter.attempts} attempt(s) (${letter.reason})`
+      ).pipe(
+        Effect.annotateLogs({ keyspace: letter.keyspace, key: letter.key, op: letter.op, reason: letter.reason }),
+        Effect.annotateLogs("cause", Cause.pretty(letter.cause))
+      )
+      // The cache must not keep a value the source will never have
+      // (unless a newer write of the key is queued). At shutdown the
+      // store is not touched: removal is a no-op once closing.
+      if (letter.op === "set" && lookup(letter.key) === undefined) yield* drop(state, letter.key)
+      if (callback !== undefined) {
+        yield* Effect.suspend(() => callback(letter)).pipe(
+          Effect.catchCause((failure) =>
+            Effect.logError(`cachet: onDeadLetter failed: ${Cause.pretty(failure)}`).pipe(
+              Effect.annotateLogs({ keyspace: letter.keyspace, key: letter.key })
+            )
+          )
+        )
+      }
+    })
+
+  const writeBehind: WriteBehind.WriteBehindQueue = WriteBehind.make(options, clock, background.forkWorkerUnsafe, {
+    written: (p) => {
+      p.state.counters.writeBehindWrites++
+    },
+    deadLetter: (p, cause, reason) =>
+      reportDeadLetter(
+        p.state,
+        {
+          keyspace: p.state.keyspace.name,
+          key: p.key,
+          params: p.params,
+          op: p.op,
+          value: p.op === "set" ? p.value : undefined,
+          attempts: p.attempts,
+          reason,
+          cause
+        },
+        options.onDeadLetter
+      )
+  })
+
+  return {
+    writeBehind,
+    isEmpty: () => writeBehind.isEmpty() && lookups.length === 0,
+    lookup,
+    register,
+    reportDeadLetter
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Prefix clearing: SCAN with an escaped MATCH on every master (all slots must
+ * be served), UNLINK in batches. How `invalidateKeyspace` finds exactly its keys.
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import type { Redis } from "ioredis"
+import type { CacheStoreError } from "../../CacheError.ts"
+import type { Guard } from "./breaker.ts"
+import { type Connection, nodeKeyOf, STANDALONE, storeError } from "./connection.ts"
+import type { Router } from "./routing.ts"
+
+/** Escapes Redis glob characters, so a MATCH pattern built on a key matches it literally. */
+export const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, "\\$&")
+
+/** Deletes every key matching `pattern` (a glob-escaped prefix and `*`); returns how many existed. */
+export const make = (
+  connection: Connection,
+  router: Router,
+  guard: Guard,
+  options: { readonly scanCount: number; readonly deleteBatchSize: number }
+): ((pattern: string) => Effect.Effect<number, CacheStoreError>) => {
+  const { cluster, standalone, exec, ready } = connection
+  const { unlinkAll } = router
+  const { scanCount, deleteBatchSize } = options
+  /** The masters to scan, each with its node key; all slots must be served. */
+  const scanTargets: Effect.Effect<
+    ReadonlyArray<{ readonly node: string; readonly redis: Redis }>,
+    CacheStoreError
+  > = Effect.suspend(() => {
+    if (cluster === undefined) return Effect.succeed([{ node: STANDALONE, redis: standalone! }])
+    if (cluster.status !== "ready") {
+      return Effect.fail(
+        storeError("deletePrefix", "Unavailable", new Error(`cluster is ${cluster.status}, not ready`))
+      )
+    }
+    const masters = new Map(cluster.nodes("master").map((redis) => [nodeKeyOf(redis), redis] as const))
+    for (let slot = 0; slot < 16384; slot++) {
+      const owner = cluster.slots[slot]?.[0]
+      if (owner === undefined || !masters.has(owner)) {
+        return Effect.fail(
+          storeError(
+            "deletePrefix",
+            "Unavailable",
+            new Error(`slot ${slot} has no known master; cannot scan every key`)
+          )
+        )
+      }
+    }
+    return Effect.succeed([...masters].map(([node, redis]) => ({ node, redis })))
+  })
+
+  const deletePrefix = (pattern: string): Effect.Effect<number, CacheStoreError> =>
+    guard(
+      "deletePrefix",
+      Effect.gen(function* () {
+        if (cluster !== undefined) yield* ready("deletePrefix")
+        const targets = yield* scanTargets
+        const counts = yield* Effect.forEach(
+          targets,
+          ({ node, redis }) =>
+            Effect.gen(function* () {
+              let cursor = "0"
+              let deleted = 0
+              let found: Array<string> = []
+              do {
+                const [next, keys] = yield* exec(
+                  "deletePrefix",
+                  node,
+                  () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
+                  cluster === undefined
+                )
+                cursor = next
+                found.push(...keys)
+                while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
+                  const batch = found.slice(0, deleteBatchSize)
+                  found = found.slice(deleteBatchSize)
+                  deleted += yield* unlinkAll("deletePrefix", batch)
+                }
+              } while (cursor !== "0")
+              return deleted
+            }),
+          { concurrency: "unbounded" }
+        )
+        return counts.reduce((n, m) => n + m, 0)
+      })
+    )
+
+  return deletePrefix
+}
