@@ -236,7 +236,7 @@ export const s3fifo = (trace: Trace, capacity: number): number => {
   return percent(hits, ids.length)
 }
 
-class SimNode implements PolicyNode<string, SimNode> {
+class SimNode implements PolicyNode<SimNode> {
   readonly key: string
   readonly size: number
   prev: SimNode | undefined = undefined
@@ -254,12 +254,8 @@ export const keyNames = (trace: Trace): ReadonlyArray<string> =>
   Array.from({ length: trace.distinct }, (_, id) => `k:${id}`)
 
 /** cachet's policy, driven directly: `touch` on a hit, `add` on a miss. */
-export const tinyLfu = (
-  trace: Trace,
-  names: ReadonlyArray<string>,
-  options: Omit<TinyLfuOptions<string>, "capacity"> & { readonly capacity: number }
-): number => {
-  const policy = new TinyLfu<string, SimNode>(options)
+export const tinyLfu = (trace: Trace, names: ReadonlyArray<string>, options: TinyLfuOptions): number => {
+  const policy = new TinyLfu<SimNode>(options)
   const { ids } = trace
   let hits = 0
   for (let i = 0; i < ids.length; i++) {

@@ -31,40 +31,67 @@
  * @internal
  */
 
+import { type Linked, Lru, removePrefix } from "./lru.ts"
+
 /** What the policy needs of a node; the caller's node carries these fields. */
-export interface PolicyNode<K, N> {
-  readonly key: K
-  /** Weight counted against `maxBytes` (0 when there is no byte bound). */
-  readonly size: number
-  prev: N | undefined
-  next: N | undefined
+export interface PolicyNode<N> extends Linked<N> {
   /** The key's hash, set by the policy on `add`. */
   hash: number
   /** The region the node is in, set by the policy. */
   region: number
 }
 
-/** The operations a store drives; plain LRU and W-TinyLFU both provide them. */
-export interface Eviction<K, N extends PolicyNode<K, N>> {
-  readonly map: Map<K, N>
+/** The operations a store drives; the shared `Lru` and `TinyLfu` both provide them. */
+export interface Eviction<N> {
+  readonly map: Map<string, N>
   readonly bytes: number
   readonly evictions: number
   /** A hit on `node`. */
   touch(node: N): void
-  /** Adds `node` (no node of its key may be present), then evicts until within bounds, never `node`. */
+  /** Adds `node` (no node of its key may be present), then evicts until within bounds. */
   add(node: N): void
   remove(node: N): void
+  /** Removes every node whose key starts with `prefix`; returns how many. */
+  removePrefix(prefix: string): number
   clear(): void
 }
 
+/** The policies a memory store can run (`MemoryOptions.eviction`). */
+export type Policy = "w-tinylfu" | "lru"
+
+/** The policy a store asked for, with its bounds. */
+export const make = <N extends PolicyNode<N>>(options: {
+  readonly capacity: number
+  readonly maxBytes: number | undefined
+  readonly eviction?: Policy | undefined
+  readonly seed?: number | undefined
+}): Eviction<N> =>
+  options.eviction === "lru"
+    ? new Lru<N>(options.capacity, options.maxBytes)
+    : new TinyLfu<N>({ capacity: options.capacity, maxBytes: options.maxBytes, seed: options.seed })
+
+/** Validates the policy options of a store; a bad one throws, naming it. */
+export const validate = (
+  owner: string,
+  prefix: string,
+  options: { readonly eviction?: unknown; readonly seed?: unknown } | undefined
+): void => {
+  const eviction = options?.eviction
+  if (eviction !== undefined && eviction !== "w-tinylfu" && eviction !== "lru") {
+    throw new Error(`cachet: ${owner} option "${prefix}eviction" must be "w-tinylfu" or "lru", got ${String(eviction)}`)
+  }
+  const seed = options?.seed
+  if (seed !== undefined && !(typeof seed === "number" && Number.isSafeInteger(seed))) {
+    throw new Error(`cachet: ${owner} option "${prefix}seed" must be an integer, got ${String(seed)}`)
+  }
+}
+
 /** Tuning of the policy; every field has a default meant for production. */
-export interface TinyLfuOptions<K> {
+export interface TinyLfuOptions {
   readonly capacity: number
   readonly maxBytes?: number | undefined
   /** Seeds the sketch's hashing and the admission jitter (default: random per policy). */
   readonly seed?: number | undefined
-  /** Hashes a key to 32 bits (default: a seeded string hash). */
-  readonly hash?: ((key: K, seed: number) => number) | undefined
   /** The window's initial share of the capacity (default 0.1). */
   readonly window?: number | undefined
   /** Requests per hill-climber sample (default `10 × capacity`, at least 1,000). */
@@ -178,7 +205,7 @@ export class Sketch {
 }
 
 /** One LRU list of the policy: head most recently used. */
-class Region<N extends PolicyNode<unknown, N>> {
+class Region<N extends PolicyNode<N>> {
   head: N | undefined = undefined
   tail: N | undefined = undefined
   count = 0
@@ -213,8 +240,8 @@ class Region<N extends PolicyNode<unknown, N>> {
 }
 
 /** Adaptive W-TinyLFU over the caller's nodes. */
-export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
-  readonly map = new Map<K, N>()
+export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
+  readonly map = new Map<string, N>()
   readonly capacity: number
   readonly maxBytes: number
   bytes = 0
@@ -224,7 +251,6 @@ export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
   private readonly probation = new Region<N>(PROBATION)
   private readonly protected = new Region<N>(PROTECTED)
   private readonly sketch: Sketch
-  private readonly hash: (key: K, seed: number) => number
   private readonly seed: number
   private random: number
 
@@ -243,12 +269,11 @@ export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
   private previousHitRate = 0
   private stepSize: number
 
-  constructor(options: TinyLfuOptions<K>) {
+  constructor(options: TinyLfuOptions) {
     this.capacity = options.capacity
     this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
     this.seed = (options.seed ?? randomSeed()) >>> 0
     this.random = mix32(this.seed ^ 0x5bd1e995) || 1
-    this.hash = options.hash ?? (hashString as unknown as (key: K, seed: number) => number)
     this.sketch = new Sketch(this.capacity, this.seed)
     this.adaptive = options.adaptive ?? true
     this.samplePeriod = options.samplePeriod ?? Math.max(10 * this.capacity, 1000)
@@ -263,8 +288,8 @@ export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
   }
 
   /** The estimated frequency of a key (for tests). */
-  frequencyOf(key: K): number {
-    return this.sketch.frequency(this.hash(key, this.seed))
+  frequencyOf(key: string): number {
+    return this.sketch.frequency(hashString(key, this.seed))
   }
 
   touch(node: N): void {
@@ -285,7 +310,7 @@ export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
   }
 
   add(node: N): void {
-    node.hash = this.hash(node.key, this.seed)
+    node.hash = hashString(node.key, this.seed)
     this.sketch.increment(node.hash)
     this.map.set(node.key, node)
     this.window.pushHead(node)
@@ -298,6 +323,10 @@ export class TinyLfu<K, N extends PolicyNode<K, N>> implements Eviction<K, N> {
     this.regionOf(node).unlink(node)
     this.map.delete(node.key)
     this.bytes -= node.size
+  }
+
+  removePrefix(prefix: string): number {
+    return removePrefix(this, prefix)
   }
 
   clear(): void {

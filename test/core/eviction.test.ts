@@ -3,10 +3,12 @@
  * short synthetic traces with fixed seeds, beside a plain LRU.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Effect, Result } from "effect"
 import fc from "fast-check"
+import { type EntryCodec, layerMemory, type MemoryOptions, makeMemory, type StoredEntry } from "../../src/CacheStore.ts"
 import { type PolicyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
 
-class Node implements PolicyNode<string, Node> {
+class Node implements PolicyNode<Node> {
   readonly key: string
   readonly size: number
   prev: Node | undefined = undefined
@@ -52,8 +54,8 @@ const zipf = (n: number, s: number, random: () => number) => {
 }
 
 /** Hit ratio (%) of the policy on a trace: touch on a hit, add on a miss. */
-const policyHits = (trace: ReadonlyArray<string>, options: TinyLfuOptions<string>): number => {
-  const policy = new TinyLfu<string, Node>(options)
+const policyHits = (trace: ReadonlyArray<string>, options: TinyLfuOptions): number => {
+  const policy = new TinyLfu<Node>(options)
   let hits = 0
   for (const key of trace) {
     const node = policy.map.get(key)
@@ -133,7 +135,7 @@ describe("eviction: W-TinyLFU against LRU", () => {
     const key = zipf(1000, 0.8, random)
     const trace = Array.from({ length: 30_000 }, () => `k${key()}`)
     const run = (seed: number) => {
-      const policy = new TinyLfu<string, Node>({ capacity: CAPACITY, seed })
+      const policy = new TinyLfu<Node>({ capacity: CAPACITY, seed })
       const resident: Array<string> = []
       for (const k of trace) {
         const node = policy.map.get(k)
@@ -153,7 +155,7 @@ describe("eviction: attacks on admission", () => {
     const random = rng(19)
     const key = zipf(1000, 0.8, random)
     const run = (attack: boolean) => {
-      const policy = new TinyLfu<string, Node>({ capacity: CAPACITY, seed: 5 })
+      const policy = new TinyLfu<Node>({ capacity: CAPACITY, seed: 5 })
       let hits = 0
       let requests = 0
       for (let i = 0; i < 60_000; i++) {
@@ -192,7 +194,7 @@ describe("eviction: attacks on admission", () => {
   it("a warm candidate sometimes wins against a hotter victim (jitter), so no key is kept out forever", () => {
     // A hot resident set of `capacity` keys, then a newcomer that is warm but
     // never as hot: it must get in at some point.
-    const policy = new TinyLfu<string, Node>({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
+    const policy = new TinyLfu<Node>({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
     const touchOrAdd = (k: string) => {
       const node = policy.map.get(k)
       if (node === undefined) policy.add(new Node(k))
@@ -213,16 +215,15 @@ describe("eviction: attacks on admission", () => {
 describe("eviction: byte weights", () => {
   // Capacity in entries does not bind; 100 bytes do. The window's byte share
   // (1 byte) is below every node, so each new node is a candidate at once.
-  const make = () =>
-    new TinyLfu<string, Node>({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
+  const make = () => new TinyLfu<Node>({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
   /** Raises a key's estimated frequency by `n` without keeping it. */
-  const warm = (policy: TinyLfu<string, Node>, key: string, n: number) => {
+  const warm = (policy: TinyLfu<Node>, key: string, n: number) => {
     for (let i = 0; i < n; i++) {
       policy.add(new Node(key))
       policy.remove(policy.map.get(key)!)
     }
   }
-  const fill = (policy: TinyLfu<string, Node>) => {
+  const fill = (policy: TinyLfu<Node>) => {
     // r1 (second in line to go) is hot; the others were read once.
     warm(policy, "r1", 6)
     for (let i = 0; i < 10; i++) policy.add(new Node(`r${i}`, 10))
@@ -271,7 +272,7 @@ describe("eviction: bookkeeping (model-checked)", () => {
         fc.integer(),
         fc.array(op, { maxLength: 300 }),
         (capacity, maxBytes, seed, ops) => {
-          const policy = new TinyLfu<string, Node>({ capacity, maxBytes, seed, samplePeriod: 20 })
+          const policy = new TinyLfu<Node>({ capacity, maxBytes, seed, samplePeriod: 20 })
           for (const o of ops) {
             const before = new Set(policy.map.keys())
             if (o.op === "clear") {
@@ -299,5 +300,65 @@ describe("eviction: bookkeeping (model-checked)", () => {
       ),
       { numRuns: 300, seed: 20_260_101 }
     )
+  })
+})
+
+describe("eviction: the memory store", () => {
+  const codec: EntryCodec = {
+    keyspace: "t",
+    encode: (v) => Result.succeed(v),
+    decode: (d) => Result.succeed(d),
+    onCorrupt: () => {}
+  }
+  const entry: StoredEntry = { value: 1, createdAt: 0, freshUntil: 1e15, staleUntil: 1e15, tags: [] }
+  /** The store's hit ratio (%) on a trace: `getUnsafe`, then `set` on a miss. */
+  const storeHits = (trace: ReadonlyArray<string>, options: MemoryOptions) =>
+    Effect.gen(function* () {
+      const store = yield* makeMemory(options)
+      let hits = 0
+      for (const key of trace) {
+        if (store.getUnsafe!(key, 0) !== undefined) hits++
+        else yield* store.set(key, entry, codec)
+      }
+      return (100 * hits) / trace.length
+    })
+  const scanTrace = () => {
+    const random = rng(7)
+    const hot = zipf(400, 0.9, random)
+    let scan = 0
+    return Array.from({ length: 20_000 }, () => (random() < 0.5 ? `t:hot${hot()}` : `t:scan${scan++}`))
+  }
+
+  it.effect("uses W-TinyLFU by default: the same hits as the policy driven directly, with the same seed", () =>
+    Effect.gen(function* () {
+      const trace = scanTrace()
+      const store = yield* storeHits(trace, { capacity: CAPACITY, seed: 9 })
+      assert.strictEqual(store, policyHits(trace, { capacity: CAPACITY, seed: 9 }))
+      const lru = yield* storeHits(trace, { capacity: CAPACITY, eviction: "lru" })
+      assert.strictEqual(lru, lruHits(trace, CAPACITY))
+      assert.isAbove(store, lru + 5)
+    })
+  )
+
+  it.effect("keeps maxBytes with W-TinyLFU: the byte total never exceeds the budget", () =>
+    Effect.gen(function* () {
+      const store = yield* makeMemory({ capacity: 1_000, maxBytes: 5_000, seed: 1 })
+      const random = rng(23)
+      const key = zipf(500, 0.9, random)
+      for (let i = 0; i < 5_000; i++) {
+        const k = `t:${key()}`
+        if (store.getUnsafe!(k, 0) === undefined) {
+          yield* store.set(k, { ...entry, value: "x".repeat(Math.floor(random() * 100)) }, codec)
+        }
+        const info = yield* store.info
+        assert.isAtMost(info!.bytes!, 5_000)
+      }
+      assert.isAbove((yield* store.info)!.evictions, 0)
+    })
+  )
+
+  it("rejects an unknown eviction or a non-integer seed, naming the option", () => {
+    assert.throws(() => layerMemory({ eviction: "fifo" as never }), /"eviction" must be "w-tinylfu" or "lru", got fifo/)
+    assert.throws(() => layerMemory({ seed: 1.5 }), /"seed" must be an integer, got 1.5/)
   })
 })
