@@ -6,14 +6,26 @@
  *   then protected after a second hit).
  * - When the cache is over its bounds, a candidate competes with the
  *   probation's least recently used entry (the *victim*): the one with the
- *   higher estimated frequency stays (a tie goes to the candidate). Frequencies come from a count-min sketch
- *   of 4-bit counters (all halved every `10 × capacity` increments, so that
- *   the past fades), seeded per policy so that nobody can aim collisions.
- * - A hill climber resizes the window from the hit rate of each sample of
- *   requests: recency-heavy workloads grow it (towards plain LRU), frequency-
- *   heavy ones shrink it.
- * - A candidate that is not more frequent than its victim is still admitted,
- *   rarely and at random, when it is warm (estimate 6 and up): a hot victim
+ *   higher estimated frequency stays (a tie goes to the candidate, the more
+ *   recent). Frequencies come from a count-min sketch of 4-bit counters (all
+ *   halved every `10 × capacity` increments, so that the past fades), seeded
+ *   per policy so that nobody can aim collisions.
+ * - The window adapts: recency-heavy workloads grow it (towards plain LRU),
+ *   frequency-heavy ones shrink it. A cache of 512 entries and up steers it
+ *   with two *shadows*: small copies of the cache over a hash-sampled share
+ *   of the keys (at least 256 entries each, sharing the cache's sketch), one
+ *   with a window 20% of capacity below the cache's, one 20% above; every
+ *   `3 × shadow capacity` sampled requests the window moves 5% towards the
+ *   better one. Both shadows see the same requests, so a change of workload
+ *   does not pass for a better window (it does for a hill climber, which
+ *   compares a sample's hit rate with the previous one: on the ORM traces it
+ *   wandered from 0% to 100% and its result depended on the seed by 2
+ *   points). A smaller cache, where a shadow would be nearly the whole cache,
+ *   keeps the hill climber (Caffeine's: steps of 6.25% decaying by 0.98,
+ *   restarted by a 5-point change of hit rate, one step per `10 × capacity`
+ *   requests).
+ * - A candidate less frequent than its victim is still admitted, rarely
+ *   and at random (1 in 128), when it is warm (estimate 6 and up): a hot victim
  *   cannot keep a hot newcomer out forever, and an adversary who aims
  *   collisions at a victim cannot pin it.
  * - Byte bounds: a candidate must beat as many victims as it needs to make
@@ -21,9 +33,11 @@
  *
  * The design follows the papers (Einziger, Friedman, Manes: "TinyLFU: a
  * highly efficient cache admission policy", 2017; Einziger et al.: "Adaptive
- * software cache management", 2018) and Caffeine's design notes; the code is
- * ours. Nodes are the caller's objects (intrusive links, no wrapper), and a
- * hit allocates nothing: a few typed-array writes and a list move.
+ * software cache management", 2018, which sizes the window by hill climbing
+ * or by mini-simulations, as the shadows do) and Caffeine's design notes; the
+ * code is ours. Nodes are the caller's objects (intrusive links, no wrapper),
+ * and a hit allocates nothing: a few typed-array writes and a list move, and
+ * for a sampled key the same in each shadow (shadow nodes are reused).
  *
  * Not here: expiry (the caller removes what it finds expired) and keys'
  * encoding.
@@ -94,10 +108,15 @@ export interface TinyLfuOptions {
   readonly seed?: number | undefined
   /** The window's initial share of the capacity (default 0.1). */
   readonly window?: number | undefined
-  /** Requests per hill-climber sample (default `10 × capacity`, at least 1,000). */
+  /** Requests per hill-climber sample, below `2 × SHADOW_MIN` entries (default `10 × capacity`, at least 1,000). */
   readonly samplePeriod?: number | undefined
-  /** Disables the hill climber (a static window). */
+  /** Disables the window's adaptation (a static window). */
   readonly adaptive?: boolean | undefined
+  /**
+   * For a shadow: the sketch of the cache it shadows. The shadow does not
+   * count into it, and its nodes arrive with their hash.
+   */
+  readonly sketch?: Sketch | undefined
 }
 
 const WINDOW = 0
@@ -117,6 +136,17 @@ const RESTART_THRESHOLD = 0.05
 /** A full step, as a share of the capacity. */
 const STEP_SHARE = 0.0625
 const STEP_DECAY = 0.98
+/**
+ * Shadows (caches of `2 × SHADOW_MIN` entries and up): each holds at least
+ * this many entries of a sampled share of the keys.
+ */
+const SHADOW_MIN = 256
+/** A shadow comparison lasts this many times a shadow's capacity, in sampled requests. */
+const SHADOW_PERIOD = 3
+/** The shadows' windows: this much below and above the cache's. */
+const SHADOW_SPREAD = 0.2
+/** How far the window moves towards the better shadow after each comparison. */
+const SHADOW_MOVE = 0.05
 
 /** Murmur3's finaliser: every input bit affects every output bit. */
 export const mix32 = (h: number): number => {
@@ -141,12 +171,12 @@ export const hashString = (key: string, seed: number): number => {
 export const randomSeed = (): number => (Math.random() * 0x1_0000_0000) >>> 0
 
 /**
- * A count-min sketch of 4-bit counters, eight to a `Uint32Array` word, four
- * counters per key (double hashing over one table). Every `period` increments
- * all counters are halved.
+ * A count-min sketch of 4-bit counters, eight to an `Int32Array` word, four
+ * counters per key (double hashing over one table). Every `10 × capacity`
+ * increments all counters are halved.
  */
 export class Sketch {
-  private readonly table: Uint32Array
+  private readonly table: Int32Array
   private readonly mask: number
   private readonly seed: number
   private readonly period: number
@@ -156,7 +186,9 @@ export class Sketch {
     // 16 counters per entry of capacity: a few collisions at the capacity.
     let words = 8
     while (words < 2 * capacity && words < 1 << 24) words <<= 1
-    this.table = new Uint32Array(words)
+    // Int32Array, not Uint32Array: its elements stay small integers in
+    // optimised code (a uint32 above 2^31 would be a double).
+    this.table = new Int32Array(words)
     this.mask = words * 8 - 1
     this.seed = mix32(seed ^ 0x9e3779b9) | 1
     this.period = 10 * Math.max(capacity, 16)
@@ -185,7 +217,7 @@ export class Sketch {
       const word = index >>> 3
       const shift = (index & 7) << 2
       if (((table[word]! >>> shift) & 15) < 15) {
-        table[word] = table[word]! + (1 << shift)
+        table[word] = (table[word]! + (1 << shift)) | 0
         added = true
       }
     }
@@ -261,6 +293,13 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   private protectedCount = 0
   private protectedBytes = 0
 
+  // A shadow shares its cache's sketch; a cache of 2 × SHADOW_MIN entries
+  // and up adapts its window from its shadows, a smaller one by hill climbing.
+  private readonly shared: boolean
+  private readonly shadow: Shadow | undefined
+  /** Evicted nodes kept for reuse (shadows only). */
+  readonly spare: Array<N> | undefined
+
   // The hill climber.
   private readonly adaptive: boolean
   private readonly samplePeriod: number
@@ -274,11 +313,21 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
     this.seed = (options.seed ?? randomSeed()) >>> 0
     this.random = mix32(this.seed ^ 0x5bd1e995) || 1
-    this.sketch = new Sketch(this.capacity, this.seed)
+    this.shared = options.sketch !== undefined
+    this.sketch = options.sketch ?? new Sketch(this.capacity, this.seed)
+    this.spare = this.shared ? [] : undefined
     this.adaptive = options.adaptive ?? true
     this.samplePeriod = options.samplePeriod ?? Math.max(10 * this.capacity, 1000)
     this.stepSize = STEP_SHARE
     this.windowShare = options.window ?? INITIAL_WINDOW
+    this.resize()
+    this.shadow =
+      !this.shared && this.adaptive && this.capacity >= 2 * SHADOW_MIN ? new Shadow(this, this.sketch) : undefined
+  }
+
+  /** Sets the window's share of the capacity. */
+  setWindow(share: number): void {
+    this.windowShare = Math.min(1, Math.max(0, share))
     this.resize()
   }
 
@@ -293,7 +342,8 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   }
 
   touch(node: N): void {
-    this.sketch.increment(node.hash)
+    if (!this.shared) this.sketch.increment(node.hash)
+    if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
     switch (node.region) {
       case WINDOW:
         this.moveToHead(this.window, node)
@@ -306,17 +356,20 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
       default:
         this.moveToHead(this.protected, node)
     }
-    if (++this.hits + this.misses >= this.samplePeriod) this.climb()
+    if (++this.hits + this.misses >= this.samplePeriod && this.shadow === undefined) this.climb()
   }
 
   add(node: N): void {
-    node.hash = hashString(node.key, this.seed)
-    this.sketch.increment(node.hash)
+    if (!this.shared) {
+      node.hash = hashString(node.key, this.seed)
+      this.sketch.increment(node.hash)
+      if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
+    }
     this.map.set(node.key, node)
     this.window.pushHead(node)
     this.bytes += node.size
     this.evict()
-    if (this.hits + ++this.misses >= this.samplePeriod) this.climb()
+    if (this.hits + ++this.misses >= this.samplePeriod && this.shadow === undefined) this.climb()
   }
 
   remove(node: N): void {
@@ -453,6 +506,7 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   private evictNode(node: N): void {
     this.remove(node)
     this.evictions++
+    this.spare?.push(node)
   }
 
   private resize(): void {
@@ -474,5 +528,94 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.stepSize = Math.abs(change) >= RESTART_THRESHOLD ? STEP_SHARE * Math.sign(amount || 1) : STEP_DECAY * amount
     this.windowShare = Math.min(1, Math.max(0, this.windowShare + amount))
     this.resize()
+  }
+}
+
+/** What a shadow sees of the cache it shadows. */
+interface Shadowed {
+  readonly capacity: number
+  readonly maxBytes: number
+  readonly windowFraction: number
+  setWindow(share: number): void
+}
+
+/** What a shadow sees of a request. */
+interface Sampled {
+  readonly key: string
+  readonly size: number
+  readonly hash: number
+}
+
+/** A node of a shadow cache: reused after eviction, so a shadow allocates nothing in the steady state. */
+class ShadowNode implements PolicyNode<ShadowNode> {
+  key = ""
+  size = 0
+  prev: ShadowNode | undefined = undefined
+  next: ShadowNode | undefined = undefined
+  hash = 0
+  region = 0
+}
+
+/**
+ * Two small copies of the cache over a hash-sampled share of the keys, with
+ * windows a step below and a step above the cache's own; every period the
+ * cache's window moves towards the better of the two (both see the same
+ * requests, so a change of workload does not pass for a better window).
+ */
+class Shadow {
+  readonly shift: number
+  private readonly below: TinyLfu<ShadowNode>
+  private readonly above: TinyLfu<ShadowNode>
+  private readonly owner: Shadowed
+  private readonly period: number
+  private hitsBelow = 0
+  private hitsAbove = 0
+  private requests = 0
+
+  constructor(owner: Shadowed, sketch: Sketch) {
+    // The largest power-of-two sample that leaves each shadow SHADOW_MIN entries.
+    let sample = 1
+    while (owner.capacity / (sample * 2) >= SHADOW_MIN) sample *= 2
+    this.shift = 32 - Math.log2(sample)
+    const capacity = Math.ceil(owner.capacity / sample)
+    const maxBytes = owner.maxBytes === Number.POSITIVE_INFINITY ? undefined : owner.maxBytes / sample
+    const make = () => new TinyLfu<ShadowNode>({ capacity, maxBytes, sketch, seed: 0, adaptive: false })
+    this.below = make()
+    this.above = make()
+    this.owner = owner
+    this.period = SHADOW_PERIOD * capacity
+    this.center()
+  }
+
+  record(node: Sampled): void {
+    if (this.visit(this.below, node)) this.hitsBelow++
+    if (this.visit(this.above, node)) this.hitsAbove++
+    if (++this.requests >= this.period) {
+      const share = this.owner.windowFraction
+      if (this.hitsAbove > this.hitsBelow) this.owner.setWindow(share + SHADOW_MOVE)
+      else if (this.hitsBelow > this.hitsAbove) this.owner.setWindow(share - SHADOW_MOVE)
+      this.center()
+      this.requests = this.hitsBelow = this.hitsAbove = 0
+    }
+  }
+
+  private center(): void {
+    const share = this.owner.windowFraction
+    this.below.setWindow(share - SHADOW_SPREAD)
+    this.above.setWindow(share + SHADOW_SPREAD)
+  }
+
+  private visit(cache: TinyLfu<ShadowNode>, node: Sampled): boolean {
+    const found = cache.map.get(node.key)
+    if (found !== undefined) {
+      cache.touch(found)
+      return true
+    }
+    const fresh = cache.spare!.pop() ?? new ShadowNode()
+    fresh.key = node.key
+    fresh.size = node.size
+    fresh.hash = node.hash
+    cache.add(fresh)
+    return false
   }
 }

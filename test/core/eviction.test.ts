@@ -82,54 +82,92 @@ const lruHits = (trace: ReadonlyArray<string>, capacity: number): number => {
 
 const CAPACITY = 100
 
-describe("eviction: W-TinyLFU against LRU", () => {
-  it("beats LRU on a loop slightly larger than the cache", () => {
-    const trace: Array<string> = []
-    for (let round = 0; round < 200; round++) for (let k = 0; k < 150; k++) trace.push(`k${k}`)
-    const lru = lruHits(trace, CAPACITY)
-    const policy = policyHits(trace, { capacity: CAPACITY, seed: 1 })
-    assert.strictEqual(lru, 0)
-    assert.isAbove(policy, lru + 20, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
-  })
+/** The synthetic traces, scaled to a cache of `capacity` entries. */
+const loopTrace = (capacity: number) => {
+  const trace: Array<string> = []
+  for (let round = 0; round < 30_000 / capacity + 20; round++)
+    for (let k = 0; k < 1.5 * capacity; k++) trace.push(`k${k}`)
+  return trace
+}
+const scanTrace = (capacity: number) => {
+  const random = rng(7)
+  const hot = zipf(4 * capacity, 0.9, random)
+  let scan = 0
+  return Array.from({ length: 40_000 + 100 * capacity }, () => (random() < 0.5 ? `hot${hot()}` : `scan${scan++}`))
+}
+const recencyTrace = (capacity: number) => {
+  // Each request re-reads one of the last few keys (short stack distance)
+  // or introduces a new key: recency is everything, frequency nothing.
+  const random = rng(11)
+  const trace: Array<string> = []
+  let next = 0
+  for (let i = 0; i < 100_000 + 100 * capacity; i++) {
+    const back = Math.floor(-Math.log(1 - random()) * 0.3 * capacity)
+    trace.push(back >= next || random() < 0.3 ? `k${next++}` : trace[trace.length - 1 - back]!)
+  }
+  return trace
+}
+const shiftingTrace = (capacity: number) => {
+  const random = rng(13)
+  const trace: Array<string> = []
+  for (let phase = 0; phase < 10; phase++) {
+    const hot = zipf(3 * capacity, 1, random)
+    for (let i = 0; i < 100 * capacity; i++) trace.push(`p${phase}:${hot()}`)
+  }
+  return trace
+}
 
-  it("beats LRU on a hot set interleaved with a scan", () => {
-    const random = rng(7)
-    const hot = zipf(400, 0.9, random)
-    const trace: Array<string> = []
-    let scan = 0
-    for (let i = 0; i < 40_000; i++) trace.push(random() < 0.5 ? `hot${hot()}` : `scan${scan++}`)
-    const lru = lruHits(trace, CAPACITY)
-    const policy = policyHits(trace, { capacity: CAPACITY, seed: 1 })
-    assert.isAbove(policy, lru + 5, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
-  })
+// 100 entries: the window is hill-climbed; 1,000: steered by shadows.
+for (const capacity of [CAPACITY, 10 * CAPACITY]) {
+  describe(`eviction: W-TinyLFU against LRU, ${capacity} entries`, () => {
+    it("beats LRU on a loop slightly larger than the cache", () => {
+      const trace = loopTrace(capacity)
+      const lru = lruHits(trace, capacity)
+      const policy = policyHits(trace, { capacity, seed: 1 })
+      assert.strictEqual(lru, 0)
+      assert.isAbove(policy, lru + 20, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
+    })
 
-  it("does not lose to LRU by more than a point on a pure recency trace", () => {
-    // Each request re-reads one of the last few keys (short stack distance)
-    // or introduces a new key: recency is everything, frequency nothing.
-    const random = rng(11)
-    const trace: Array<string> = []
-    let next = 0
-    for (let i = 0; i < 100_000; i++) {
-      const back = Math.floor(-Math.log(1 - random()) * 30)
-      trace.push(back >= next || random() < 0.3 ? `k${next++}` : trace[trace.length - 1 - back]!)
-    }
-    const lru = lruHits(trace, CAPACITY)
-    const policy = policyHits(trace, { capacity: CAPACITY, seed: 1 })
-    assert.isAtLeast(policy, lru - 1, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
-  })
+    it("beats LRU on a hot set interleaved with a scan", () => {
+      const trace = scanTrace(capacity)
+      const lru = lruHits(trace, capacity)
+      const policy = policyHits(trace, { capacity, seed: 1 })
+      assert.isAbove(policy, lru + 5, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
+    })
 
-  it("follows a shifting hot set, at least as well as LRU", () => {
-    const random = rng(13)
-    const trace: Array<string> = []
-    for (let phase = 0; phase < 10; phase++) {
-      const hot = zipf(300, 1, random)
-      for (let i = 0; i < 10_000; i++) trace.push(`p${phase}:${hot()}`)
-    }
-    const lru = lruHits(trace, CAPACITY)
-    const policy = policyHits(trace, { capacity: CAPACITY, seed: 1 })
-    assert.isAtLeast(policy, lru, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
-  })
+    it("does not lose to LRU by more than a point on a pure recency trace", () => {
+      const trace = recencyTrace(capacity)
+      const lru = lruHits(trace, capacity)
+      const policy = policyHits(trace, { capacity, seed: 1 })
+      assert.isAtLeast(policy, lru - 1, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
+    })
 
+    it("follows a shifting hot set, at least as well as LRU", () => {
+      const trace = shiftingTrace(capacity)
+      const lru = lruHits(trace, capacity)
+      const policy = policyHits(trace, { capacity, seed: 1 })
+      assert.isAtLeast(policy, lru, `policy ${policy.toFixed(1)}% vs LRU ${lru.toFixed(1)}%`)
+    })
+
+    // The hill climber of a small cache wanders more; the shadows steer.
+    it.runIf(capacity >= 512)("widens the window on a recency trace and narrows it on a scan", () => {
+      const windowAfter = (trace: ReadonlyArray<string>) => {
+        const policy = new TinyLfu<Node>({ capacity, seed: 1 })
+        for (const key of trace) {
+          const node = policy.map.get(key)
+          if (node === undefined) policy.add(new Node(key))
+          else policy.touch(node)
+        }
+        return policy.windowFraction
+      }
+      const initial = new TinyLfu<Node>({ capacity }).windowFraction
+      assert.isAbove(windowAfter(recencyTrace(capacity)), initial)
+      assert.isBelow(windowAfter(scanTrace(capacity)), initial)
+    })
+  })
+}
+
+describe("eviction: W-TinyLFU, determinism", () => {
   it("is deterministic with a fixed seed", () => {
     const random = rng(17)
     const key = zipf(1000, 0.8, random)
