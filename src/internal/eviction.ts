@@ -11,19 +11,17 @@
  *   halved every `10 × capacity` increments, so that the past fades), seeded
  *   per policy so that nobody can aim collisions.
  * - The window adapts: recency-heavy workloads grow it (towards plain LRU),
- *   frequency-heavy ones shrink it. A cache of 512 entries and up steers it
- *   with two *shadows*: small copies of the cache over a hash-sampled share
- *   of the keys (at least 256 entries each, sharing the cache's sketch), one
+ *   frequency-heavy ones shrink it. Two *shadows* steer it: small copies of
+ *   the cache over a hash-sampled share of the keys (256 to 511 entries each,
+ *   the whole key space below 512 entries; sharing the cache's sketch), one
  *   with a window 20% of capacity below the cache's, one 20% above; every
  *   `3 × shadow capacity` sampled requests the window moves 5% towards the
  *   better one. Both shadows see the same requests, so a change of workload
- *   does not pass for a better window (it does for a hill climber, which
- *   compares a sample's hit rate with the previous one: on the ORM traces it
- *   wandered from 0% to 100% and its result depended on the seed by 2
- *   points). A smaller cache, where a shadow would be nearly the whole cache,
- *   keeps the hill climber (Caffeine's: steps of 6.25% decaying by 0.98,
- *   restarted by a 5-point change of hit rate, one step per `10 × capacity`
- *   requests).
+ *   does not pass for a better window. (A hill climber, which compares a
+ *   sample's hit rate with the previous one, does take it for one: on the
+ *   ORM traces Caffeine's climber wandered from 0% to 100% of the capacity,
+ *   its results moved by 2 points with the seed, and on a pure recency trace
+ *   it lost 1.3 points to LRU.)
  * - A candidate less frequent than its victim is still admitted, rarely
  *   and at random (1 in 128), when it is warm (estimate 6 and up): a hot victim
  *   cannot keep a hot newcomer out forever, and an adversary who aims
@@ -108,8 +106,6 @@ export interface TinyLfuOptions {
   readonly seed?: number | undefined
   /** The window's initial share of the capacity (default 0.1). */
   readonly window?: number | undefined
-  /** Requests per hill-climber sample, below `2 × SHADOW_MIN` entries (default `10 × capacity`, at least 1,000). */
-  readonly samplePeriod?: number | undefined
   /** Disables the window's adaptation (a static window). */
   readonly adaptive?: boolean | undefined
   /**
@@ -131,15 +127,7 @@ const PROTECTED_SHARE = 0.8
 const JITTER_THRESHOLD = 6
 /** The chance of such a win: 1 in 128. */
 const JITTER_MASK = 127
-/** A hit-rate change this large restarts the climber with a full step. */
-const RESTART_THRESHOLD = 0.05
-/** A full step, as a share of the capacity. */
-const STEP_SHARE = 0.0625
-const STEP_DECAY = 0.98
-/**
- * Shadows (caches of `2 × SHADOW_MIN` entries and up): each holds at least
- * this many entries of a sampled share of the keys.
- */
+/** A shadow holds at least this many entries (or the whole cache, if smaller). */
 const SHADOW_MIN = 256
 /** A shadow comparison lasts this many times a shadow's capacity, in sampled requests. */
 const SHADOW_PERIOD = 3
@@ -164,7 +152,9 @@ export const hashString = (key: string, seed: number): number => {
   for (let i = 0; i < key.length; i++) {
     h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
   }
-  return mix32(h)
+  // 30 bits: a small integer (Smi) in a node's field; a 32-bit hash above
+  // 2^30 would be a 16-byte heap number per entry.
+  return mix32(h) >>> 2
 }
 
 /** A random 32-bit seed for a policy built without one. */
@@ -293,20 +283,13 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   private protectedCount = 0
   private protectedBytes = 0
 
-  // A shadow shares its cache's sketch; a cache of 2 × SHADOW_MIN entries
-  // and up adapts its window from its shadows, a smaller one by hill climbing.
+  // A shadow shares its cache's sketch; an adaptive cache has two shadows.
   private readonly shared: boolean
   private readonly shadow: Shadow | undefined
   /** Evicted nodes kept for reuse (shadows only). */
   readonly spare: Array<N> | undefined
 
-  // The hill climber.
   private readonly adaptive: boolean
-  private readonly samplePeriod: number
-  private hits = 0
-  private misses = 0
-  private previousHitRate = 0
-  private stepSize: number
 
   constructor(options: TinyLfuOptions) {
     this.capacity = options.capacity
@@ -317,12 +300,9 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.sketch = options.sketch ?? new Sketch(this.capacity, this.seed)
     this.spare = this.shared ? [] : undefined
     this.adaptive = options.adaptive ?? true
-    this.samplePeriod = options.samplePeriod ?? Math.max(10 * this.capacity, 1000)
-    this.stepSize = STEP_SHARE
     this.windowShare = options.window ?? INITIAL_WINDOW
     this.resize()
-    this.shadow =
-      !this.shared && this.adaptive && this.capacity >= 2 * SHADOW_MIN ? new Shadow(this, this.sketch) : undefined
+    this.shadow = !this.shared && this.adaptive ? new Shadow(this, this.sketch) : undefined
   }
 
   /** Sets the window's share of the capacity. */
@@ -356,7 +336,6 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
       default:
         this.moveToHead(this.protected, node)
     }
-    if (++this.hits + this.misses >= this.samplePeriod && this.shadow === undefined) this.climb()
   }
 
   add(node: N): void {
@@ -369,7 +348,6 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.window.pushHead(node)
     this.bytes += node.size
     this.evict()
-    if (this.hits + ++this.misses >= this.samplePeriod && this.shadow === undefined) this.climb()
   }
 
   remove(node: N): void {
@@ -516,19 +494,6 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.protectedCount = Math.floor((this.capacity - this.windowCount) * PROTECTED_SHARE)
     this.protectedBytes = this.maxBytes * (1 - share) * PROTECTED_SHARE
   }
-
-  /** One hill-climbing step from the last sample's hit rate. */
-  private climb(): void {
-    const hitRate = this.hits / (this.hits + this.misses)
-    this.hits = this.misses = 0
-    if (!this.adaptive) return
-    const change = hitRate - this.previousHitRate
-    this.previousHitRate = hitRate
-    const amount = change >= 0 ? this.stepSize : -this.stepSize
-    this.stepSize = Math.abs(change) >= RESTART_THRESHOLD ? STEP_SHARE * Math.sign(amount || 1) : STEP_DECAY * amount
-    this.windowShare = Math.min(1, Math.max(0, this.windowShare + amount))
-    this.resize()
-  }
 }
 
 /** What a shadow sees of the cache it shadows. */
@@ -576,7 +541,8 @@ class Shadow {
     // The largest power-of-two sample that leaves each shadow SHADOW_MIN entries.
     let sample = 1
     while (owner.capacity / (sample * 2) >= SHADOW_MIN) sample *= 2
-    this.shift = 32 - Math.log2(sample)
+    // Sampled: the top bits of the 30-bit hash are zero.
+    this.shift = 30 - Math.log2(sample)
     const capacity = Math.ceil(owner.capacity / sample)
     const maxBytes = owner.maxBytes === Number.POSITIVE_INFINITY ? undefined : owner.maxBytes / sample
     const make = () => new TinyLfu<ShadowNode>({ capacity, maxBytes, sketch, seed: 0, adaptive: false })
