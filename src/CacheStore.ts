@@ -218,13 +218,16 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  *
  * **Details**
  *
- * On the cache2k traces W-TinyLFU is 0.3 to 3.7 points of hit ratio above
- * `"lru"` where it matters (see the README's "Eviction" figures). Its cost: a
- * hit increments four 4-bit counters in a typed array and moves the node in
- * its list (no allocation), a write hashes the key once, and the sketch holds
- * 8 bytes per entry of `capacity`, allocated up front. With `maxBytes`,
- * admission is weighted: an entry must be read more often than every entry it
- * would push out.
+ * On the cache2k traces W-TinyLFU's hit ratio is up to 6.1 points above
+ * `"lru"` (1.9 on average over 12 trace sizes; 0.3 below on the most
+ * recency-heavy one; see the README's "Eviction" figures). Its cost: a hit
+ * increments four 4-bit counters in a typed array and moves the node in its
+ * list, and a sampled share of hits (1 in 32 at the default capacity, every
+ * hit below 512 entries) does the same in two small shadow caches that steer
+ * the window; nothing is allocated on a hit. A write hashes the key once; the
+ * sketch holds 8 bytes per entry of `capacity`, allocated up front. With
+ * `maxBytes`, admission is weighted: an entry must be read more often than
+ * every entry it would push out.
  *
  * **Gotchas**
  *

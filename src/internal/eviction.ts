@@ -400,11 +400,19 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     return node.region === WINDOW ? this.window : node.region === PROBATION ? this.probation : this.protected
   }
 
+  /** A hit inside one region: relinks only (no totals to update; the hot path). */
   private moveToHead(region: Region<N>, node: N): void {
-    if (region.head !== node) {
-      region.unlink(node)
-      region.pushHead(node)
-    }
+    const head = region.head
+    if (head === node) return
+    // Not the head, so it has a predecessor.
+    const prev = node.prev!
+    prev.next = node.next
+    if (node.next) node.next.prev = prev
+    else region.tail = prev
+    node.prev = undefined
+    node.next = head
+    head!.prev = node
+    region.head = node
   }
 
   /** Protected overflow goes back to probation (most recently used end). */
