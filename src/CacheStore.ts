@@ -12,9 +12,11 @@
  * One `Map` from `<keyspace>:<key>` to an entry node, threaded on the
  * doubly linked lists of the eviction policy (W-TinyLFU: a window LRU, a
  * probation and a protected LRU, beside a count-min sketch of 4-bit counters
- * in a `Uint32Array`, 8 bytes per entry of capacity; or one LRU list), and a
- * second `Map` from tag to the time it was last invalidated. Entries expire at `staleUntil`, read from Effect's
- * `Clock` (so `TestClock` drives expiry in tests).
+ * in an `Int32Array`, 8 bytes per entry of capacity, and two small sampled
+ * shadow caches that steer the window; or one LRU list), and a second `Map`
+ * from tag to the time it was last invalidated. Entries expire at
+ * `staleUntil`, read from Effect's `Clock` (so `TestClock` drives expiry in
+ * tests).
  *
  * @since 0.1.0
  */

@@ -2,7 +2,7 @@
  * Hit ratios on real access traces (issue 15): each trace of
  * `../shared/traces` replayed at a ladder of sizes through OPT (offline
  * Bélády with bypass), lru-cache, an S3-FIFO reference, a static W-TinyLFU
- * (1% window, no climber: the issue's baseline), cachet's policy driven
+ * (1% window, no adaptation: the issue's baseline), cachet's policy driven
  * directly, and the cachet memory store itself with default options (its
  * seed fixed, so that the two cachet rows must agree to the last hit).
  */
@@ -115,7 +115,7 @@ export const hitratioSuite: Suite = {
     notes.push(
       "hit ratio in % of requests; a miss inserts the key (OPT may bypass it); gap = OPT - cachet store",
       `result: PASS when cachet is within ${TOLERANCE} point of the best of LRU and S3-FIFO or better (last row: mean gap <= ${MAX_MEAN_GAP})`,
-      "W-TinyLFU static: 1% window, no hill climber; cachet policy: the policy module driven directly; cachet store: CacheStore.makeMemory({ capacity, seed })",
+      "W-TinyLFU static: 1% window, no adaptation; cachet policy: the policy module driven directly; cachet store: CacheStore.makeMemory({ capacity, seed })",
       "last row: each column's mean gap to OPT over the rows above"
     )
     const result: ScenarioResult = {
