@@ -67,6 +67,7 @@ const zero: Cachet.KeyspaceStats = {
   keyErrors: 0,
   revalidations: 0,
   revalidationFailures: 0,
+  fencedWrites: 0,
   writeBehindQueued: 0,
   writeBehindWrites: 0,
   writeBehindRetries: 0,

@@ -66,7 +66,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       lease,
       isClosed,
       hasPending: () => !pending.isEmpty(),
-      pendingWrite: pending.lookup
+      pendingWrite: pending.lookup,
+      storeTime: store.time
     })
 
     const storeInfo = yield* store.info
@@ -108,6 +109,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       keyOf: keyspaces.keyOf,
       read: entries.read,
       readSync: entries.readSync,
+      readMany: entries.readMany,
       stateNow: entries.stateNow,
       revalidate: flights.revalidate,
       load: flights.load,

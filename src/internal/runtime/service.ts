@@ -58,6 +58,8 @@ export interface RuntimeService {
   readonly read: Entries["read"]
   /** Synchronous `read` when the store is in the process, else `null`. */
   readonly readSync: Entries["readSync"]
+  /** `read` of many keys in one store call (degrade mode), aligned with the keys. */
+  readonly readMany: Entries["readMany"]
   /** Where `entry` is on its timeline now. */
   readonly stateNow: Entries["stateNow"]
   /**

@@ -22,6 +22,8 @@ export class Counters {
   keyErrors = 0
   revalidations = 0
   revalidationFailures = 0
+  /** Writes from loads refused because the key was written or invalidated since the load started. */
+  fencedWrites = 0
   /** Write-behind operations queued or being written. */
   writeBehindDepth = 0
   writeBehindWrites = 0
@@ -55,6 +57,12 @@ export interface KeyspaceStats {
   readonly revalidations: number
   /** Background reloads that failed (the old value was kept). */
   readonly revalidationFailures: number
+  /**
+   * Loads whose result was not stored because the key, one of its tags or
+   * its keyspace was written or invalidated (by any process) after the load
+   * started: the cache kept the newer state.
+   */
+  readonly fencedWrites: number
   /** Write-behind operations queued or being written now. */
   readonly writeBehindQueued: number
   /** Write-behind operations written to the source. */
@@ -100,6 +108,7 @@ export const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     keyErrors,
     revalidations: sum((c) => c.revalidations),
     revalidationFailures: sum((c) => c.revalidationFailures),
+    fencedWrites: sum((c) => c.fencedWrites),
     writeBehindQueued: sum((c) => c.writeBehindDepth),
     writeBehindWrites: sum((c) => c.writeBehindWrites),
     writeBehindRetries: sum((c) => c.writeBehindRetries),
@@ -233,6 +242,12 @@ export const registerKeyspace = (metrics: Metrics, name: string, counters: Count
   }
   metrics.counter("decode_errors_total", "Unreadable entries dropped", attrs, () => counters.decodeErrors)
   metrics.counter("encode_errors_total", "Values refused by their Schema on write", attrs, () => counters.encodeErrors)
+  metrics.counter(
+    "fenced_writes_total",
+    "Load results not stored: the key was written or invalidated since the load started",
+    attrs,
+    () => counters.fencedWrites
+  )
   metrics.counter(
     "revalidations_total",
     "Background revalidations",
