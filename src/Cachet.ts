@@ -406,7 +406,12 @@ export const invalidate = <P, A, EN, const O extends Strategy.Options = {}>(
     const key = rt.keyOf(state, params)
     if (key === undefined) return Effect.void
     rt.invalidateFlights(key, true)
-    return Effect.flatMap(rt.remove(state, key), (error) => strictly(options, error))
+    return Effect.flatMap(rt.remove(state, key), (error) =>
+      // Not taken by the store: applied here at once and replayed later.
+      error === undefined
+        ? Effect.void
+        : Effect.andThen(rt.journal({ _tag: "Key", state, key }), strictly(options, error))
+    )
   })
 
 /**
@@ -430,7 +435,16 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   Effect.flatMap(internal.service, (rt) =>
     rt
       .invalidateTag(tag)
-      .pipe(Effect.catch((error) => Effect.andThen(rt.storeFailed(undefined, "tags", error), strictly(options, error))))
+      .pipe(
+        Effect.catch((error) =>
+          rt
+            .storeFailed(undefined, "tags", error)
+            .pipe(
+              Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
+              Effect.andThen(strictly(options, error))
+            )
+        )
+      )
   )
 
 /**
@@ -460,7 +474,12 @@ export const invalidateKeyspace = <P, A, EN, const O extends Strategy.Options = 
     return rt.store.deletePrefix(prefix).pipe(
       Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
       Effect.catch((error) =>
-        Effect.andThen(rt.storeFailed(state, "delete", error), Effect.as(strictly(options, error), 0))
+        rt
+          .storeFailed(state, "delete", error)
+          .pipe(
+            Effect.andThen(rt.journal({ _tag: "Keyspace", state })),
+            Effect.andThen(Effect.as(strictly(options, error), 0))
+          )
       )
     )
   })

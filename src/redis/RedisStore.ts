@@ -204,6 +204,9 @@ const resolve = (options: Options): Resolved => {
 // The store
 // ---------------------------------------------------------------------------
 
+/** How long a node's clock anchor is trusted before a TIME call refreshes it (ms). */
+const ANCHOR_MAX_AGE = 10_000
+
 const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0`
 
@@ -226,6 +229,20 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const keyspaceOf = (key: string) => key.slice(0, key.indexOf(":") + 1)
     const scripts = Scripts.define(client)
     const tombstoneMillis = String(resolved.tombstoneRetention)
+
+    // The server's clock as last seen per node: a reply that carried the
+    // server's time t, received at monotonic instant r, proves that the
+    // server's clock read at least t + (m - r) at any later instant m. Loads
+    // take their start time from it (no round trip on a miss); a TIME call
+    // refreshes it when it is older than ANCHOR_MAX_AGE.
+    const anchors = new Map<string, { readonly server: number; readonly at: number }>()
+    // Real monotonic time, not the Effect Clock: this extrapolates the
+    // server's clock, which runs in real time whatever clock this process's
+    // timelines use (a TestClock would freeze the estimate).
+    const mono = () => performance.now()
+    const anchor = (node: string, server: number) => {
+      if (Number.isFinite(server)) anchors.set(node, { server, at: mono() })
+    }
 
     // -- reading -------------------------------------------------------------
 
@@ -286,19 +303,29 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
      * time, or -1 when fenced. An entry already expired is a tombstone.
      */
     const writeOne = ([k, json, ttl]: Write, since: number | undefined, cleared: number | undefined) => {
-      if (ttl <= 0) return scripts.tombstone(k, tombstoneMillis).then(() => -1)
+      const node = nodeOfKey(k)
+      if (ttl <= 0)
+        return scripts.tombstone(k, tombstoneMillis).then(([, now]) => {
+          anchor(node, now)
+          return -1
+        })
       // A standalone server checks the keyspace's clear record in the
       // script; a Cluster keeps it in another slot, so it is read first.
       const clear =
         cluster === undefined && since !== undefined ? clearKey(keyspaceOf(k.slice(namespace.length + 1))) : k
-      return scripts.setOrdered(
-        k,
-        clear,
-        json,
-        Number.isFinite(ttl) ? String(ttl) : "",
-        since === undefined ? "" : String(Math.floor(since)),
-        cleared === undefined ? "" : String(cleared)
-      )
+      return scripts
+        .setOrdered(
+          k,
+          clear,
+          json,
+          Number.isFinite(ttl) ? String(ttl) : "",
+          since === undefined ? "" : String(Math.floor(since)),
+          cleared === undefined ? "" : String(cleared)
+        )
+        .then(([order, now]) => {
+          anchor(node, now)
+          return order
+        })
     }
 
     /** A Cluster's fenced write reads the keyspace's clear time first (a load's write: not a hit). */
@@ -323,11 +350,19 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       })
 
     // The server's clock, on the node that owns `key`: loads read it before
-    // they start, and their write is ordered at it.
+    // they start, and their write is ordered at it. A lower bound (never
+    // later than the server's clock): from the node's anchor, less a drift
+    // margin of 1 ms plus 1 ms a second; a round trip only when the anchor
+    // is missing or old. Earlier is safe: at worst a load is fenced.
     const time: NonNullable<CacheStore["Service"]["time"]> = (key) =>
       Effect.suspend(() => {
         const k = fullKey(key)
         const node = nodeOfKey(k)
+        const known = anchors.get(node)
+        if (known !== undefined) {
+          const age = mono() - known.at
+          if (age >= 0 && age < ANCHOR_MAX_AGE) return Effect.succeed(Math.floor(known.server + age - 1 - age / 1000))
+        }
         const target =
           cluster === undefined
             ? client
@@ -335,9 +370,11 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         return guard(
           "get",
           exec("get", node, () =>
-            (target as unknown as { time: () => Promise<[string, string]> })
-              .time()
-              .then(([seconds, micros]) => Number(seconds) * 1000 + Math.floor(Number(micros) / 1000))
+            (target as unknown as { time: () => Promise<[string, string]> }).time().then(([seconds, micros]) => {
+              const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+              anchor(node, server)
+              return server
+            })
           )
         )
       })
@@ -381,9 +418,15 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const del: CacheStore["Service"]["delete"] = (key) =>
       Effect.suspend(() => {
         const k = fullKey(key)
+        const node = nodeOfKey(k)
         return guard(
           "delete",
-          exec("delete", nodeOfKey(k), () => scripts.tombstone(k, tombstoneMillis))
+          exec("delete", node, () =>
+            scripts.tombstone(k, tombstoneMillis).then(([existed, now]) => {
+              anchor(node, now)
+              return existed
+            })
+          )
         ).pipe(Effect.map((n) => n > 0))
       })
 
@@ -398,7 +441,16 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
               groups(full, resolved.deleteBatchSize),
               ({ node, batches }) =>
                 exec("deleteMany", node, () =>
-                  Promise.all(batches.flatMap((b) => b.map((i) => scripts.tombstone(full[i]!, tombstoneMillis))))
+                  Promise.all(
+                    batches.flatMap((b) =>
+                      b.map((i) =>
+                        scripts.tombstone(full[i]!, tombstoneMillis).then(([existed, now]) => {
+                          anchor(node, now)
+                          return existed
+                        })
+                      )
+                    )
+                  )
                 ),
               { concurrency: "unbounded" }
             ),

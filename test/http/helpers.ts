@@ -68,6 +68,8 @@ const zero: Cachet.KeyspaceStats = {
   revalidations: 0,
   revalidationFailures: 0,
   fencedWrites: 0,
+  journaled: 0,
+  journalOverflows: 0,
   writeBehindQueued: 0,
   writeBehindWrites: 0,
   writeBehindRetries: 0,

@@ -16,6 +16,7 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "effect/http"
+import type { CacheStoreError } from "../../CacheError.ts"
 import type { StoredEntry } from "../../CacheStore.ts"
 import { millisOption } from "../../internal/duration.ts"
 import { positiveInt } from "../../internal/numbers.ts"
@@ -1172,11 +1173,23 @@ export const make = (options: Options | undefined) => {
 export const normalize = (path: string): string | undefined =>
   handlerTarget(path, { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true })?.tagPath
 
-/** Invalidates every stored response of a path (normalised). */
-export const invalidatePath = (rt: RuntimeService, path: string): Effect.Effect<void> =>
-  rt
-    .invalidateTag(pathTag(path), tagRetention())
-    .pipe(Effect.catch((error) => rt.storeFailed(undefined, "tags", error)))
+/**
+ * Invalidates every stored response of a path (normalised). When the store
+ * does not take it, it is applied in this process at once and journalled
+ * (replayed when the store answers); the store's error is returned.
+ */
+export const invalidatePath = (rt: RuntimeService, path: string): Effect.Effect<CacheStoreError | undefined> => {
+  const tag = pathTag(path)
+  const retainMillis = tagRetention()
+  return rt.invalidateTag(tag, retainMillis).pipe(
+    Effect.as(undefined),
+    Effect.catch((error) =>
+      rt
+        .storeFailed(undefined, "tags", error)
+        .pipe(Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis })), Effect.as(error))
+    )
+  )
+}
 
 /** The path of a `Location` on the same host (relative or absolute), else undefined (RFC 9111 §4.4). */
 const sameOriginPath = (location: string, host: string): string | undefined => {

@@ -10,6 +10,7 @@ import type { Keyspace } from "../../Keyspace.ts"
 import type { StoredEntry, StoreService } from "../store.ts"
 import type { Warn } from "../warn.ts"
 import type { Floors } from "./floors.ts"
+import type { Journal } from "./journal.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
 import type { Counters, StoreOp } from "./stats.ts"
 import type { Tags } from "./tags.ts"
@@ -69,6 +70,7 @@ export interface Deps {
   readonly clock: Clock.Clock
   readonly floors: Floors
   readonly tags: Tags
+  readonly journal: Journal
   readonly warn: Warn
   /** Failures outside any keyspace (tag invalidation) count in the totals. */
   readonly globalCounters: Counters
@@ -94,7 +96,7 @@ export const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): bool
   }
 }
 
-export const make = ({ store, clock, floors, tags, warn, globalCounters, isClosed }: Deps): Entries => {
+export const make = ({ store, clock, floors, tags, journal, warn, globalCounters, isClosed }: Deps): Entries => {
   const hidden = floors.map
 
   const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>
@@ -124,9 +126,11 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
       : (state: KeyspaceState, key: string, now?: number): StoredEntry | undefined => {
           const entry = getUnsafe(key, now)
           if (entry === undefined) return entry
-          // `hidden` is empty unless a write could not reach the store:
-          // one size check on the hit path.
+          // `hidden` is empty unless a write could not reach the store, and
+          // the journal unless an invalidation could not: two cheap checks
+          // on the hit path.
           if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
+          if (journal.active() && journal.hides(state, key, entry)) return undefined
           if (entry.tags.length === 0) return entry
           return validSync(entry) ? entry : undefined
         }
@@ -148,6 +152,8 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
         if (entry !== undefined && hidden.size !== 0 && floors.isHidden(state, key, entry)) {
           return Effect.succeed(undefined)
         }
+        if (entry !== undefined && journal.active() && journal.hides(state, key, entry))
+          return Effect.succeed(undefined)
         if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
         return tags.valid(entry).pipe(
           Effect.map((valid) => (valid ? entry : undefined)),
@@ -171,7 +177,11 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
         ),
         Effect.flatMap((entries) => {
           const visible = entries.map((entry, i) =>
-            entry !== undefined && hidden.size !== 0 && floors.isHidden(state, keys[i]!, entry) ? undefined : entry
+            entry === undefined ||
+            (hidden.size !== 0 && floors.isHidden(state, keys[i]!, entry)) ||
+            (journal.active() && journal.hides(state, keys[i]!, entry))
+              ? undefined
+              : entry
           )
           const tagged = visible.filter((e): e is StoredEntry => e !== undefined && e.tags.length > 0)
           if (tagged.length === 0) return Effect.succeed(visible)
@@ -209,6 +219,8 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
       // in the same synchronous step that issues the store write, so an
       // invalidation or Cachet.set cannot slip in between check and write.
       if (isClosed() || (guard !== undefined && !guard())) return Effect.succeed(undefined)
+      // A keyspace bypassed after a journal overflow stores nothing until resynced.
+      if (journal.active() && journal.bypassed(state)) return Effect.succeed(undefined)
       // A load whose start could not be ordered on the store's clock: its
       // result is not stored (it could undo a write it cannot be ordered against).
       if (since === null && setOrdered !== undefined) return Effect.succeed(undefined)

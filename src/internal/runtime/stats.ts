@@ -24,6 +24,10 @@ export class Counters {
   revalidationFailures = 0
   /** Writes from loads refused because the key was written or invalidated since the load started. */
   fencedWrites = 0
+  /** Invalidations the store could not take, journalled to be replayed. */
+  journaled = 0
+  /** Invalidations that found the journal full (the keyspace then bypasses the cache until a resync). */
+  journalOverflows = 0
   /** Write-behind operations queued or being written. */
   writeBehindDepth = 0
   writeBehindWrites = 0
@@ -63,6 +67,13 @@ export interface KeyspaceStats {
    * started: the cache kept the newer state.
    */
   readonly fencedWrites: number
+  /**
+   * Invalidations the store could not take (down, paused): applied in this
+   * process at once, journalled, and replayed in order when it answers.
+   */
+  readonly journaled: number
+  /** Journalled invalidations that found the journal full: the keyspace bypassed the cache until a resync. */
+  readonly journalOverflows: number
   /** Write-behind operations queued or being written now. */
   readonly writeBehindQueued: number
   /** Write-behind operations written to the source. */
@@ -109,6 +120,8 @@ export const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     revalidations: sum((c) => c.revalidations),
     revalidationFailures: sum((c) => c.revalidationFailures),
     fencedWrites: sum((c) => c.fencedWrites),
+    journaled: sum((c) => c.journaled),
+    journalOverflows: sum((c) => c.journalOverflows),
     writeBehindQueued: sum((c) => c.writeBehindDepth),
     writeBehindWrites: sum((c) => c.writeBehindWrites),
     writeBehindRetries: sum((c) => c.writeBehindRetries),
@@ -242,6 +255,18 @@ export const registerKeyspace = (metrics: Metrics, name: string, counters: Count
   }
   metrics.counter("decode_errors_total", "Unreadable entries dropped", attrs, () => counters.decodeErrors)
   metrics.counter("encode_errors_total", "Values refused by their Schema on write", attrs, () => counters.encodeErrors)
+  metrics.counter(
+    "journaled_total",
+    "Invalidations journalled while the store did not answer",
+    attrs,
+    () => counters.journaled
+  )
+  metrics.counter(
+    "journal_overflows_total",
+    "Invalidations that found the journal full",
+    attrs,
+    () => counters.journalOverflows
+  )
   metrics.counter(
     "fenced_writes_total",
     "Load results not stored: the key was written or invalidated since the load started",

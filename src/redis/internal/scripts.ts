@@ -22,33 +22,35 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
  * ARGV[1] the envelope without `o` (`{...}`), ARGV[2] PX ('' for none),
  * ARGV[3] the server time read before the load started ('' for an explicit
  * write, which always lands), ARGV[4] a clear time the caller read ('' for
- * none). Returns the order time given to the entry, or -1 when fenced.
+ * none). Returns { order time given to the entry, or -1 when fenced; the
+ * server's time }.
  */
 const SET = `${NOW}
 local order = now
 if ARGV[3] ~= '' then
   order = tonumber(ARGV[3])
   local seen = tonumber(string.match(redis.call('GETRANGE', KEYS[1], 0, 31), '^{"o":(%d+)'))
-  if seen and seen >= order then return -1 end
+  if seen and seen >= order then return {-1, now} end
   if KEYS[2] ~= KEYS[1] then
     local cleared = tonumber(redis.call('GET', KEYS[2]))
-    if cleared and cleared >= order then return -1 end
+    if cleared and cleared >= order then return {-1, now} end
   end
-  if ARGV[4] ~= '' and tonumber(ARGV[4]) >= order then return -1 end
+  if ARGV[4] ~= '' and tonumber(ARGV[4]) >= order then return {-1, now} end
 end
 local value = '{"o":' .. string.format('%d', order) .. ',' .. string.sub(ARGV[1], 2)
 if ARGV[2] == '' then redis.call('SET', KEYS[1], value) else redis.call('SET', KEYS[1], value, 'PX', ARGV[2]) end
-return order`
+return {order, now}`
 
 /**
  * KEYS[1] the entry; ARGV[1] how long the tombstone lives (ms). Replaces
- * whatever is there with a tombstone ordered now; 1 when an entry was there.
+ * whatever is there with a tombstone ordered now; { 1 when an entry was
+ * there, else 0; the server's time }.
  */
 const DELETE = `${NOW}
 local head = redis.call('GETRANGE', KEYS[1], 0, 63)
 redis.call('SET', KEYS[1], '{"o":' .. string.format('%d', now) .. ',"v":1,"x":1}', 'PX', ARGV[1])
-if head == '' or string.match(head, '^{"o":%d+,"v":1,"x":1}$') then return 0 end
-return 1`
+if head == '' or string.match(head, '^{"o":%d+,"v":1,"x":1}$') then return {0, now} end
+return {1, now}`
 
 /**
  * KEYS[1] a tag's or a keyspace's record; ARGV[1] its retention (ms);
@@ -73,10 +75,10 @@ export interface Scripts {
     clearKey: string,
     json: string,
     px: string,
-    elapsed: string,
+    since: string,
     cleared: string
-  ) => Promise<number>
-  readonly tombstone: (key: string, retention: string) => Promise<number>
+  ) => Promise<[order: number, now: number]>
+  readonly tombstone: (key: string, retention: string) => Promise<[existed: number, now: number]>
   readonly record: (key: string, retention: string, kind: "tag" | "clear") => Promise<number>
 }
 
