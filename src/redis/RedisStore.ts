@@ -9,14 +9,24 @@
  *
  * - entry: key `P:<keyspace>:<key>` (the store key as given, already
  *   escaped), a string holding a JSON envelope
- *   `{"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":data}`
- *   (`n` only on negative entries; `d` is the value encoded by the keyspace
- *   codec), with a Redis TTL of `staleUntil - now` (PX);
+ *   `{"o":order,"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":data}`
+ *   (`o` the server time that orders it against invalidations, written by
+ *   the Lua script; `n` only on negative entries; `d` is the value encoded
+ *   by the keyspace codec), with a Redis TTL of `staleUntil - now` (PX);
+ * - tombstone (an invalidated key): `{"o":time,"v":1,"x":1}` under the
+ *   entry's key for `tombstoneRetention`; it reads as absent;
  * - tag invalidation time: key `P:~tag:<tag>` (the tag as given, already
- *   escaped), a string `<time>:<expiresAt>` in epoch milliseconds, with a
- *   TTL of the retention. A later time always wins (a small Lua script);
- *   `expiresAt` lets reads follow the Effect `Clock` too. Keyspace names
- *   never start with `~`, so tag keys never meet entry keys.
+ *   escaped), a string `<time>:<expiresAt>` in the server's epoch
+ *   milliseconds, with a TTL of the retention. A later time always wins;
+ * - keyspace clear time: key `P:~clear:<keyspace>:`, the server time of
+ *   the last `deletePrefix`, with a TTL of `tombstoneRetention`. Keyspace
+ *   names never start with `~`, so these keys never meet entry keys.
+ *
+ * Every write, invalidation and record is one Lua script (EVALSHA) that
+ * reads the server's `TIME`: ordering never depends on instance clocks. A
+ * load's write (`setOrdered` with the load's start) is refused when the key
+ * holds anything ordered at or after that start, or its keyspace was
+ * cleared since (see the README's Coherence section).
  *
  * No key holds more than one entry or tag, so no command spans two hash
  * slots: multi-key reads (`MGET`) and deletes (`UNLINK`) are grouped by slot
@@ -111,6 +121,10 @@ export interface BreakerOptions {
  * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix`. Default 1000.
  * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix`. Default 500.
  * - `breaker`: circuit breaker settings, or `false` for none.
+ * - `tombstoneRetention`: how long an invalidated key keeps its tombstone
+ *   (and a cleared keyspace its record), which refuses the write of a load
+ *   that started before the invalidation. Default 2 minutes: raise it when
+ *   loaders can run longer.
  *
  * @example
  * ```ts
