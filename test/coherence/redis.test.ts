@@ -5,17 +5,19 @@
  * server's clock, which no TestClock moves.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, type Context, Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { Clock, type Context, Deferred, Effect, Fiber, Layer, Schema, type Scope } from "effect"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
+import * as TieredStore from "../../src/redis/TieredStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
-import { requireRedis } from "../harness/redis.ts"
-import { runId, sharedServer, sleepReal } from "../redis/helpers.ts"
-import { instance, on as onTiered } from "../tiered/helpers.ts"
+import { RedisServer, requireRedis } from "../harness/redis.ts"
+import { runId, sharedCluster, sharedServer, sleepReal } from "../redis/helpers.ts"
+import { instance, on as onTiered, subscribed } from "../tiered/helpers.ts"
 import { check, describe as explain, type Operation } from "./checker.ts"
 
 const server = sharedServer()
+const cluster = sharedCluster()
 
 const Items = Keyspace.make({
   name: "item",
@@ -149,70 +151,190 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
     }).pipe(Effect.scoped)
   )
 
-  it.live(
-    "the history checker: 3 instances (clocks -5 s, 0, +5 s), slow loads, writes and invalidations: 0 violations",
-    () =>
-      Effect.gen(function* () {
-        const prefix = `hist-${runId()}`
-        const clients = [
-          { name: "skew-5s", ctx: yield* runtime(prefix, -5_000) },
-          { name: "true", ctx: yield* runtime(prefix, 0) },
-          { name: "skew+5s", ctx: yield* runtime(prefix, 5_000) }
-        ]
-        // The source: a versioned register per key.
-        const versions = new Map<number, number>()
-        const history: Array<Operation> = []
-        const t = () => performance.now()
-        let seed = 10
-        const random = () => {
-          seed = (seed * 16807) % 2147483647
-          return seed / 2147483647
-        }
-        const keys = [1, 2, 3, 4]
-        const op = (client: (typeof clients)[number]) =>
-          Effect.gen(function* () {
-            const id = keys[Math.floor(random() * keys.length)]!
-            const roll = random()
-            const invokedAt = t()
-            if (roll < 0.65) {
-              const loadFor = Math.floor(random() * 15)
-              const load = Effect.sync(() => versions.get(id) ?? 0).pipe(
-                Effect.tap(() => (loadFor > 0 ? sleepReal(loadFor) : Effect.void))
-              )
-              const version = yield* on(client.ctx)(load.pipe(Strategy.cacheAside(Items, { id })))
-              history.push({ type: "read", client: client.name, key: String(id), version, invokedAt, completedAt: t() })
-              return
-            }
-            const version = (versions.get(id) ?? 0) + 1
-            versions.set(id, version)
-            const how = Math.floor(random() * 4)
-            if (how === 0) yield* on(client.ctx)(Cachet.invalidate(Items, { id }))
-            else if (how === 1) yield* on(client.ctx)(Cachet.set(Items, { id }, version))
-            else if (how === 2) yield* on(client.ctx)(Cachet.invalidateTag(`item:${id}`))
-            else yield* on(client.ctx)(Cachet.invalidateTag("items"))
-            const kind = ["invalidate", "set", "invalidateTag(item)", "invalidateTag(items)"][how]
-            history.push({
-              type: "write",
-              client: `${client.name} ${kind}`,
-              key: String(id),
-              version,
-              invokedAt,
-              completedAt: t()
-            })
-          })
-        // Each client runs 120 operations one after another; the three run concurrently.
-        yield* Effect.forEach(clients, (client) => Effect.forEach(Array.from({ length: 120 }), () => op(client)), {
-          concurrency: "unbounded",
-          discard: true
-        })
-        const report = check(history)
-        const fences = yield* Effect.forEach(clients, (c) => fenced(c.ctx))
-        console.log(
-          `coherence (standalone Redis, skew ±5 s): ${report.operations} operations, ${report.reads} reads, ${report.writes} writes, ${report.violations.length} violations, ${fences.reduce((n, m) => n + m, 0)} fenced writes`
-        )
-        assert.strictEqual(report.operations, 360)
-        for (const v of report.violations.slice(0, 3)) console.log(explain(v))
-        assert.deepStrictEqual(report.violations.slice(0, 3).map(explain), [])
-      }).pipe(Effect.scoped)
+  it.live("the history checker on standalone Redis: 3 instances (clocks -5 s, 0, +5 s): 0 violations", () =>
+    Effect.gen(function* () {
+      const prefix = `hist-${runId()}`
+      yield* history("standalone Redis", 0, (offset) => runtime(prefix, offset))
+    }).pipe(Effect.scoped)
   )
+
+  it.live("the history checker on a 3-master Redis Cluster, clocks -5 s, 0, +5 s: 0 violations", () =>
+    Effect.gen(function* () {
+      const prefix = `hist-c-${runId()}`
+      yield* history("Redis Cluster", 0, (offset) =>
+        Effect.clockWith((base) =>
+          Layer.build(
+            Cachet.layer().pipe(
+              Layer.provide(RedisStore.layer({ cluster: cluster.get().startupNodes, prefix })),
+              Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+            )
+          )
+        )
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("the history checker across a SIGSTOP of Redis (1.5 s) and SIGCONT: no violation past the replay bound", () =>
+    Effect.gen(function* () {
+      const paused = yield* RedisServer.start()
+      const prefix = `hist-f-${runId()}`
+      // During the pause every read goes to the loader (fresh); an
+      // invalidation is journalled and reaches the store when it answers
+      // again: the bound is how long that replay may take (breaker openFor
+      // plus journalRetry plus a command), not 0.
+      const bound = 1_000
+      const fault = Effect.gen(function* () {
+        yield* sleepReal(150)
+        yield* paused.pause
+        yield* sleepReal(1_500)
+        yield* paused.resume
+      })
+      yield* Effect.forkChild(fault)
+      yield* history(
+        "standalone Redis, SIGSTOP 1.5 s",
+        bound,
+        (offset) =>
+          Effect.clockWith((base) =>
+            Layer.build(
+              Cachet.layer({ journalRetry: "50 millis" }).pipe(
+                Layer.provide(
+                  RedisStore.layer({
+                    url: paused.url,
+                    prefix,
+                    commandTimeout: 200,
+                    breaker: { failures: 3, openFor: "200 millis" }
+                  })
+                ),
+                Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+              )
+            )
+          ),
+        { journaled: true }
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  for (const bus of [true, false]) {
+    it.live(
+      `the history checker on TieredStore (bus ${bus ? "on" : "off"}), clocks -5 s, 0, +5 s: 0 violations past the bound`,
+      () =>
+        Effect.gen(function* () {
+          const prefix = `hist-t-${runId()}`
+          const l1MaxTtl = 300
+          // With the bus: its delivery time (2-15 ms measured; 100 ms allowed).
+          // Without: an L1 copy lives at most l1MaxTtl.
+          const bound = bus ? 100 : l1MaxTtl
+          yield* history(`TieredStore, bus ${bus ? "on" : "off"}`, bound, (offset) =>
+            Effect.clockWith((base) =>
+              Effect.tap(
+                Layer.build(
+                  Cachet.layer().pipe(
+                    Layer.provideMerge(
+                      TieredStore.layer({ l2: { url: server.get().url, prefix }, bus, l1MaxTtl: `${l1MaxTtl} millis` })
+                    ),
+                    Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+                  )
+                ),
+                (ctx) => (bus ? subscribed(ctx) : Effect.void)
+              )
+            )
+          )
+        }).pipe(Effect.scoped)
+    )
+  }
 })
+
+/**
+ * Runs 3 instances (clocks -5 s, 0, +5 s) through a random workload of slow
+ * loads, explicit writes and invalidations (of a key, of its tag, of the tag
+ * of all), records the history and checks it with `bound` ms of allowed
+ * staleness.
+ */
+const history = <E, C extends Cachet.Cachet>(
+  label: string,
+  bound: number,
+  make: (offset: number) => Effect.Effect<Context.Context<C>, E, Scope.Scope>,
+  options?: { readonly journaled?: boolean }
+) =>
+  Effect.gen(function* () {
+    const clients = [
+      { name: "skew-5s", ctx: yield* make(-5_000) },
+      { name: "true", ctx: yield* make(0) },
+      { name: "skew+5s", ctx: yield* make(5_000) }
+    ]
+    // The source: a versioned register per key.
+    const versions = new Map<number, number>()
+    const ops: Array<Operation> = []
+    const t = () => performance.now()
+    let seed = 10
+    const random = () => {
+      seed = (seed * 16807) % 2147483647
+      return seed / 2147483647
+    }
+    const keys = [1, 2, 3, 4]
+    const run = <A, E2>(ctx: Context.Context<C>, effect: Effect.Effect<A, E2, Cachet.Cachet>) =>
+      Effect.provide(effect, ctx)
+    const op = (client: (typeof clients)[number]) =>
+      Effect.gen(function* () {
+        const id = keys[Math.floor(random() * keys.length)]!
+        const roll = random()
+        const invokedAt = t()
+        if (roll < 0.65) {
+          const loadFor = Math.floor(random() * 15)
+          const load = Effect.sync(() => versions.get(id) ?? 0).pipe(
+            Effect.tap(() => (loadFor > 0 ? sleepReal(loadFor) : Effect.void))
+          )
+          const version = yield* run(client.ctx, load.pipe(Strategy.cacheAside(Items, { id })))
+          ops.push({ type: "read", client: client.name, key: String(id), version, invokedAt, completedAt: t() })
+          return
+        }
+        const version = (versions.get(id) ?? 0) + 1
+        versions.set(id, version)
+        const how = Math.floor(random() * 4)
+        if (how === 0) yield* run(client.ctx, Cachet.invalidate(Items, { id }))
+        else if (how === 1) yield* run(client.ctx, Cachet.set(Items, { id }, version))
+        else if (how === 2) yield* run(client.ctx, Cachet.invalidateTag(`item:${id}`))
+        else yield* run(client.ctx, Cachet.invalidateTag("items"))
+        const kind = ["invalidate", "set", "invalidateTag(item)", "invalidateTag(items)"][how]
+        ops.push({
+          type: "write",
+          client: `${client.name} ${kind}`,
+          key: String(id),
+          version,
+          invokedAt,
+          completedAt: t()
+        })
+      })
+    // Each client runs 120 operations one after another; the three run concurrently.
+    yield* Effect.forEach(clients, (client) => Effect.forEach(Array.from({ length: 120 }), () => op(client)), {
+      concurrency: "unbounded",
+      discard: true
+    })
+    const report = check(ops, bound)
+    const fences = yield* Effect.forEach(clients, (c) =>
+      run(
+        c.ctx,
+        Effect.map(Cachet.stats, (s) => s.fencedWrites)
+      )
+    )
+    console.log(
+      `coherence (${label}, skew ±5 s, bound ${bound} ms): ${report.operations} operations, ${report.reads} reads, ${report.writes} writes, ${report.violations.length} violations, ${fences.reduce((n, m) => n + m, 0)} fenced writes`
+    )
+    for (const v of report.violations.slice(0, 3)) console.log(explain(v))
+    if (options?.journaled) {
+      const journaled = yield* Effect.forEach(clients, (c) =>
+        run(
+          c.ctx,
+          Effect.map(Cachet.stats, (s) => s.journaled)
+        )
+      )
+      console.log(`  invalidations journalled during the fault: ${journaled.reduce((n, m) => n + m, 0)}`)
+      assert.isAbove(
+        journaled.reduce((n, m) => n + m, 0),
+        0,
+        "the fault happened during the run"
+      )
+    }
+    assert.strictEqual(report.operations, 360)
+    assert.deepStrictEqual(report.violations.slice(0, 3).map(explain), [])
+  })
