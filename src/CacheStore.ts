@@ -139,6 +139,9 @@ export interface StorePrimitives {
   readonly info?: CacheStore["Service"]["info"] | undefined
   readonly getUnsafe?: CacheStore["Service"]["getUnsafe"]
   readonly getTagTimeUnsafe?: CacheStore["Service"]["getTagTimeUnsafe"]
+  readonly setOrdered?: CacheStore["Service"]["setOrdered"]
+  readonly time?: CacheStore["Service"]["time"]
+  readonly getShared?: CacheStore["Service"]["getShared"]
 }
 
 /**
@@ -195,7 +198,10 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     ping: primitives.ping ?? Effect.void,
     info: primitives.info ?? Effect.succeed(undefined),
     getUnsafe: primitives.getUnsafe,
-    getTagTimeUnsafe: primitives.getTagTimeUnsafe
+    getTagTimeUnsafe: primitives.getTagTimeUnsafe,
+    setOrdered: primitives.setOrdered,
+    time: primitives.time,
+    getShared: primitives.getShared
   })
 
 /**

@@ -286,48 +286,20 @@ export const getMany = <P, A, EN>(
     const state = rt.stateOf(keyspace)
     const keys = params.map((p) => rt.keyOf(state, p))
     const present = keys.filter((k): k is string => k !== undefined)
-    return rt.store.getMany(present, state.codec).pipe(
-      Effect.catch((error) =>
-        Effect.as(
-          rt.storeFailed(state, "get", error),
-          present.map(() => undefined)
-        )
-      ),
-      Effect.flatMap((entries) => {
-        const byKey = new Map<string, (typeof entries)[number]>()
-        for (let i = 0; i < present.length; i++) byKey.set(present[i]!, entries[i])
-        const tags = [...new Set(entries.flatMap((e) => e?.tags ?? []))]
-        const tagTimes =
-          tags.length === 0
-            ? Effect.succeed(new Map<string, number | undefined>())
-            : rt.store.getTagTimes(tags).pipe(
-                Effect.map((times) => new Map(tags.map((t, i) => [t, times[i]]))),
-                // Tags that cannot be checked: those entries read as misses.
-                Effect.catch((error) => Effect.as(rt.storeFailed(state, "tags", error), undefined))
-              )
-        return Effect.map(tagTimes, (times) =>
-          keys.map((key) => {
-            const entry = key === undefined ? undefined : byKey.get(key)
-            const valid =
-              entry !== undefined &&
-              !entry.negative &&
-              rt.stateNow(entry) === FRESH &&
-              (entry.tags.length === 0 ||
-                (times !== undefined &&
-                  entry.tags.every((t) => {
-                    const time = times.get(t)
-                    return time === undefined || time < entry.createdAt
-                  })))
-            if (!valid) {
-              state.counters.misses++
-              return Option.none<A>()
-            }
-            state.counters.hits++
-            return Option.some(entry.value as A)
-          })
-        )
+    // The read path's visibility rules (hidden keys, tags), in one store call.
+    return Effect.map(rt.readMany(state, present), (entries) => {
+      const byKey = new Map<string, (typeof entries)[number]>()
+      for (let i = 0; i < present.length; i++) byKey.set(present[i]!, entries[i])
+      return keys.map((key) => {
+        const entry = key === undefined ? undefined : byKey.get(key)
+        if (entry === undefined || entry.negative || rt.stateNow(entry) !== FRESH) {
+          state.counters.misses++
+          return Option.none<A>()
+        }
+        state.counters.hits++
+        return Option.some(entry.value as A)
       })
-    )
+    })
   })
 
 /**
@@ -434,7 +406,12 @@ export const invalidate = <P, A, EN, const O extends Strategy.Options = {}>(
     const key = rt.keyOf(state, params)
     if (key === undefined) return Effect.void
     rt.invalidateFlights(key, true)
-    return Effect.flatMap(rt.remove(state, key), (error) => strictly(options, error))
+    return Effect.flatMap(rt.remove(state, key), (error) =>
+      // Not taken by the store: applied here at once and replayed later.
+      error === undefined
+        ? Effect.void
+        : Effect.andThen(rt.journal({ _tag: "Key", state, key }), strictly(options, error))
+    )
   })
 
 /**
@@ -458,7 +435,16 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   Effect.flatMap(internal.service, (rt) =>
     rt
       .invalidateTag(tag)
-      .pipe(Effect.catch((error) => Effect.andThen(rt.storeFailed(undefined, "tags", error), strictly(options, error))))
+      .pipe(
+        Effect.catch((error) =>
+          rt
+            .storeFailed(undefined, "tags", error)
+            .pipe(
+              Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
+              Effect.andThen(strictly(options, error))
+            )
+        )
+      )
   )
 
 /**
@@ -488,7 +474,12 @@ export const invalidateKeyspace = <P, A, EN, const O extends Strategy.Options = 
     return rt.store.deletePrefix(prefix).pipe(
       Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
       Effect.catch((error) =>
-        Effect.andThen(rt.storeFailed(state, "delete", error), Effect.as(strictly(options, error), 0))
+        rt
+          .storeFailed(state, "delete", error)
+          .pipe(
+            Effect.andThen(rt.journal({ _tag: "Keyspace", state })),
+            Effect.andThen(Effect.as(strictly(options, error), 0))
+          )
       )
     )
   })

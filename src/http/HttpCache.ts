@@ -83,6 +83,7 @@ import { HttpRouter } from "effect/http"
 import type { Cachet } from "../Cachet.ts"
 import { service } from "../internal/runtime/service.ts"
 import type { Keyspace } from "../Keyspace.ts"
+import type { Options as StrategyOptions, StrictError } from "../Strategy.ts"
 import * as headers from "./internal/headers.ts"
 import * as internal from "./internal/middleware.ts"
 
@@ -394,21 +395,35 @@ export const etag = (options?: {
 /**
  * Invalidates every stored response of a path (all query strings, methods,
  * users and variants), on every instance sharing the store. The path is
- * normalised as the router does (`/users//1/` is `/users/1`).
+ * normalised as the router does (`/users//1/` is `/users/1`), case-folded.
+ *
+ * **Details**
+ *
+ * When the store does not take it (down, paused), this process applies it
+ * at once and journals it: it is replayed, in order, when the store answers
+ * (see `Cachet.layer`'s `journalCapacity`). With `{ onStoreError: "fail" }`
+ * the call also fails with `CacheStoreError`, which E then includes.
  *
  * @example
  * ```ts
  * import { HttpCache } from "cachet/http"
  * const userChanged = (id: number) => HttpCache.invalidatePath(`/users/${id}`)
+ * const strict = HttpCache.invalidatePath("/users/7", { onStoreError: "fail" }) // E: CacheStoreError
  * ```
  *
  * @since 0.1.0
  * @category invalidation
  */
-export const invalidatePath = (path: string): Effect.Effect<void, never, Cachet> =>
+export const invalidatePath = <const O extends StrategyOptions = {}>(
+  path: string,
+  options?: O
+): Effect.Effect<void, StrictError<O>, Cachet> =>
   Effect.flatMap(service, (rt) => {
     const target = internal.normalize(path)
-    return target === undefined ? Effect.void : internal.invalidatePath(rt, target)
+    if (target === undefined) return Effect.void
+    return Effect.flatMap(internal.invalidatePath(rt, target), (error) =>
+      error !== undefined && options?.onStoreError === "fail" ? Effect.fail(error) : Effect.void
+    ) as Effect.Effect<void, StrictError<O>>
   })
 
 /**

@@ -16,6 +16,13 @@ export interface StoredEntry {
   readonly staleUntil: number
   readonly tags: ReadonlyArray<string>
   readonly negative?: boolean | undefined
+  /**
+   * The time that orders this entry against invalidations, on the store's
+   * clock (a shared store's server time: the start of the load that made
+   * it, or the explicit write). Set by stores that order writes
+   * (`setOrdered`); tag checks use it, else `createdAt`.
+   */
+  readonly order?: number | undefined
 }
 
 /** Value <-> JSON-compatible data for remote stores (see `CacheStore.EntryCodec`). */
@@ -86,6 +93,39 @@ export interface StoreService {
     entries: ReadonlyArray<readonly [key: string, entry: StoredEntry]>,
     codec: EntryCodec
   ) => Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge>
+  /**
+   * Writes `entry` ordered by the store's own clock and answers the order
+   * time it was given, or `undefined` when the write was refused. With
+   * `since` (a write of a load that started after the store's clock read
+   * `since`, see `time`) it is refused when the key or its keyspace was
+   * written or invalidated at or after `since`: a load never undoes a later
+   * write or invalidation, whichever process made it; its entry is ordered
+   * at `since`. Without it (an explicit write) it always wins, ordered now.
+   * Optional, with `time`: a store in one process leaves both out, and the
+   * runtime's own guard orders writes.
+   */
+  readonly setOrdered?:
+    | ((
+        key: string,
+        entry: StoredEntry,
+        codec: EntryCodec,
+        since: number | undefined
+      ) => Effect.Effect<number | undefined, CacheStoreError | CacheEncodeError | CacheValueTooLarge>)
+    | undefined
+  /**
+   * The store's clock now (ms), read before a load starts: the `since` of
+   * its ordered write. Optional, with `setOrdered`. `key` picks the node
+   * whose clock orders that key (a Cluster's master of its slot).
+   */
+  readonly time?: ((key: string) => Effect.Effect<number, CacheStoreError>) | undefined
+  /**
+   * Reads an entry from the shared store itself, past any copy in the
+   * process (TieredStore's L1): for polls that wait on another process's
+   * write. Optional: defaults to `get`.
+   */
+  readonly getShared?:
+    | ((key: string, codec: EntryCodec) => Effect.Effect<StoredEntry | undefined, CacheStoreError>)
+    | undefined
   /** Deletes an entry; `true` when it existed. */
   readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
   /** Deletes entries; returns how many existed. */

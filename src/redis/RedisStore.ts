@@ -9,14 +9,24 @@
  *
  * - entry: key `P:<keyspace>:<key>` (the store key as given, already
  *   escaped), a string holding a JSON envelope
- *   `{"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":data}`
- *   (`n` only on negative entries; `d` is the value encoded by the keyspace
- *   codec), with a Redis TTL of `staleUntil - now` (PX);
+ *   `{"o":order,"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":data}`
+ *   (`o` the server time that orders it against invalidations, written by
+ *   the Lua script; `n` only on negative entries; `d` is the value encoded
+ *   by the keyspace codec), with a Redis TTL of `staleUntil - now` (PX);
+ * - tombstone (an invalidated key): `{"o":time,"v":1,"x":1}` under the
+ *   entry's key for `tombstoneRetention`; it reads as absent;
  * - tag invalidation time: key `P:~tag:<tag>` (the tag as given, already
- *   escaped), a string `<time>:<expiresAt>` in epoch milliseconds, with a
- *   TTL of the retention. A later time always wins (a small Lua script);
- *   `expiresAt` lets reads follow the Effect `Clock` too. Keyspace names
- *   never start with `~`, so tag keys never meet entry keys.
+ *   escaped), a string `<time>:<expiresAt>` in the server's epoch
+ *   milliseconds, with a TTL of the retention. A later time always wins;
+ * - keyspace clear time: key `P:~clear:<keyspace>:`, the server time of
+ *   the last `deletePrefix`, with a TTL of `tombstoneRetention`. Keyspace
+ *   names never start with `~`, so these keys never meet entry keys.
+ *
+ * Every write, invalidation and record is one Lua script (EVALSHA) that
+ * reads the server's `TIME`: ordering never depends on instance clocks. A
+ * load's write (`setOrdered` with the load's start) is refused when the key
+ * holds anything ordered at or after that start, or its keyspace was
+ * cleared since (see the README's Coherence section).
  *
  * No key holds more than one entry or tag, so no command spans two hash
  * slots: multi-key reads (`MGET`) and deletes (`UNLINK`) are grouped by slot
@@ -76,6 +86,7 @@ import * as envelope from "./internal/envelope.ts"
 import * as ioInternal from "./internal/io.ts"
 import { makeRouter } from "./internal/routing.ts"
 import * as Scan from "./internal/scan.ts"
+import * as Scripts from "./internal/scripts.ts"
 
 /**
  * Circuit breaker settings.
@@ -110,6 +121,10 @@ export interface BreakerOptions {
  * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix`. Default 1000.
  * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix`. Default 500.
  * - `breaker`: circuit breaker settings, or `false` for none.
+ * - `tombstoneRetention`: how long an invalidated key keeps its tombstone
+ *   (and a cleared keyspace its record), which refuses the write of a load
+ *   that started before the invalidation. Default 2 minutes: raise it when
+ *   loaders can run longer.
  *
  * @example
  * ```ts
@@ -127,6 +142,7 @@ export interface Options {
   readonly scanCount?: number | undefined
   readonly deleteBatchSize?: number | undefined
   readonly breaker?: BreakerOptions | false | undefined
+  readonly tombstoneRetention?: Duration.Input | undefined
 }
 
 /**
@@ -162,6 +178,7 @@ interface Resolved {
   readonly scanCount: number
   readonly deleteBatchSize: number
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
+  readonly tombstoneRetention: number
 }
 
 const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
@@ -187,7 +204,13 @@ const resolve = (options: Options): Resolved => {
     maxEntryBytes: positiveInt("maxEntryBytes", options.maxEntryBytes, DEFAULT_MAX_ENTRY_BYTES),
     scanCount: positiveInt("scanCount", options.scanCount, 1000),
     deleteBatchSize: positiveInt("deleteBatchSize", options.deleteBatchSize, 500),
-    breaker
+    breaker,
+    tombstoneRetention: clientInternal.millisOption(
+      "RedisStore",
+      "tombstoneRetention",
+      options.tombstoneRetention,
+      2 * 60 * 1000
+    )
   }
 }
 
@@ -195,17 +218,8 @@ const resolve = (options: Options): Resolved => {
 // The store
 // ---------------------------------------------------------------------------
 
-// KEYS[1]: tag key; ARGV: time, expiresAt, now, ttl. Keeps the later time,
-// unless the stored record has expired by the caller's clock.
-const KEEP_MAX_LUA = `local cur = redis.call('GET', KEYS[1])
-if cur then
-  local t, e = string.match(cur, '^([^:]+):([^:]+)$')
-  t = tonumber(t)
-  e = tonumber(e)
-  if t and e and e > tonumber(ARGV[3]) and t >= tonumber(ARGV[1]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[4])
-return 1`
+/** How long a node's clock anchor is trusted before a TIME call refreshes it (ms). */
+const ANCHOR_MAX_AGE = 10_000
 
 const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0`
@@ -223,6 +237,26 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, unlinkAll }, guard, resolved)
     const fullKey = (key: string) => `${namespace}:${key}`
     const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
+    // The record of a keyspace's last clear (`invalidateKeyspace`): loads
+    // that started before it do not store. Keys are `<keyspace>:<key>`.
+    const clearKey = (prefix: string) => `${namespace}:~clear:${prefix}`
+    const keyspaceOf = (key: string) => key.slice(0, key.indexOf(":") + 1)
+    const scripts = Scripts.define(client)
+    const tombstoneMillis = String(resolved.tombstoneRetention)
+
+    // The server's clock as last seen per node: a reply that carried the
+    // server's time t, received at monotonic instant r, proves that the
+    // server's clock read at least t + (m - r) at any later instant m. Loads
+    // take their start time from it (no round trip on a miss); a TIME call
+    // refreshes it when it is older than ANCHOR_MAX_AGE.
+    const anchors = new Map<string, { readonly server: number; readonly at: number }>()
+    // Real monotonic time, not the Effect Clock: this extrapolates the
+    // server's clock, which runs in real time whatever clock this process's
+    // timelines use (a TestClock would freeze the estimate).
+    const mono = () => performance.now()
+    const anchor = (node: string, server: number) => {
+      if (Number.isFinite(server)) anchors.set(node, { server, at: mono() })
+    }
 
     // -- reading -------------------------------------------------------------
 
@@ -278,21 +312,89 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       return Result.succeed([fullKey(key), json.success, Math.ceil(entry.staleUntil - now)])
     }
 
-    /** SET with PX, or UNLINK when the entry has already expired. */
-    const writeOne = ([k, json, ttl]: Write): Promise<unknown> =>
-      ttl > 0 ? (Number.isFinite(ttl) ? client.set(k, json, "PX", ttl) : client.set(k, json)) : client.unlink(k)
+    /**
+     * The ordered write of one prepared entry (see `scripts.ts`): its order
+     * time, or -1 when fenced. An entry already expired is a tombstone.
+     */
+    const writeOne = ([k, json, ttl]: Write, since: number | undefined, cleared: number | undefined) => {
+      const node = nodeOfKey(k)
+      if (ttl <= 0)
+        return scripts.tombstone(k, tombstoneMillis).then(([, now]) => {
+          anchor(node, now)
+          return -1
+        })
+      // A standalone server checks the keyspace's clear record in the
+      // script; a Cluster keeps it in another slot, so it is read first.
+      const clear =
+        cluster === undefined && since !== undefined ? clearKey(keyspaceOf(k.slice(namespace.length + 1))) : k
+      return scripts
+        .setOrdered(
+          k,
+          clear,
+          json,
+          Number.isFinite(ttl) ? String(ttl) : "",
+          since === undefined ? "" : String(Math.floor(since)),
+          cleared === undefined ? "" : String(cleared)
+        )
+        .then(([order, now]) => {
+          anchor(node, now)
+          return order
+        })
+    }
 
-    const set: CacheStore["Service"]["set"] = (key, entry, codec) =>
-      Effect.suspend((): Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
+    /** A Cluster's fenced write reads the keyspace's clear time first (a load's write: not a hit). */
+    const clearedAt = (key: string): Effect.Effect<number | undefined, CacheStoreError> => {
+      if (cluster === undefined) return Effect.succeed(undefined)
+      const k = clearKey(keyspaceOf(key))
+      return Effect.map(
+        exec("setOrdered", nodeOfKey(k), () => client.get(k)),
+        (raw) => (raw === null ? undefined : Number.parseInt(raw, 10))
+      )
+    }
+
+    const setOrdered: NonNullable<CacheStore["Service"]["setOrdered"]> = (key, entry, codec, since) =>
+      Effect.suspend((): Effect.Effect<number | undefined, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
         const write = prepare(key, entry, codec, clock.currentTimeMillisUnsafe())
         if (Result.isFailure(write)) return Effect.fail(write.failure)
-        return Effect.asVoid(
-          guard(
-            "set",
-            exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success))
+        const run = (cleared: number | undefined) =>
+          exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success, since, cleared))
+        return guard("set", since === undefined ? run(undefined) : Effect.flatMap(clearedAt(key), run)).pipe(
+          Effect.map((order) => (order < 0 ? undefined : order))
+        )
+      })
+
+    // The server's clock, on the node that owns `key`: loads read it before
+    // they start, and their write is ordered at it. A lower bound (never
+    // later than the server's clock): from the node's anchor, less a drift
+    // margin of 1 ms plus 1 ms a second; a round trip only when the anchor
+    // is missing or old. Earlier is safe: at worst a load is fenced.
+    const time: NonNullable<CacheStore["Service"]["time"]> = (key) =>
+      Effect.suspend(() => {
+        const k = fullKey(key)
+        const node = nodeOfKey(k)
+        const known = anchors.get(node)
+        if (known !== undefined) {
+          const age = mono() - known.at
+          if (age >= 0 && age < ANCHOR_MAX_AGE) return Effect.succeed(Math.floor(known.server + age - 1 - age / 1000))
+        }
+        const target =
+          cluster === undefined
+            ? client
+            : (cluster.nodes("master").find((n) => Connection.nodeKeyOf(n) === node) ?? client)
+        return guard(
+          "get",
+          exec("get", node, () =>
+            (target as unknown as { time: () => Promise<[string, string]> }).time().then(([seconds, micros]) => {
+              const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+              anchor(node, server)
+              return server
+            })
           )
         )
       })
+
+    const set: CacheStore["Service"]["set"] = (key, entry, codec) =>
+      Effect.asVoid(setOrdered(key, entry, codec, undefined))
 
     const setMany: CacheStore["Service"]["setMany"] = (entries, codec) =>
       Effect.suspend((): Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
@@ -305,20 +407,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           if (Result.isFailure(write)) return Effect.fail(write.failure)
           writes.push(write.success)
         }
-        const run = (batch: ReadonlyArray<Write>): Promise<unknown> => {
-          if (standalone === undefined) return Promise.all(batch.map(writeOne))
-          const pipeline = standalone.pipeline()
-          for (const [k, json, ttl] of batch) {
-            if (ttl <= 0) pipeline.unlink(k)
-            else if (Number.isFinite(ttl)) pipeline.set(k, json, "PX", ttl)
-            else pipeline.set(k, json)
-          }
-          return pipeline.exec().then((results) => {
-            const failed = results?.find(([error]) => error !== null)
-            if (failed !== undefined) throw failed[0]
-            return results
-          })
-        }
+        // One script call per entry; auto-pipelining sends a node's together.
         return guard(
           "setMany",
           Effect.forEach(
@@ -327,7 +416,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
               1000
             ),
             ({ node, batches }) =>
-              exec("setMany", node, () => Promise.all(batches.map((b) => run(b.map((i) => writes[i]!))))),
+              exec("setMany", node, () =>
+                Promise.all(batches.flatMap((b) => b.map((i) => writeOne(writes[i]!, undefined, undefined))))
+              ),
             { concurrency: "unbounded", discard: true }
           )
         )
@@ -335,22 +426,66 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
 
     // -- deleting ------------------------------------------------------------
 
+    // An invalidation leaves a tombstone ordered by the server's clock (for
+    // `tombstoneRetention`), so that a load that started before it cannot
+    // store what it read: the write script sees the newer order and refuses.
     const del: CacheStore["Service"]["delete"] = (key) =>
       Effect.suspend(() => {
         const k = fullKey(key)
+        const node = nodeOfKey(k)
         return guard(
           "delete",
-          exec("delete", nodeOfKey(k), () => client.unlink(k))
+          exec("delete", node, () =>
+            scripts.tombstone(k, tombstoneMillis).then(([existed, now]) => {
+              anchor(node, now)
+              return existed
+            })
+          )
         ).pipe(Effect.map((n) => n > 0))
       })
 
     const deleteMany: CacheStore["Service"]["deleteMany"] = (keys) =>
-      Effect.suspend(() =>
-        keys.length === 0 ? Effect.succeed(0) : guard("deleteMany", unlinkAll("deleteMany", keys.map(fullKey)))
-      )
+      Effect.suspend(() => {
+        if (keys.length === 0) return Effect.succeed(0)
+        const full = keys.map(fullKey)
+        return guard(
+          "deleteMany",
+          Effect.map(
+            Effect.forEach(
+              groups(full, resolved.deleteBatchSize),
+              ({ node, batches }) =>
+                exec("deleteMany", node, () =>
+                  Promise.all(
+                    batches.flatMap((b) =>
+                      b.map((i) =>
+                        scripts.tombstone(full[i]!, tombstoneMillis).then(([existed, now]) => {
+                          anchor(node, now)
+                          return existed
+                        })
+                      )
+                    )
+                  )
+                ),
+              { concurrency: "unbounded" }
+            ),
+            (results) => results.flat().reduce((n, m) => n + m, 0)
+          )
+        )
+      })
 
+    // The clear record first (loads that started before it will not
+    // store), then every key of the prefix.
     const deletePrefix: CacheStore["Service"]["deletePrefix"] = (prefix) =>
-      clearPattern(`${Scan.globEscape(fullKey(prefix))}*`)
+      Effect.suspend(() => {
+        const k = clearKey(prefix)
+        return Effect.andThen(
+          guard(
+            "deletePrefix",
+            exec("deletePrefix", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear"))
+          ),
+          clearPattern(`${Scan.globEscape(fullKey(prefix))}*`)
+        )
+      })
 
     // -- tags ----------------------------------------------------------------
 
@@ -358,32 +493,29 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         if (tags.length === 0) return Effect.succeed([])
         return guard("getTagTimes", fetchRaw("getTagTimes", tags.map(tagKey))).pipe(
-          Effect.map((raws) => {
-            const now = clock.currentTimeMillisUnsafe()
-            return raws.map((raw) => {
+          // Redis expires the record (PX, the server's clock): no check
+          // against this process's clock, which may be skewed.
+          Effect.map((raws) =>
+            raws.map((raw) => {
               if (raw === null) return undefined
-              const [time, expiresAt] = raw.toString("latin1").split(":").map(Number)
-              return time !== undefined && Number.isFinite(time) && expiresAt !== undefined && expiresAt > now
-                ? time
-                : undefined
+              const time = Number(raw.toString("latin1").split(":")[0])
+              return Number.isFinite(time) ? time : undefined
             })
-          })
+          )
         )
       })
 
-    const setTagTime: CacheStore["Service"]["setTagTime"] = (tag, time, retainMillis) =>
+    // The tag's time is the server's, whatever `time` the caller's clock
+    // says: entries are ordered on the same clock (their `o`).
+    const setTagTime: CacheStore["Service"]["setTagTime"] = (tag, _time, retainMillis) =>
       Effect.suspend(() => {
-        const now = clock.currentTimeMillisUnsafe()
-        const expiresAt = time + retainMillis
-        const ttl = Math.ceil(expiresAt - now)
-        if (!Number.isFinite(time) || !Number.isFinite(expiresAt) || !(ttl > 0)) return Effect.void
+        const ttl = Math.ceil(retainMillis)
+        if (!(ttl > 0) || !Number.isFinite(ttl)) return Effect.void
         const k = tagKey(tag)
         return Effect.asVoid(
           guard(
             "setTagTime",
-            exec("setTagTime", nodeOfKey(k), () =>
-              client.eval(KEEP_MAX_LUA, 1, k, String(time), String(expiresAt), String(now), String(ttl))
-            )
+            exec("setTagTime", nodeOfKey(k), () => scripts.record(k, String(ttl), "tag"))
           )
         )
       })
@@ -425,7 +557,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       getTagTimes,
       setTagTime,
       ping,
-      info: Effect.succeed(undefined)
+      info: Effect.succeed(undefined),
+      setOrdered,
+      time
     })
   })
 

@@ -228,12 +228,75 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
         const tag = fresh("tag")
         const other = fresh("tag-other")
         assert.deepStrictEqual(yield* store.getTagTimes([tag, other]), [undefined, undefined])
-        yield* store.setTagTime(tag, now, 10_000)
-        assert.deepStrictEqual(yield* store.getTagTimes([tag, other]), [now, undefined])
-        yield* store.setTagTime(tag, now - 5, 10_000)
-        assert.deepStrictEqual(yield* store.getTagTimes([tag]), [now], "a late, older invalidation does not win")
-        yield* TestClock.adjust(10_001)
-        assert.deepStrictEqual(yield* store.getTagTimes([tag]), [undefined])
+        if (store.setOrdered === undefined) {
+          yield* store.setTagTime(tag, now, 10_000)
+          assert.deepStrictEqual(yield* store.getTagTimes([tag, other]), [now, undefined])
+          yield* store.setTagTime(tag, now - 5, 10_000)
+          assert.deepStrictEqual(yield* store.getTagTimes([tag]), [now], "a late, older invalidation does not win")
+          yield* TestClock.adjust(10_001)
+          assert.deepStrictEqual(yield* store.getTagTimes([tag]), [undefined])
+          return
+        }
+        // A store that orders writes on its own clock records its own time
+        // (a shared store's server time): recorded, never moved back, and
+        // forgotten after the retention by that clock (real time: bounded
+        // polling, the server's clock does not follow the TestClock; the
+        // TestClock moves too, for copies kept in the process).
+        yield* store.setTagTime(tag, now, 200)
+        const [first, none] = yield* store.getTagTimes([tag, other])
+        assert.isNumber(first)
+        assert.isUndefined(none)
+        yield* store.setTagTime(tag, 0, 200)
+        const [second] = yield* store.getTagTimes([tag])
+        assert.isAtLeast(second!, first!, "a late, older invalidation does not win")
+        let gone = false
+        for (let i = 0; i < 100 && !gone; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+          yield* TestClock.adjust(20)
+          gone = (yield* store.getTagTimes([tag]))[0] === undefined
+        }
+        assert.isTrue(gone, "forgotten after the retention")
+      }))
+
+    test("ordered writes: a load's write never undoes a later write, invalidation or clear", (store, now) =>
+      Effect.gen(function* () {
+        const setOrdered = store.setOrdered
+        const time = store.time
+        if (setOrdered === undefined || time === undefined) return
+        const { codec } = makeCodec()
+        const ns = fresh("fence")
+        const key = `${ns}:1`
+        // Real milliseconds between steps: the store's clock is the judge.
+        const tick = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        // A load that started (read the store's clock) before an explicit write: refused.
+        const before = yield* time(key)
+        yield* tick
+        assert.isNumber(yield* setOrdered(key, entryAt(now, profile(1, "v1")), codec, undefined))
+        assert.isUndefined(yield* setOrdered(key, entryAt(now, profile(1, "old load")), codec, before))
+        assert.strictEqual(((yield* store.get(key, codec))!.value as Profile).name, "v1")
+        // An invalidation, then a load that started before it: refused.
+        const beforeDelete = yield* time(key)
+        yield* tick
+        yield* store.delete(key)
+        assert.isUndefined(yield* setOrdered(key, entryAt(now, profile(1, "old load")), codec, beforeDelete))
+        assert.isUndefined(yield* store.get(key, codec))
+        // A load that started after it: stored, ordered at its start.
+        yield* tick
+        const after = yield* time(key)
+        assert.strictEqual(yield* setOrdered(key, entryAt(now, profile(1, "new load")), codec, after), after)
+        const read = yield* store.get(key, codec)
+        assert.strictEqual((read!.value as Profile).name, "new load")
+        assert.strictEqual(read?.order, after)
+        // A keyspace clear fences loads of keys it never saw.
+        const other = `${ns}:2`
+        const beforeClear = yield* time(other)
+        yield* tick
+        yield* store.deletePrefix(`${ns}:`)
+        assert.isUndefined(yield* setOrdered(other, entryAt(now, profile(2)), codec, beforeClear))
+        assert.isUndefined(yield* store.get(other, codec))
+        // An explicit write always lands.
+        assert.isNumber(yield* setOrdered(other, entryAt(now, profile(2, "explicit")), codec, undefined))
+        assert.strictEqual(((yield* store.get(other, codec))!.value as Profile).name, "explicit")
       }))
 
     test("keys with unicode and escapes round-trip separately", (store, now) =>

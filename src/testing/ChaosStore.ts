@@ -162,7 +162,14 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
         getTagTimes: (tags) => chaos("getTagTimes", inner.getTagTimes(tags)),
         setTagTime: (tag, time, retain) => chaos("setTagTime", inner.setTagTime(tag, time, retain)),
         ping: chaos("ping", inner.ping),
-        info: inner.info
+        info: inner.info,
+        setOrdered:
+          inner.setOrdered === undefined
+            ? undefined
+            : (key, entry, codec, elapsed) => chaos("set", inner.setOrdered!(key, entry, codec, elapsed)),
+        time: inner.time === undefined ? undefined : (key) => chaos("get", inner.time!(key)),
+        getShared:
+          inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec))
       })
       const control = ChaosControl.of({
         set: (next) =>

@@ -73,7 +73,8 @@ describe.skipIf(!requireRedis())("RedisStore (standalone)", () => {
         const now = Date.now()
         yield* store.set("item:item:1", entryAt(now, { id: 1, name: "a" }, 30_000, ["users", "org:7"]), codec)
         const raw = yield* server.get().command("GET", "layout:item:item:1")
-        assert.deepStrictEqual(JSON.parse(raw), {
+        const { o, ...rest } = JSON.parse(raw)
+        assert.deepStrictEqual(rest, {
           v: 1,
           c: now,
           f: now + 30_000,
@@ -81,7 +82,10 @@ describe.skipIf(!requireRedis())("RedisStore (standalone)", () => {
           t: ["users", "org:7"],
           d: { id: 1, name: "a" }
         })
-        assert.strictEqual(raw.indexOf('"v":1'), 1, "the version comes first")
+        // The order time is the server's TIME at the write, and comes first
+        // (the write script reads it with one anchored match).
+        assert.match(raw, /^\{"o":\d+,"v":1,/)
+        assert.isAtMost(Math.abs(o - now), 5_000)
         const pttl = Number(yield* server.get().command("PTTL", "layout:item:item:1"))
         assert.isAbove(pttl, 29_000)
         assert.isAtMost(pttl, 30_000)
@@ -124,20 +128,44 @@ describe.skipIf(!requireRedis())("RedisStore (standalone)", () => {
       }).pipe(Effect.provide(storeLayer({ prefix: "a:b*[c]?{x}" })))
     )
 
-    it.effect("tag times are <prefix>:~tag:<tag> = <time>:<expiresAt>; a later time wins", () =>
+    it.effect("tag times are <prefix>:~tag:<tag> = <time>:<expiresAt> on the server's clock; never moved back", () =>
       Effect.gen(function* () {
+        // This process's clock is 1 hour behind: the record is the server's time.
         const now = Date.now()
-        yield* TestClock.setTime(now)
+        yield* TestClock.setTime(now - 3_600_000)
         const store = yield* CacheStore
-        yield* store.setTagTime("org:7", now, 60_000)
-        assert.strictEqual(yield* server.get().command("GET", "tags:~tag:org:7"), `${now}:${now + 60_000}`)
-        yield* store.setTagTime("org:7", now - 1, 600_000)
-        assert.strictEqual(yield* server.get().command("GET", "tags:~tag:org:7"), `${now}:${now + 60_000}`)
-        yield* store.setTagTime("org:7", now + 5, 60_000)
-        assert.deepStrictEqual(yield* store.getTagTimes(["org:7", "org:8"]), [now + 5, undefined])
+        yield* store.setTagTime("org:7", now - 3_600_000, 60_000)
+        const [time, expiresAt] = String(yield* server.get().command("GET", "tags:~tag:org:7"))
+          .split(":")
+          .map(Number)
+        assert.isAtMost(Math.abs(time! - now), 5_000)
+        assert.strictEqual(expiresAt, time! + 60_000)
+        assert.deepStrictEqual(yield* store.getTagTimes(["org:7", "org:8"]), [time, undefined])
+        yield* store.setTagTime("org:7", 0, 600_000)
+        const [again] = (yield* store.getTagTimes(["org:7"])) as Array<number>
+        assert.isAtLeast(again!, time!, "never moved back")
         const pttl = Number(yield* server.get().command("PTTL", "tags:~tag:org:7"))
         assert.isAbove(pttl, 59_000)
       }).pipe(Effect.provide(storeLayer({ prefix: "tags" })))
+    )
+
+    it.effect("an invalidation leaves a tombstone {o, v, x} for tombstoneRetention; it reads as absent", () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.now())
+        const store = yield* CacheStore
+        const { codec } = counting()
+        const now = Date.now()
+        yield* store.set("item:item:1", entryAt(now, { id: 1, name: "a" }), codec)
+        assert.isTrue(yield* store.delete("item:item:1"))
+        const raw = String(yield* server.get().command("GET", "tomb:item:item:1"))
+        assert.match(raw, /^\{"o":\d+,"v":1,"x":1\}$/)
+        const pttl = Number(yield* server.get().command("PTTL", "tomb:item:item:1"))
+        assert.isAbove(pttl, 110_000)
+        assert.isAtMost(pttl, 120_000)
+        assert.isUndefined(yield* store.get("item:item:1", codec))
+        assert.deepStrictEqual(yield* store.getMany(["item:item:1"], codec), [undefined])
+        assert.isFalse(yield* store.delete("item:item:1"), "a tombstone is not an entry")
+      }).pipe(Effect.provide(storeLayer({ prefix: "tomb" })))
     )
 
     it.effect("getMany and setMany over thousands of keys (chunked MGET, pipelined SET)", () =>
@@ -228,7 +256,9 @@ describe.skipIf(!requireRedis())("RedisStore (standalone)", () => {
       ["missing tags", JSON.stringify({ v: 1, c: now, f: now, s: now + 600_000, d: { id: 1, name: "a" } })],
       ["a time that is a string", valid({ id: 1, name: "a" }, { s: "later" })],
       ["tags that are not strings", valid({ id: 1, name: "a" }, { t: [1] })],
-      ["an unknown field", valid({ id: 1, name: "a" }, { x: 1 })],
+      ["an unknown field", valid({ id: 1, name: "a" }, { q: 1 })],
+      ["a bad tombstone flag", valid({ id: 1, name: "a" }, { x: 2 })],
+      ["a bad order time", `{"o":"soon",${valid({ id: 1, name: "a" }).slice(1)}`],
       ["a bad negative flag", valid({ id: 1, name: "a" }, { n: true })],
       ["a negative entry where negative caching is off", valid({ _tag: "X" }, { n: 1 })],
       ["data the Schema rejects", valid({ id: "one", name: 2 })],

@@ -4,12 +4,13 @@
  *
  * @internal
  */
-import { type Clock, Effect, Schema } from "effect"
+import { type Clock, Effect, Result, Schema } from "effect"
 import { CacheEncodeError, type CacheStoreError, type CacheValueTooLarge } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import type { StoredEntry, StoreService } from "../store.ts"
 import type { Warn } from "../warn.ts"
 import type { Floors } from "./floors.ts"
+import type { Journal } from "./journal.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
 import type { Counters, StoreOp } from "./stats.ts"
 import type { Tags } from "./tags.ts"
@@ -25,9 +26,19 @@ export interface Entries {
   readonly read: (
     state: KeyspaceState,
     key: string,
-    strict: boolean
+    strict: boolean,
+    /** Read the shared store itself (`getShared`), past copies in the process. */
+    shared?: boolean
   ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
   readonly readSync: ((state: KeyspaceState, key: string, now?: number) => StoredEntry | undefined) | null
+  /**
+   * Reads many entries in one store call, with the visibility rules of
+   * `read` (hidden keys, tags), in degrade mode: aligned with `keys`.
+   */
+  readonly readMany: (
+    state: KeyspaceState,
+    keys: ReadonlyArray<string>
+  ) => Effect.Effect<Array<StoredEntry | undefined>>
   readonly stateNow: (entry: StoredEntry) => typeof FRESH | typeof STALE | typeof GONE
   readonly write: (
     state: KeyspaceState,
@@ -36,7 +47,13 @@ export interface Entries {
     value: unknown,
     createdAt: number,
     negative: boolean,
-    guard?: () => boolean
+    guard?: () => boolean,
+    /**
+     * A load's write: the store's clock when it started (a fenced write),
+     * or `null` when that could not be read (then nothing is stored).
+     * Absent: an explicit write, which wins.
+     */
+    since?: number | null
   ) => Effect.Effect<WriteError | undefined>
   readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
   readonly replace: (
@@ -53,6 +70,7 @@ export interface Deps {
   readonly clock: Clock.Clock
   readonly floors: Floors
   readonly tags: Tags
+  readonly journal: Journal
   readonly warn: Warn
   /** Failures outside any keyspace (tag invalidation) count in the totals. */
   readonly globalCounters: Counters
@@ -78,7 +96,7 @@ export const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): bool
   }
 }
 
-export const make = ({ store, clock, floors, tags, warn, globalCounters, isClosed }: Deps): Entries => {
+export const make = ({ store, clock, floors, tags, journal, warn, globalCounters, isClosed }: Deps): Entries => {
   const hidden = floors.map
 
   const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>
@@ -99,6 +117,7 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
   }
 
   const getUnsafe = store.getUnsafe
+  const setOrdered = store.setOrdered
   const validSync = tags.validSync
   // The hit path of stores in the process: no Effect step.
   const readSync =
@@ -107,27 +126,34 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
       : (state: KeyspaceState, key: string, now?: number): StoredEntry | undefined => {
           const entry = getUnsafe(key, now)
           if (entry === undefined) return entry
-          // `hidden` is empty unless a write could not reach the store:
-          // one size check on the hit path.
+          // `hidden` is empty unless a write could not reach the store, and
+          // the journal unless an invalidation could not: two cheap checks
+          // on the hit path.
           if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
+          if (journal.active() && journal.hides(state, key, entry)) return undefined
           if (entry.tags.length === 0) return entry
           return validSync(entry) ? entry : undefined
         }
 
+  const getShared = store.getShared
   const read = (
     state: KeyspaceState,
     key: string,
-    strict: boolean
+    strict: boolean,
+    shared?: boolean
   ): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
-    if (readSync !== null) return Effect.sync(() => readSync(state, key))
+    const fromShared = shared === true && getShared !== undefined
+    if (readSync !== null && !fromShared) return Effect.sync(() => readSync(state, key))
     const degrade = (op: StoreOp) => (error: CacheStoreError) =>
       strict ? Effect.fail(error) : Effect.as(storeFailed(state, op, error), undefined)
-    return store.get(key, state.codec).pipe(
+    return (fromShared ? getShared(key, state.codec) : store.get(key, state.codec)).pipe(
       Effect.catch(degrade("get")),
       Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
         if (entry !== undefined && hidden.size !== 0 && floors.isHidden(state, key, entry)) {
           return Effect.succeed(undefined)
         }
+        if (entry !== undefined && journal.active() && journal.hides(state, key, entry))
+          return Effect.succeed(undefined)
         if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
         return tags.valid(entry).pipe(
           Effect.map((valid) => (valid ? entry : undefined)),
@@ -139,19 +165,80 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
     )
   }
 
-  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard) =>
+  const readMany: Entries["readMany"] = (state, keys) =>
+    Effect.suspend(() => {
+      if (keys.length === 0) return Effect.succeed([])
+      return store.getMany(keys, state.codec).pipe(
+        Effect.catch((error) =>
+          Effect.as(
+            storeFailed(state, "get", error),
+            keys.map(() => undefined)
+          )
+        ),
+        Effect.flatMap((entries) => {
+          const visible = entries.map((entry, i) =>
+            entry === undefined ||
+            (hidden.size !== 0 && floors.isHidden(state, keys[i]!, entry)) ||
+            (journal.active() && journal.hides(state, keys[i]!, entry))
+              ? undefined
+              : entry
+          )
+          const tagged = visible.filter((e): e is StoredEntry => e !== undefined && e.tags.length > 0)
+          if (tagged.length === 0) return Effect.succeed(visible)
+          const names = [...new Set(tagged.flatMap((e) => e.tags))]
+          return store.getTagTimes(names).pipe(
+            Effect.map((times) => {
+              const timeOf = new Map(names.map((tag, i) => [tag, times[i]]))
+              return visible.map((entry) => {
+                if (entry === undefined || entry.tags.length === 0) return entry
+                const order = entry.order ?? entry.createdAt
+                return entry.tags.every((tag) => {
+                  const time = timeOf.get(tag)
+                  return time === undefined || time < order
+                })
+                  ? entry
+                  : undefined
+              })
+            }),
+            // Tags that cannot be checked: those entries read as misses.
+            Effect.catch((error) =>
+              Effect.as(
+                storeFailed(state, "tags", error),
+                visible.map((e) => (e === undefined || e.tags.length > 0 ? undefined : e))
+              )
+            )
+          )
+        })
+      )
+    })
+
+  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard, since) =>
     Effect.suspend((): Effect.Effect<WriteError | undefined> => {
       // Nothing is written to the store once the layer is closing. The
       // guard (a load's "not invalidated since I started") is checked here,
       // in the same synchronous step that issues the store write, so an
       // invalidation or Cachet.set cannot slip in between check and write.
       if (isClosed() || (guard !== undefined && !guard())) return Effect.succeed(undefined)
+      // A keyspace bypassed after a journal overflow stores nothing until resynced.
+      if (journal.active() && journal.bypassed(state)) return Effect.succeed(undefined)
+      // A load whose start could not be ordered on the store's clock: its
+      // result is not stored (it could undo a write it cannot be ordered against).
+      if (since === null && setOrdered !== undefined) return Effect.succeed(undefined)
       const ks = state.keyspace
+      let reason = ""
+      if (!negative && !ks.is(value)) {
+        // A loader's plain object for a Schema.Class value (what SQL clients
+        // return) type-checks but is not an instance: build the instance from
+        // it as from the encoded side, rather than refuse it.
+        const built = ks.decode(value, key)
+        if (Result.isSuccess(built) && ks.is(built.success)) value = built.success
+        else if (Result.isFailure(built)) reason = `: ${built.failure.message}`
+      }
       if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
         state.counters.encodeErrors++
         const error = new CacheEncodeError({
           keyspace: ks.name,
-          message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema; not stored`
+          message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema${reason}; not stored`
         })
         return Effect.as(warn(`encode:${ks.name}`, `cachet: ${error.message}`, { keyspace: ks.name }), error)
       }
@@ -183,9 +270,20 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
       const entry: StoredEntry = negative
         ? { value, createdAt, freshUntil, staleUntil, tags: entryTags, negative: true }
         : { value, createdAt, freshUntil, staleUntil, tags: entryTags }
-      return store.set(key, entry, state.codec).pipe(
+      // A store that orders writes on its own clock gets the load's age, so
+      // that it can refuse a write that would undo a newer write or
+      // invalidation from any process (explicit writes pass no age: they win).
+      const written: Effect.Effect<boolean, WriteError> =
+        setOrdered === undefined
+          ? Effect.as(store.set(key, entry, state.codec), true)
+          : Effect.map(setOrdered(key, entry, state.codec, since ?? undefined), (order) => order !== undefined)
+      return written.pipe(
         Effect.matchEffect({
-          onSuccess: () => {
+          onSuccess: (stored) => {
+            if (!stored) {
+              state.counters.fencedWrites++
+              return Effect.succeed(undefined)
+            }
             state.counters.sets++
             floors.clear(key)
             return Effect.succeed(undefined)
@@ -228,5 +326,5 @@ export const make = ({ store, clock, floors, tags, warn, globalCounters, isClose
       })
     })
 
-  return { read, readSync, stateNow, write, remove, replace, storeFailed }
+  return { read, readSync, readMany, stateNow, write, remove, replace, storeFailed }
 }

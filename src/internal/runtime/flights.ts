@@ -52,6 +52,8 @@ interface Flight {
    * waiting, so it is not stopped when the callers that joined it leave.
    */
   readonly background: boolean
+  /** The store's clock when the load started (see `loadStart`). */
+  since: number | null | undefined
 }
 
 type Loader = Effect.Effect<unknown, unknown, unknown>
@@ -82,6 +84,8 @@ export interface Deps {
   readonly hasPending: () => boolean
   /** The newest write of `key` queued for the source, if any. */
   readonly pendingWrite: (key: string) => PendingWrite | undefined
+  /** The store's clock, when the store orders writes on it (`CacheStore.time`). */
+  readonly storeTime: ((key: string) => Effect.Effect<number, CacheStoreError>) | undefined
 }
 
 export const make = ({
@@ -93,10 +97,22 @@ export const make = ({
   lease,
   isClosed,
   hasPending,
-  pendingWrite
+  pendingWrite,
+  storeTime
 }: Deps): Flights => {
   const flights = new Map<string, Flight>()
-  const { write, read, stateNow } = entries
+  const { write, read, stateNow, storeFailed } = entries
+
+  /**
+   * The store's clock before the load starts: its write is ordered there,
+   * and refused if anything wrote or invalidated the key since (any
+   * process). `null` when it cannot be read: the result is then not stored.
+   * Only misses pay it (one round trip before the loader); never a hit.
+   */
+  const loadStart = (state: KeyspaceState, key: string): Effect.Effect<number | null | undefined> =>
+    storeTime === undefined
+      ? Effect.undefined
+      : storeTime(key).pipe(Effect.catch((error) => Effect.as(storeFailed(state, "get", error), null)))
 
   const load: Flights["load"] = (state, key, params, loader) =>
     // Forking the load and registering as its waiter happen without an
@@ -130,7 +146,8 @@ export const make = ({
       waiters: 0,
       fiber: undefined,
       invalidated: false,
-      background: isBackground
+      background: isBackground,
+      since: undefined
     }
     flights.set(key, flight)
     const run = runLoad(state, key, params, loader, flight).pipe(
@@ -200,6 +217,7 @@ export const make = ({
   ): Effect.Effect<FlightResult> =>
     Effect.gen(function* () {
       const startedAt = clock.currentTimeMillisUnsafe()
+      const since = leased ? flight.since : (flight.since = yield* loadStart(state, key))
       const stillValid = () => !flight.invalidated
       // Write-behind: a key with a queued write answers with that value
       // (the source does not have it yet); one with a queued delete loads,
@@ -210,7 +228,7 @@ export const make = ({
         if (pending?.op === "set") {
           let storeError: CacheStoreError | undefined
           if (!flight.invalidated) {
-            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid)
+            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid, since)
             if (error?._tag === "CacheStoreError") storeError = error
           }
           return { exit: Exit.succeed(pending.value), storeError }
@@ -264,12 +282,12 @@ export const make = ({
       if (flight.invalidated || !keep) return { exit, storeError: undefined }
       let storeError: CacheStoreError | undefined
       if (Exit.isSuccess(exit)) {
-        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid)
+        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid, since)
         if (error?._tag === "CacheStoreError") storeError = error
       } else if (state.keyspace.negative !== undefined) {
         const failure = Cause.findErrorOption(exit.cause)
         if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
-          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid)
+          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid, since)
           if (error?._tag === "CacheStoreError") storeError = error
         }
       }
@@ -290,7 +308,8 @@ export const make = ({
     let first = true
     let baseline = Number.NEGATIVE_INFINITY
     return Effect.map(
-      Effect.orElseSucceed(read(state, key, false), () => undefined),
+      // From the shared store: an L1 copy would hide the lease holder's write.
+      Effect.orElseSucceed(read(state, key, false, true), () => undefined),
       (entry) => {
         const isFirst = first
         first = false

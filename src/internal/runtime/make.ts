@@ -8,11 +8,13 @@ import { Clock, Effect, Option, Random, Scope } from "effect"
 import { CacheStore } from "../../CacheStore.ts"
 import { millisOr } from "../duration.ts"
 import { LoadLease } from "../loadLease.ts"
+import { positiveInt } from "../numbers.ts"
 import * as Warn from "../warn.ts"
 import * as Background from "./background.ts"
 import * as Entries from "./entries.ts"
 import * as Flights from "./flights.ts"
 import * as Floors from "./floors.ts"
+import * as Journal from "./journal.ts"
 import * as Keyspaces from "./keyspaces.ts"
 import * as Pending from "./pending.ts"
 import type { RuntimeOptions, RuntimeService } from "./service.ts"
@@ -27,6 +29,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
   const logInterval = millisOr("Cachet.layer", "logInterval", options?.logInterval, 10_000)
   const metricPrefix = options?.metricPrefix ?? "cachet"
   const writeBehindOptions = WriteBehind.resolveOptions(options?.writeBehind)
+  const journalCapacity = positiveInt("Cachet.layer", "journalCapacity", options?.journalCapacity, 10_000)
+  const journalRetry = millisOr("Cachet.layer", "journalRetry", options?.journalRetry, 250)
   return Effect.gen(function* () {
     const store = yield* CacheStore
     const clock = yield* Clock.Clock
@@ -47,7 +51,17 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     const keyspaces = Keyspaces.make(metrics, warnUnsafe)
     const floors = Floors.make(clock, warnUnsafe)
     const tags = Tags.make(store, clock, tagRetention)
-    const entries = Entries.make({ store, clock, floors, tags, warn, globalCounters, isClosed })
+    const journal = Journal.make({
+      store,
+      clock,
+      background,
+      globalCounters,
+      states: () => keyspaces.all(),
+      warn,
+      capacity: journalCapacity,
+      retryMillis: journalRetry
+    })
+    const entries = Entries.make({ store, clock, floors, tags, journal, warn, globalCounters, isClosed })
     const pending = Pending.make({
       options: writeBehindOptions,
       clock,
@@ -66,7 +80,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       lease,
       isClosed,
       hasPending: () => !pending.isEmpty(),
-      pendingWrite: pending.lookup
+      pendingWrite: pending.lookup,
+      storeTime: store.time
     })
 
     const storeInfo = yield* store.info
@@ -108,6 +123,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       keyOf: keyspaces.keyOf,
       read: entries.read,
       readSync: entries.readSync,
+      readMany: entries.readMany,
       stateNow: entries.stateNow,
       revalidate: flights.revalidate,
       load: flights.load,
@@ -120,6 +136,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       reportDeadLetter: pending.reportDeadLetter,
       storeFailed: entries.storeFailed,
       invalidateTag: tags.invalidate,
+      journal: journal.push,
+      journalDepth: journal.depth,
+      tagRetention,
       invalidateFlights: flights.invalidate,
       isClosed,
       stats,

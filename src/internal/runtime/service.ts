@@ -9,6 +9,7 @@ import type { StoreService } from "../store.ts"
 import type { Entries } from "./entries.ts"
 import type { Flights } from "./flights.ts"
 import type { Floors } from "./floors.ts"
+import type { Journal } from "./journal.ts"
 import type { Keyspaces } from "./keyspaces.ts"
 import type { Pending } from "./pending.ts"
 import type { CacheStats } from "./stats.ts"
@@ -38,6 +39,14 @@ export interface RuntimeOptions {
    * `Strategy.deleteBehind`; costs nothing otherwise.
    */
   readonly writeBehind?: WriteBehindOptions | undefined
+  /**
+   * Most invalidations kept while the store does not answer (default
+   * 10,000). Past it, the affected keyspaces bypass the cache in this
+   * process until they are cleared in the store (a resync), loudly.
+   */
+  readonly journalCapacity?: number | undefined
+  /** Time between replays of the journal while the store does not answer. Default 250 ms. */
+  readonly journalRetry?: Duration.Input | undefined
 }
 
 /** The runtime's methods, used by strategies and by `Cachet.ts`. */
@@ -58,6 +67,8 @@ export interface RuntimeService {
   readonly read: Entries["read"]
   /** Synchronous `read` when the store is in the process, else `null`. */
   readonly readSync: Entries["readSync"]
+  /** `read` of many keys in one store call (degrade mode), aligned with the keys. */
+  readonly readMany: Entries["readMany"]
   /** Where `entry` is on its timeline now. */
   readonly stateNow: Entries["stateNow"]
   /**
@@ -101,6 +112,15 @@ export interface RuntimeService {
   readonly storeFailed: Entries["storeFailed"]
   /** Records a tag invalidation now. */
   readonly invalidateTag: Tags["invalidate"]
+  /**
+   * Journals an invalidation the store did not take: applied to this
+   * process's view at once, replayed in order when the store answers.
+   */
+  readonly journal: Journal["push"]
+  /** Journalled invalidations waiting for the store. */
+  readonly journalDepth: () => number
+  /** How long a tag invalidation is remembered (ms). */
+  readonly tagRetention: number
   /**
    * Marks in-flight loads as invalidated, so that they do not store their
    * result: the load of `key` when `exact`, else of every key starting with it.

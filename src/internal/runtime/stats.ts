@@ -22,6 +22,12 @@ export class Counters {
   keyErrors = 0
   revalidations = 0
   revalidationFailures = 0
+  /** Writes from loads refused because the key was written or invalidated since the load started. */
+  fencedWrites = 0
+  /** Invalidations the store could not take, journalled to be replayed. */
+  journaled = 0
+  /** Invalidations that found the journal full (the keyspace then bypasses the cache until a resync). */
+  journalOverflows = 0
   /** Write-behind operations queued or being written. */
   writeBehindDepth = 0
   writeBehindWrites = 0
@@ -55,6 +61,19 @@ export interface KeyspaceStats {
   readonly revalidations: number
   /** Background reloads that failed (the old value was kept). */
   readonly revalidationFailures: number
+  /**
+   * Loads whose result was not stored because the key, one of its tags or
+   * its keyspace was written or invalidated (by any process) after the load
+   * started: the cache kept the newer state.
+   */
+  readonly fencedWrites: number
+  /**
+   * Invalidations the store could not take (down, paused): applied in this
+   * process at once, journalled, and replayed in order when it answers.
+   */
+  readonly journaled: number
+  /** Journalled invalidations that found the journal full: the keyspace bypassed the cache until a resync. */
+  readonly journalOverflows: number
   /** Write-behind operations queued or being written now. */
   readonly writeBehindQueued: number
   /** Write-behind operations written to the source. */
@@ -100,6 +119,9 @@ export const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     keyErrors,
     revalidations: sum((c) => c.revalidations),
     revalidationFailures: sum((c) => c.revalidationFailures),
+    fencedWrites: sum((c) => c.fencedWrites),
+    journaled: sum((c) => c.journaled),
+    journalOverflows: sum((c) => c.journalOverflows),
     writeBehindQueued: sum((c) => c.writeBehindDepth),
     writeBehindWrites: sum((c) => c.writeBehindWrites),
     writeBehindRetries: sum((c) => c.writeBehindRetries),
@@ -233,6 +255,24 @@ export const registerKeyspace = (metrics: Metrics, name: string, counters: Count
   }
   metrics.counter("decode_errors_total", "Unreadable entries dropped", attrs, () => counters.decodeErrors)
   metrics.counter("encode_errors_total", "Values refused by their Schema on write", attrs, () => counters.encodeErrors)
+  metrics.counter(
+    "journaled_total",
+    "Invalidations journalled while the store did not answer",
+    attrs,
+    () => counters.journaled
+  )
+  metrics.counter(
+    "journal_overflows_total",
+    "Invalidations that found the journal full",
+    attrs,
+    () => counters.journalOverflows
+  )
+  metrics.counter(
+    "fenced_writes_total",
+    "Load results not stored: the key was written or invalidated since the load started",
+    attrs,
+    () => counters.fencedWrites
+  )
   metrics.counter(
     "revalidations_total",
     "Background revalidations",

@@ -42,11 +42,15 @@ export const make = (store: StoreService, clock: Clock.Clock, retention: number)
         : (entry) => {
             for (const tag of entry.tags) {
               const time = getTagTimeUnsafe(tag)
-              if (time !== undefined && time >= entry.createdAt) return false
+              if (time !== undefined && time >= (entry.order ?? entry.createdAt)) return false
             }
             return true
           },
     valid: (entry) =>
-      Effect.map(store.getTagTimes(entry.tags), (times) => !times.some((t) => t !== undefined && t >= entry.createdAt))
+      Effect.map(store.getTagTimes(entry.tags), (times) => {
+        // Ordered on the store's clock when the store orders writes.
+        const order = entry.order ?? entry.createdAt
+        return !times.some((t) => t !== undefined && t >= order)
+      })
   }
 }

@@ -2,11 +2,15 @@
  * The JSON envelope a Redis entry is stored in:
  *
  * ```text
- * {"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":<data>}
+ * {"o":order,"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":<data>}
+ * {"o":order,"v":1,"x":1}                      a tombstone: the key was invalidated at `order`
  * ```
  *
- * `n` is present (and 1) only for negative entries; `d` is the value as
- * encoded by the keyspace codec. Reading is strict: anything else (bytes that
+ * `o` comes first and is written by the store's Lua script from the
+ * server's `TIME` (this module encodes the rest): it orders the entry against
+ * invalidations, and the write script reads it with one anchored match. `n`
+ * is present (and 1) only for negative entries; `d` is the value as encoded
+ * by the keyspace codec. A tombstone reads as absent. Reading is strict: anything else (bytes that
  * are not UTF-8, not JSON, not an object, another version, a missing or extra
  * field, a `__proto__` key anywhere) is corrupt.
  *
@@ -20,7 +24,7 @@ import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 /** The envelope version written and read by this module. */
 const VERSION = 1
 
-const allowedKeys = new Set(["v", "c", "f", "s", "t", "n", "d"])
+const allowedKeys = new Set(["o", "v", "c", "f", "s", "t", "n", "d", "x"])
 
 /**
  * Serialises an entry; fails with `CacheEncodeError` when the codec refuses
@@ -134,6 +138,9 @@ export const decode = (raw: Buffer, key: string, codec: EntryCodec, now: number)
     if (!allowedKeys.has(k)) return corruptOf(codec, key, `unknown field ${JSON.stringify(k)}`)
   }
   if (o.v !== VERSION) return corruptOf(codec, key, `unknown envelope version ${JSON.stringify(o.v) ?? "(missing)"}`)
+  const order = o.o
+  if (order !== undefined && !isTime(order)) return corruptOf(codec, key, "invalid order time")
+  if (o.x !== undefined) return o.x === 1 ? expired : corruptOf(codec, key, "invalid tombstone flag")
   const createdAt = o.c
   const freshUntil = o.f
   const staleUntil = o.s
@@ -158,8 +165,8 @@ export const decode = (raw: Buffer, key: string, codec: EntryCodec, now: number)
   return {
     _tag: "Entry",
     entry: negative
-      ? { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string>, negative: true }
-      : { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string> }
+      ? { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string>, negative: true, order }
+      : { value: value.success, createdAt, freshUntil, staleUntil, tags: tags as Array<string>, order }
   }
 }
 

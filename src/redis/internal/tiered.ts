@@ -214,6 +214,35 @@ export const make = (
         )
       })
 
+    // An ordered write goes to the L2, which orders it against every
+    // process's writes and invalidations; the L1 takes it with its order
+    // time, or, when the L2 refused it (a newer write or invalidation is
+    // there), drops its own copy.
+    const l2SetOrdered = l2.setOrdered
+    const setOrdered: CacheStore["Service"]["setOrdered"] =
+      l2SetOrdered === undefined
+        ? undefined
+        : (key, entry, codec, since) =>
+            Effect.suspend(() => {
+              const mark = l1.mark()
+              return l2SetOrdered(key, entry, codec, since).pipe(
+                Effect.matchEffect({
+                  onSuccess: (order) => {
+                    if (order === undefined) {
+                      forget([key])
+                      return Effect.succeed(undefined)
+                    }
+                    keep(key, { ...entry, order }, mark)
+                    return Effect.as(publish({ _tag: "Set", keys: [key] }), order)
+                  },
+                  onFailure: (error) => {
+                    if (error._tag === "CacheStoreError") keep(key, entry, mark)
+                    return Effect.fail(error)
+                  }
+                })
+              )
+            })
+
     const setMany: CacheStore["Service"]["setMany"] = (entries, codec) =>
       Effect.suspend(() => {
         if (entries.length === 0) return Effect.void
@@ -311,9 +340,24 @@ export const make = (
 
     const setTagTime: CacheStore["Service"]["setTagTime"] = (tag, time, retainMillis) =>
       Effect.suspend(() => {
+        // At once in this process (its clock), then as the L2 recorded it:
+        // an L2 that orders writes on its own clock (Redis TIME) orders
+        // entries on that clock, so this process and the others take the
+        // later of the two times.
         l1.tagInvalidated(tag, time, time + retainMillis)
-        return Effect.onExit(l2.setTagTime(tag, time, retainMillis), () =>
-          publish({ _tag: "Tags", tags: [{ tag, time, retainMillis }] })
+        let recorded = time
+        const write =
+          l2.setOrdered === undefined
+            ? l2.setTagTime(tag, time, retainMillis)
+            : Effect.andThen(
+                l2.setTagTime(tag, time, retainMillis),
+                Effect.map(l2.getTagTimes([tag]), ([server]) => {
+                  recorded = Math.max(time, server ?? time)
+                  l1.tagInvalidated(tag, recorded, now() + retainMillis)
+                })
+              )
+        return Effect.onExit(write, () =>
+          Effect.suspend(() => publish({ _tag: "Tags", tags: [{ tag, time: recorded, retainMillis }] }))
         )
       })
 
@@ -345,7 +389,19 @@ export const make = (
       // No getUnsafe: the runtime's synchronous read treats `undefined` as a
       // miss, but an L1 miss must still ask the L2.
       getUnsafe: undefined,
-      getTagTimeUnsafe: undefined
+      getTagTimeUnsafe: undefined,
+      setOrdered,
+      time: l2.time,
+      // Polls for another process's write (cluster-wide single flight) read
+      // the L2: the L1's copy may be the very stale value being replaced.
+      getShared: (key, codec) =>
+        Effect.suspend(() => {
+          const mark = l1.mark()
+          return Effect.map(l2.get(key, codec), (entry) => {
+            if (entry !== undefined) backfill(key, entry, mark)
+            return entry
+          })
+        })
     }
 
     const tiered: TieredService = {

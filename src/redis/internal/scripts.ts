@@ -1,0 +1,102 @@
+/**
+ * The store's Lua scripts: every write, invalidation and tag time is ordered
+ * by the server's `TIME`, in the one round trip that makes it (a load reads
+ * `TIME` once before it starts: a miss, not a hit, pays that).
+ *
+ * Why on the server: instance clocks drift (tens of ms, seconds after a VM
+ * pause); an entry and an invalidation made by two instances can only be
+ * ordered by one clock. A write from a load is fenced: it lands only if
+ * nothing wrote or invalidated the key (or cleared its keyspace) since the
+ * load started, so a slow load never undoes a later write or invalidation.
+ *
+ * @internal
+ */
+import type { Cluster, Redis } from "ioredis"
+
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+
+/**
+ * KEYS[1] the entry, KEYS[2] its keyspace's clear record (KEYS[1] again when
+ * not checked here: a Cluster, where it lives in another slot).
+ * ARGV[1] the envelope without `o` (`{...}`), ARGV[2] PX ('' for none),
+ * ARGV[3] the server time read before the load started ('' for an explicit
+ * write, which always lands), ARGV[4] a clear time the caller read ('' for
+ * none). Returns { order time given to the entry, or -1 when fenced; the
+ * server's time }.
+ */
+const SET = `${NOW}
+local order = now
+if ARGV[3] ~= '' then
+  order = tonumber(ARGV[3])
+  local seen = tonumber(string.match(redis.call('GETRANGE', KEYS[1], 0, 31), '^{"o":(%d+)'))
+  if seen and seen >= order then return {-1, now} end
+  if KEYS[2] ~= KEYS[1] then
+    local cleared = tonumber(redis.call('GET', KEYS[2]))
+    if cleared and cleared >= order then return {-1, now} end
+  end
+  if ARGV[4] ~= '' and tonumber(ARGV[4]) >= order then return {-1, now} end
+end
+local value = '{"o":' .. string.format('%d', order) .. ',' .. string.sub(ARGV[1], 2)
+if ARGV[2] == '' then redis.call('SET', KEYS[1], value) else redis.call('SET', KEYS[1], value, 'PX', ARGV[2]) end
+return {order, now}`
+
+/**
+ * KEYS[1] the entry; ARGV[1] how long the tombstone lives (ms). Replaces
+ * whatever is there with a tombstone ordered now; { 1 when an entry was
+ * there, else 0; the server's time }.
+ */
+const DELETE = `${NOW}
+local head = redis.call('GETRANGE', KEYS[1], 0, 63)
+redis.call('SET', KEYS[1], '{"o":' .. string.format('%d', now) .. ',"v":1,"x":1}', 'PX', ARGV[1])
+if head == '' or string.match(head, '^{"o":%d+,"v":1,"x":1}$') then return {0, now} end
+return {1, now}`
+
+/**
+ * KEYS[1] a tag's or a keyspace's record; ARGV[1] its retention (ms);
+ * ARGV[2] 'time:expiresAt' for a tag record, 'time' for a clear record.
+ * Keeps the later time; returns the time recorded.
+ */
+const RECORD = `${NOW}
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local seen = tonumber(string.match(cur, '^(%d+)'))
+  if seen and seen >= now then return seen end
+end
+local value = string.format('%d', now)
+if ARGV[2] == 'tag' then value = value .. ':' .. string.format('%d', now + tonumber(ARGV[1])) end
+redis.call('SET', KEYS[1], value, 'PX', ARGV[1])
+return now`
+
+/** The scripts as client commands (EVALSHA, loaded on first use; pipelined like any command). */
+export interface Scripts {
+  readonly setOrdered: (
+    key: string,
+    clearKey: string,
+    json: string,
+    px: string,
+    since: string,
+    cleared: string
+  ) => Promise<[order: number, now: number]>
+  readonly tombstone: (key: string, retention: string) => Promise<[existed: number, now: number]>
+  readonly record: (key: string, retention: string, kind: "tag" | "clear") => Promise<number>
+}
+
+type WithScripts = {
+  cachetSetV2: Scripts["setOrdered"]
+  cachetDeleteV2: Scripts["tombstone"]
+  cachetRecordV2: (key: string, retention: string, kind: string) => Promise<number>
+}
+
+/** Registers the scripts on `client` (idempotent: the same names and bodies). */
+export const define = (client: Redis | Cluster): Scripts => {
+  client.defineCommand("cachetSetV2", { numberOfKeys: 2, lua: SET })
+  client.defineCommand("cachetDeleteV2", { numberOfKeys: 1, lua: DELETE })
+  client.defineCommand("cachetRecordV2", { numberOfKeys: 1, lua: RECORD })
+  const c = client as unknown as WithScripts
+  return {
+    setOrdered: (key, clearKey, json, px, elapsed, cleared) => c.cachetSetV2(key, clearKey, json, px, elapsed, cleared),
+    tombstone: (key, retention) => c.cachetDeleteV2(key, retention),
+    record: (key, retention, kind) => c.cachetRecordV2(key, retention, kind)
+  }
+}
