@@ -3,6 +3,7 @@
  */
 import { metric, ratioTarget, type Target } from "./lib/report.ts"
 import { formatMs, formatOps } from "./lib/stats.ts"
+import { MAX_MEAN_GAP, TOLERANCE } from "./suites/hitratio.ts"
 
 export const STAMPEDE_MAX_OVERHEAD_US = 3
 export const FOOTPRINT_MAX_BYTES = 150
@@ -95,6 +96,34 @@ export const targets: ReadonlyArray<Target> = [
       return {
         status: p99 < loader ? "PASS" : "MISS",
         measured: `p99 ${formatMs(p99)} (loader ${formatMs(loader)}), ${formatOps(ops ?? Number.NaN)} req/s`
+      }
+    }
+  },
+  {
+    id: "hitratio-each",
+    description: `hit ratio (issue 15): cachet within ${TOLERANCE} point of the best of LRU and S3-FIFO at every trace and size`,
+    evaluate: (results) => {
+      const result = results.get("hitratio")
+      if (result === undefined || result.skipped !== undefined) return { status: "SKIP", measured: "not measured" }
+      const rows = result.rows.filter((r) => r.metrics.opt !== undefined)
+      const missed = rows.filter((r) => r.metrics.pass !== 1).map((r) => r.name)
+      return {
+        status: missed.length === 0 ? "PASS" : "MISS",
+        measured: missed.length === 0 ? `${rows.length} of ${rows.length}` : `missed: ${missed.join(", ")}`
+      }
+    }
+  },
+  {
+    id: "hitratio-mean-gap",
+    description: `hit ratio (issue 15): mean gap to OPT <= ${MAX_MEAN_GAP} points`,
+    evaluate: (results) => {
+      const gap = metric(results, "hitratio", "mean gap to OPT", "gap")
+      if (gap === undefined) return { status: "SKIP", measured: "not measured" }
+      const lru = metric(results, "hitratio", "mean gap to OPT", "lru")
+      const s3 = metric(results, "hitratio", "mean gap to OPT", "s3")
+      return {
+        status: gap <= MAX_MEAN_GAP ? "PASS" : "MISS",
+        measured: `${gap.toFixed(2)} (LRU ${lru?.toFixed(2)}, S3-FIFO ${s3?.toFixed(2)})`
       }
     }
   }

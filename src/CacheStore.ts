@@ -9,10 +9,14 @@
  *
  * **Storage layout (memory store)**
  *
- * One `Map` from `<keyspace>:<key>` to an entry node, threaded on a doubly
- * linked list in recency order (LRU), and a second `Map` from tag to the time
- * it was last invalidated. Entries expire at `staleUntil`, read from Effect's
- * `Clock` (so `TestClock` drives expiry in tests).
+ * One `Map` from `<keyspace>:<key>` to an entry node, threaded on the
+ * doubly linked lists of the eviction policy (W-TinyLFU: a window LRU, a
+ * probation and a protected LRU, beside a count-min sketch of 4-bit counters
+ * in an `Int32Array`, 8 bytes per entry of capacity, and two small sampled
+ * shadow caches that steer the window; or one LRU list), and a second `Map`
+ * from tag to the time it was last invalidated. Entries expire at
+ * `staleUntil`, read from Effect's `Clock` (so `TestClock` drives expiry in
+ * tests).
  *
  * @since 0.1.0
  */
@@ -203,19 +207,51 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
 /**
  * Options of the in-memory store.
  *
- * - `capacity`: most entries kept; the least recently used is evicted first.
- *   Default 10,000.
+ * - `capacity`: most entries kept. Default 10,000.
  * - `maxBytes`: optional byte budget, measured with `sizeOf`. Off by default,
  *   and then costs nothing. An entry bigger than the budget fails with
  *   `CacheValueTooLarge` and is not stored.
  * - `sizeOf`: the size of a value in bytes. Default: a structural estimate
  *   (strings at 2 bytes a character, numbers 8, object overhead). Called once
  *   per write when `maxBytes` is set.
+ * - `eviction`: which entry goes when the store is full. Default
+ *   `"w-tinylfu"`: adaptive W-TinyLFU, which keeps the entries most likely to
+ *   be read again (new entries wait in a small LRU window; one that falls out
+ *   of it replaces the main space's least recently used only if it was read
+ *   more often, as counted by a sketch that forgets slowly; the window grows or
+ *   shrinks with the hit rate). `"lru"`: the least recently used goes, as in
+ *   cachet 0.1.
+ * - `seed`: seeds W-TinyLFU's hashing and admission jitter. Default: random
+ *   per store. Ignored with `"lru"`.
+ *
+ * **Details**
+ *
+ * On the cache2k traces W-TinyLFU's hit ratio is up to 6.1 points above
+ * `"lru"` (1.9 on average over 12 trace sizes; 0.3 below on the most
+ * recency-heavy one; see the README's "Eviction" figures). Its cost: a hit
+ * increments four 4-bit counters in a typed array and moves the node in its
+ * list, and a sampled share of hits (1 in 32 at the default capacity, every
+ * hit below 512 entries) does the same in two small shadow caches that steer
+ * the window; nothing is allocated on a hit. A write hashes the key once; the
+ * sketch holds 8 bytes per entry of `capacity`, allocated up front. With
+ * `maxBytes`, admission is weighted: an entry must be read more often than
+ * every entry it would push out.
+ *
+ * **Gotchas**
+ *
+ * With W-TinyLFU the entry evicted is not always the least recently used, and
+ * a new entry may be dropped in favour of an older, more frequently read one
+ * (when the store is full). Tests that assert which key goes should ask for
+ * `eviction: "lru"`, or fix the `seed`.
  *
  * @example
  * ```ts
  * import type { CacheStore } from "cachet"
  * const options: CacheStore.MemoryOptions = { capacity: 50_000, maxBytes: 64 * 1024 * 1024 }
+ * // The old behaviour: plain LRU.
+ * const lru: CacheStore.MemoryOptions = { capacity: 50_000, eviction: "lru" }
+ * // Repeatable eviction in tests.
+ * const seeded: CacheStore.MemoryOptions = { capacity: 100, seed: 42 }
  * ```
  *
  * @since 0.1.0
@@ -224,13 +260,14 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
 export interface MemoryOptions extends Store.MemoryOptions {}
 
 /**
- * Builds an in-memory LRU store. Time comes from the `Clock` of the context it
- * is built in.
+ * Builds an in-memory store (adaptive W-TinyLFU eviction unless
+ * `eviction: "lru"`). Time comes from the `Clock` of the context it is built in.
  *
  * **Gotchas**
  *
- * Invalid options (a capacity below 1, a non-positive `maxBytes`) fail at
- * construction with a message naming the option.
+ * Invalid options (a capacity below 1, a non-positive `maxBytes`, an unknown
+ * `eviction`, a non-integer `seed`) fail at construction with a message naming
+ * the option.
  *
  * @example
  * ```ts
@@ -245,14 +282,17 @@ export interface MemoryOptions extends Store.MemoryOptions {}
 export const makeMemory: (options?: MemoryOptions) => Effect.Effect<CacheStore["Service"]> = MemoryStore.make
 
 /**
- * The embedded default store: an LRU in the process, by entries and optionally
- * bytes, that keeps decoded values.
+ * The embedded default store: in the process, bounded by entries and
+ * optionally bytes, keeping decoded values, evicting with adaptive W-TinyLFU
+ * (`eviction: "lru"` for plain LRU; see {@link MemoryOptions}).
  *
  * @example
  * ```ts
  * import { Layer } from "effect"
  * import { Cachet, CacheStore } from "cachet"
  * const CacheLive = Cachet.layer().pipe(Layer.provide(CacheStore.layerMemory({ capacity: 10_000 })))
+ * // Plain LRU, as before W-TinyLFU became the default.
+ * const LruLive = Cachet.layer().pipe(Layer.provide(CacheStore.layerMemory({ capacity: 10_000, eviction: "lru" })))
  * ```
  *
  * @since 0.1.0

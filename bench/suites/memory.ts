@@ -1,6 +1,7 @@
 /**
  * In-process scenarios on the memory store: hits inside one fiber, hits with
- * one `runPromise` per operation, and misses with an immediate loader.
+ * one `runPromise` per operation, and misses with an immediate loader; cachet
+ * with its default eviction (W-TinyLFU) and with `eviction: "lru"`, side by side.
  */
 import { BentoCache, bentostore } from "bentocache"
 import { memoryDriver } from "bentocache/drivers/memory"
@@ -81,6 +82,9 @@ const hitScenarios = async (options: SuiteOptions): Promise<Array<ScenarioResult
   const runtime = ManagedRuntime.make(Cachet.layerMemory({ capacity: CAPACITY }))
   const context = await runtime.context()
   const run = Effect.runPromiseWith(context)
+  // The same store with plain LRU eviction: what a hit cost before W-TinyLFU.
+  const lruRuntime = ManagedRuntime.make(Cachet.layerMemory({ capacity: CAPACITY, eviction: "lru" }))
+  const runLru = Effect.runPromiseWith(await lruRuntime.context())
   const effectCache = await Effect.runPromise(
     Cache.make({ capacity: CAPACITY, lookup: (id: number) => findUser(id), timeToLive: TTL_MS })
   )
@@ -89,6 +93,7 @@ const hitScenarios = async (options: SuiteOptions): Promise<Array<ScenarioResult
   // Every contender starts with all KEYS present.
   const getCachet = (id: number) => findUser(id).pipe(Strategy.cacheAside(Users, { id }))
   await run(Effect.forEach(users, (u) => getCachet(u.id), { discard: true }))
+  await runLru(Effect.forEach(users, (u) => getCachet(u.id), { discard: true }))
   await Effect.runPromise(Effect.forEach(users, (u) => Cache.get(effectCache, u.id), { discard: true }))
   for (const u of users) {
     lru.set(keyOf(u.id), u)
@@ -105,12 +110,20 @@ const hitScenarios = async (options: SuiteOptions): Promise<Array<ScenarioResult
   const c4 = cursor()
   const c5 = cursor()
   const c6 = cursor()
+  const c7 = cursor()
   const fiber: Array<Contender> = [
     {
       name: "cachet cacheAside",
       batch: () => {
         const b = c1(N_FIBER)
         return inFiber(run, N_FIBER, (i) => getCachet(seq[(b + i) & SEQ_MASK]!))()
+      }
+    },
+    {
+      name: "cachet cacheAside, eviction: lru",
+      batch: () => {
+        const b = c7(N_FIBER)
+        return inFiber(runLru, N_FIBER, (i) => getCachet(seq[(b + i) & SEQ_MASK]!))()
       }
     },
     {
@@ -162,12 +175,20 @@ const hitScenarios = async (options: SuiteOptions): Promise<Array<ScenarioResult
 
   const p1 = cursor()
   const p2 = cursor()
+  const p3 = cursor()
   const perPromise: Array<Contender> = [
     {
       name: "cachet cacheAside",
       batch: () => {
         const b = p1(N_PROMISE)
         return timeSequentialAsync(N_PROMISE, (i) => run(getCachet(seq[(b + i) & SEQ_MASK]!)))
+      }
+    },
+    {
+      name: "cachet cacheAside, eviction: lru",
+      batch: () => {
+        const b = p3(N_PROMISE)
+        return timeSequentialAsync(N_PROMISE, (i) => runLru(getCachet(seq[(b + i) & SEQ_MASK]!)))
       }
     },
     {
@@ -184,6 +205,7 @@ const hitScenarios = async (options: SuiteOptions): Promise<Array<ScenarioResult
   await bentoRaw.disconnectAll()
   await manager.disconnect()
   await runtime.dispose()
+  await lruRuntime.dispose()
 
   return [
     {
@@ -217,6 +239,8 @@ const missScenario = async (options: SuiteOptions): Promise<ScenarioResult> => {
   const runtime = ManagedRuntime.make(Cachet.layerMemory({ capacity: CAPACITY }))
   const context = await runtime.context()
   const run = Effect.runPromiseWith(context)
+  const lruRuntime = ManagedRuntime.make(Cachet.layerMemory({ capacity: CAPACITY, eviction: "lru" }))
+  const runLru = Effect.runPromiseWith(await lruRuntime.context())
   const effectCache = await Effect.runPromise(
     Cache.make({ capacity: CAPACITY, lookup: (id: number) => findUser(id), timeToLive: TTL_MS })
   )
@@ -238,12 +262,23 @@ const missScenario = async (options: SuiteOptions): Promise<ScenarioResult> => {
   const f4 = fresh()
   const f5 = fresh()
   const f6 = fresh()
+  const f7 = fresh()
   const contenders: Array<Contender> = [
     {
       name: "cachet cacheAside",
       batch: () => {
         const b = f1()
         return inFiber(run, N, (i) => {
+          const id = b + i
+          return findUser(id).pipe(Strategy.cacheAside(Users, { id }))
+        })()
+      }
+    },
+    {
+      name: "cachet cacheAside, eviction: lru",
+      batch: () => {
+        const b = f7()
+        return inFiber(runLru, N, (i) => {
           const id = b + i
           return findUser(id).pipe(Strategy.cacheAside(Users, { id }))
         })()
@@ -302,6 +337,7 @@ const missScenario = async (options: SuiteOptions): Promise<ScenarioResult> => {
   await bentoRaw.disconnectAll()
   await manager.disconnect()
   await runtime.dispose()
+  await lruRuntime.dispose()
   return {
     id: "miss",
     title: "Memory miss, immediate loader",

@@ -18,6 +18,21 @@ export interface Linked<N> {
   next: N | undefined
 }
 
+/** Removes every node of `cache` whose key starts with `prefix`; returns how many. */
+export const removePrefix = <N>(
+  cache: { readonly map: Map<string, N>; remove(node: N): void },
+  prefix: string
+): number => {
+  let count = 0
+  for (const [key, node] of cache.map) {
+    if (key.startsWith(prefix)) {
+      cache.remove(node)
+      count++
+    }
+  }
+  return count
+}
+
 export class Lru<N extends Linked<N>> {
   readonly map = new Map<string, N>()
   readonly capacity: number
@@ -66,14 +81,7 @@ export class Lru<N extends Linked<N>> {
 
   /** Removes every node whose key starts with `prefix`; returns how many. */
   removePrefix(prefix: string): number {
-    let count = 0
-    for (const [key, node] of this.map) {
-      if (key.startsWith(prefix)) {
-        this.remove(node)
-        count++
-      }
-    }
-    return count
+    return removePrefix(this, prefix)
   }
 
   clear(): void {

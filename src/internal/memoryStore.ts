@@ -1,5 +1,6 @@
 /**
- * The in-memory store: entries in the shared LRU (`lru.ts`), and tag times.
+ * The in-memory store: entries under an eviction policy (`eviction.ts`:
+ * W-TinyLFU by default, or the shared LRU of `lru.ts`), and tag times.
  *
  * A node *is* the stored entry (no wrapper object), and a write replaces the
  * node rather than mutating it, so an entry handed to a reader never changes
@@ -9,13 +10,13 @@
  */
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
+import * as Eviction from "./eviction.ts"
 import { flatten } from "./keyEncoding.ts"
-import { type Linked, Lru } from "./lru.ts"
 import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
 import type { MemoryOptions, StoredEntry, StoreInfo, StoreService } from "./store.ts"
 
-class Node implements StoredEntry, Linked<Node> {
+class Node implements StoredEntry, Eviction.PolicyNode<Node> {
   readonly key: string
   readonly value: unknown
   readonly createdAt: number
@@ -28,6 +29,8 @@ class Node implements StoredEntry, Linked<Node> {
   readonly size: number
   prev: Node | undefined = undefined
   next: Node | undefined = undefined
+  hash = 0
+  region = 0
   constructor(key: string, entry: StoredEntry, size: number) {
     this.key = key
     this.value = entry.value
@@ -60,12 +63,13 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
   positiveInt("CacheStore.layerMemory", "capacity", options?.capacity, 1)
   checkPositive("CacheStore.layerMemory", "maxBytes", options?.maxBytes)
   positiveInt("CacheStore.layerMemory", "maxTags", options?.maxTags, 1)
+  Eviction.validate("CacheStore.layerMemory", "", options)
   return Effect.map(Effect.service(Clock.Clock), (clock) => {
     const capacity = options?.capacity ?? 10_000
     const maxBytes = options?.maxBytes
     const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
 
-    const lru = new Lru<Node>(capacity, maxBytes)
+    const lru = Eviction.make<Node>({ capacity, maxBytes, eviction: options?.eviction, seed: options?.seed })
     const map = lru.map
     // Insertion order is invalidation order (a record is moved to the end
     // when its time advances), so the oldest and first to expire are first.

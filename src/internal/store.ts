@@ -58,6 +58,17 @@ export interface MemoryOptions {
    * worst a few more entries reload. Records also expire with their retention.
    */
   readonly maxTags?: number | undefined
+  /**
+   * The eviction policy: `"w-tinylfu"` (default, adaptive W-TinyLFU) or
+   * `"lru"` (plain least recently used).
+   */
+  readonly eviction?: "w-tinylfu" | "lru" | undefined
+  /**
+   * Seeds the W-TinyLFU sketch's hashing and its admission jitter (default:
+   * random per store). Fix it for repeatable tests; leave it random in
+   * production, so that nobody can aim hash collisions.
+   */
+  readonly seed?: number | undefined
 }
 
 /** The store service (see `CacheStore.CacheStore`). */

@@ -97,9 +97,12 @@ export interface BusOptions extends Partial<RedisBus.LayerOptions> {}
 /**
  * Options of {@link layer}.
  *
- * - `l1`: the in-process tier: `capacity` (default 10,000 entries; least
- *   recently used evicted first), `maxBytes` (off by default; an entry over
- *   the budget is kept in the L2 only), `sizeOf`.
+ * - `l1`: the in-process tier: `capacity` (default 10,000 entries),
+ *   `maxBytes` (off by default; an entry over the budget is kept in the L2
+ *   only), `sizeOf`, `eviction` (default `"w-tinylfu"`, adaptive W-TinyLFU as
+ *   in the memory store; `"lru"` for plain least recently used) and `seed`
+ *   (W-TinyLFU's hashing; random per L1 by default). See
+ *   `CacheStore.MemoryOptions`.
  * - `l2`: the shared tier: `RedisStore.LayerOptions` (`url` / `cluster` /
  *   `client`, `prefix`, ...), or any `CacheStore` layer.
  * - `bus`: the invalidation bus. Default: on when `l2` is Redis (same
@@ -121,6 +124,8 @@ export interface BusOptions extends Partial<RedisBus.LayerOptions> {}
  *   l2: { url: "redis://localhost:6379", prefix: "myapp" },
  *   l1MaxTtl: "5 seconds"
  * }
+ * // An L1 that evicts the least recently used, as before W-TinyLFU.
+ * const lruL1: TieredStore.Options = { l1: { capacity: 50_000, eviction: "lru" }, l2: { url: "redis://localhost:6379" } }
  * ```
  *
  * @since 0.1.0

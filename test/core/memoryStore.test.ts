@@ -8,6 +8,7 @@ import { estimateSize } from "../../src/internal/size.ts"
 import * as CacheStoreSuite from "../../src/testing/CacheStoreSuite.ts"
 
 CacheStoreSuite.suite("memory", CacheStoreModule.layerMemory({ capacity: 1_000 }))
+CacheStoreSuite.suite("memory with eviction: lru", CacheStoreModule.layerMemory({ capacity: 1_000, eviction: "lru" }))
 CacheStoreSuite.suite(
   "memory with a byte budget",
   CacheStoreModule.layerMemory({ capacity: 1_000, maxBytes: 1_000_000 })
@@ -40,7 +41,7 @@ describe("memory store", () => {
       const info = yield* store.info
       assert.strictEqual(info?.entries, 3)
       assert.strictEqual(info?.evictions, 1)
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 })))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3, eviction: "lru" })))
   )
 
   it.effect("an overwrite refreshes recency and does not count twice", () =>
@@ -52,7 +53,7 @@ describe("memory store", () => {
       assert.isUndefined(yield* store.get("t:b", codec))
       assert.strictEqual((yield* store.get("t:a", codec))?.value, "a2")
       assert.strictEqual((yield* store.info)?.entries, 3)
-    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3 })))
+    }).pipe(Effect.provide(CacheStoreModule.layerMemory({ capacity: 3, eviction: "lru" })))
   )
 
   it.effect("maxBytes holds: total size never exceeds the budget", () =>

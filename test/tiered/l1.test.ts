@@ -1,6 +1,6 @@
 /**
  * The L1 of a TieredStore on its own (no I/O, explicit times): expiry at the
- * earlier of staleUntil and the L1 bound, LRU eviction, the byte budget, the
+ * earlier of staleUntil and the L1 bound, eviction (W-TinyLFU, LRU), the byte budget, the
  * tag-time cache, and the guard that keeps a backfill from resurrecting a
  * value invalidated while its L2 read was in flight.
  */
@@ -30,8 +30,8 @@ describe("TieredStore L1", () => {
     assert.strictEqual(l1.entries(), 0, "an expired entry is not kept")
   })
 
-  it("evicts the least recently used; an entry over the byte budget stays out", () => {
-    const l1 = L1.make({ capacity: 2 }, Number.POSITIVE_INFINITY)
+  it("with eviction: lru, evicts the least recently used; an entry over the byte budget stays out", () => {
+    const l1 = L1.make({ capacity: 2, eviction: "lru" }, Number.POSITIVE_INFINITY)
     l1.set("a", entry(1, 0, 1_000), 0)
     l1.set("b", entry(2, 0, 1_000), 0)
     l1.get("a", 1)
@@ -44,6 +44,27 @@ describe("TieredStore L1", () => {
     small.set("big", entry("x".repeat(2_000), 0, 1_000), 0)
     assert.strictEqual(small.entries(), 0)
     assert.throws(() => L1.make({ capacity: 0 }, 1), /l1\.capacity/)
+    assert.throws(() => L1.make({ eviction: "mru" as never }, 1), /l1\.eviction/)
+    assert.throws(() => L1.make({ seed: Number.NaN }, 1), /l1\.seed/)
+  })
+
+  it("evicts with W-TinyLFU by default: a scan does not flush a hot set", () => {
+    const l1 = L1.make({ capacity: 80, seed: 1 }, Number.POSITIVE_INFINITY)
+    const lru = L1.make({ capacity: 80, eviction: "lru" }, Number.POSITIVE_INFINITY)
+    const hits = { l1: 0, lru: 0 }
+    for (let i = 0; i < 20_000; i++) {
+      // 50 hot keys read in turn, each followed by a key never seen again.
+      const keys = [`hot${i % 50}`, `scan${i}`]
+      for (const k of keys) {
+        if (l1.get(k, 0) === undefined) l1.set(k, entry(k, 0, 1e12), 0)
+        else hits.l1++
+        if (lru.get(k, 0) === undefined) lru.set(k, entry(k, 0, 1e12), 0)
+        else hits.lru++
+      }
+    }
+    // LRU: a hot key comes back after 99 other keys, and 80 fit: all misses.
+    assert.isAbove(hits.l1, 15_000)
+    assert.isBelow(hits.lru, 1_000)
   })
 
   it("tag times: unknown until fetched, raised by invalidations, trusted for maxTtl, forgotten after retention", () => {

@@ -1,9 +1,10 @@
 /**
  * The L1 of a `TieredStore`: what one process keeps of the shared L2.
  *
- * - Entries: decoded `StoredEntry` objects (no serialisation on a hit), in
- *   the LRU the memory store uses (`internal/lru.ts`), with the memory
- *   store's options. Each expires at the earlier of its `staleUntil` and
+ * - Entries: decoded `StoredEntry` objects (no serialisation on a hit), under
+ *   the eviction policy the memory store uses (`internal/eviction.ts`:
+ *   W-TinyLFU, or the LRU of `internal/lru.ts` with `eviction: "lru"`), with
+ *   the memory store's options. Each expires at the earlier of its `staleUntil` and
  *   `now + maxTtl`, read from Effect's `Clock`. An entry is handed out as
  *   stored: its timeline is never changed.
  * - Tag times: a cache of the L2's tag records, each trusted until
@@ -23,18 +24,20 @@
  * @internal
  */
 import type { MemoryOptions, StoredEntry } from "../../CacheStore.ts"
-import { type Linked, Lru } from "../../internal/lru.ts"
+import * as Eviction from "../../internal/eviction.ts"
 import { checkPositive, positiveInt } from "../../internal/numbers.ts"
 import { estimateSize } from "../../internal/size.ts"
 
 /** An L1 node: the entry as it was given (its timeline never changes), and when the L1 drops it. */
-class Slot implements Linked<Slot> {
+class Slot implements Eviction.PolicyNode<Slot> {
   readonly key: string
   readonly entry: StoredEntry
   readonly expiresAt: number
   readonly size: number
   prev: Slot | undefined = undefined
   next: Slot | undefined = undefined
+  hash = 0
+  region = 0
   constructor(key: string, entry: StoredEntry, expiresAt: number, size: number) {
     this.key = key
     this.entry = entry
@@ -93,6 +96,7 @@ export interface L1 {
 export const validateOptions = (options: MemoryOptions | undefined): void => {
   positiveInt("TieredStore", "l1.capacity", options?.capacity, 1)
   checkPositive("TieredStore", "l1.maxBytes", options?.maxBytes)
+  Eviction.validate("TieredStore", "l1.", options)
 }
 
 /**
@@ -107,7 +111,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
   // Tag records: as many as entries, at least 1,000 (many entries share tags).
   const tagCapacity = Math.max(capacity, 1_000)
 
-  const lru = new Lru<Slot>(capacity, maxBytes)
+  const lru = Eviction.make<Slot>({ capacity, maxBytes, eviction: options?.eviction, seed: options?.seed })
   const map = lru.map
   const tags = new Map<string, TagRecord>()
 

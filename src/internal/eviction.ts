@@ -1,0 +1,595 @@
+/**
+ * The memory store's default eviction policy: adaptive W-TinyLFU.
+ *
+ * - A small LRU *window* takes every new entry; an entry that falls out of it
+ *   becomes a *candidate* for the *main* space, a segmented LRU (probation,
+ *   then protected after a second hit).
+ * - When the cache is over its bounds, a candidate competes with the
+ *   probation's least recently used entry (the *victim*): the one with the
+ *   higher estimated frequency stays (a tie goes to the candidate, the more
+ *   recent). Frequencies come from a count-min sketch of 4-bit counters (all
+ *   halved every `10 × capacity` increments, so that the past fades), seeded
+ *   per policy so that nobody can aim collisions.
+ * - The window adapts: recency-heavy workloads grow it (towards plain LRU),
+ *   frequency-heavy ones shrink it. Two *shadows* steer it: small copies of
+ *   the cache over a hash-sampled share of the keys (256 to 511 entries each,
+ *   the whole key space below 512 entries; sharing the cache's sketch), one
+ *   with a window 20% of capacity below the cache's, one 20% above; every
+ *   `3 × shadow capacity` sampled requests the window moves 5% towards the
+ *   better one. Both shadows see the same requests, so a change of workload
+ *   does not pass for a better window. (A hill climber, which compares a
+ *   sample's hit rate with the previous one, does take it for one: on the
+ *   ORM traces Caffeine's climber wandered from 0% to 100% of the capacity,
+ *   its results moved by 2 points with the seed, and on a pure recency trace
+ *   it lost 1.3 points to LRU.)
+ * - A candidate less frequent than its victim is still admitted, rarely
+ *   and at random (1 in 128), when it is warm (estimate 6 and up): a hot victim
+ *   cannot keep a hot newcomer out forever, and an adversary who aims
+ *   collisions at a victim cannot pin it.
+ * - Byte bounds: a candidate must beat as many victims as it needs to make
+ *   room for its own size; losing once evicts it.
+ *
+ * The design follows the papers (Einziger, Friedman, Manes: "TinyLFU: a
+ * highly efficient cache admission policy", 2017; Einziger et al.: "Adaptive
+ * software cache management", 2018, which sizes the window by hill climbing
+ * or by mini-simulations, as the shadows do) and Caffeine's design notes; the
+ * code is ours. Nodes are the caller's objects (intrusive links, no wrapper),
+ * and a hit allocates nothing: a few typed-array writes and a list move, and
+ * for a sampled key the same in each shadow (shadow nodes are reused).
+ *
+ * Not here: expiry (the caller removes what it finds expired) and keys'
+ * encoding.
+ *
+ * @internal
+ */
+
+import { type Linked, Lru, removePrefix } from "./lru.ts"
+
+/** What the policy needs of a node; the caller's node carries these fields. */
+export interface PolicyNode<N> extends Linked<N> {
+  /** The key's hash, set by the policy on `add`. */
+  hash: number
+  /** The region the node is in, set by the policy. */
+  region: number
+}
+
+/** The operations a store drives; the shared `Lru` and `TinyLfu` both provide them. */
+export interface Eviction<N> {
+  readonly map: Map<string, N>
+  readonly bytes: number
+  readonly evictions: number
+  /** A hit on `node`. */
+  touch(node: N): void
+  /** Adds `node` (no node of its key may be present), then evicts until within bounds. */
+  add(node: N): void
+  remove(node: N): void
+  /** Removes every node whose key starts with `prefix`; returns how many. */
+  removePrefix(prefix: string): number
+  clear(): void
+}
+
+/** The policies a memory store can run (`MemoryOptions.eviction`). */
+export type Policy = "w-tinylfu" | "lru"
+
+/** The policy a store asked for, with its bounds. */
+export const make = <N extends PolicyNode<N>>(options: {
+  readonly capacity: number
+  readonly maxBytes: number | undefined
+  readonly eviction?: Policy | undefined
+  readonly seed?: number | undefined
+}): Eviction<N> =>
+  options.eviction === "lru"
+    ? new Lru<N>(options.capacity, options.maxBytes)
+    : new TinyLfu<N>({ capacity: options.capacity, maxBytes: options.maxBytes, seed: options.seed })
+
+/** Validates the policy options of a store; a bad one throws, naming it. */
+export const validate = (
+  owner: string,
+  prefix: string,
+  options: { readonly eviction?: unknown; readonly seed?: unknown } | undefined
+): void => {
+  const eviction = options?.eviction
+  if (eviction !== undefined && eviction !== "w-tinylfu" && eviction !== "lru") {
+    throw new Error(`cachet: ${owner} option "${prefix}eviction" must be "w-tinylfu" or "lru", got ${String(eviction)}`)
+  }
+  const seed = options?.seed
+  if (seed !== undefined && !(typeof seed === "number" && Number.isSafeInteger(seed))) {
+    throw new Error(`cachet: ${owner} option "${prefix}seed" must be an integer, got ${String(seed)}`)
+  }
+}
+
+/** Tuning of the policy; every field has a default meant for production. */
+export interface TinyLfuOptions {
+  readonly capacity: number
+  readonly maxBytes?: number | undefined
+  /** Seeds the sketch's hashing and the admission jitter (default: random per policy). */
+  readonly seed?: number | undefined
+  /** The window's initial share of the capacity (default 0.1). */
+  readonly window?: number | undefined
+  /** Disables the window's adaptation (a static window). */
+  readonly adaptive?: boolean | undefined
+  /**
+   * For a shadow: the sketch of the cache it shadows. The shadow does not
+   * count into it, and its nodes arrive with their hash.
+   */
+  readonly sketch?: Sketch | undefined
+}
+
+const WINDOW = 0
+const PROBATION = 1
+const PROTECTED = 2
+
+/** The window's initial share of the capacity: measured best of 1%, 10%, 20% on the traces. */
+const INITIAL_WINDOW = 0.1
+/** The protected segment's share of the main space. */
+const PROTECTED_SHARE = 0.8
+/** A warm candidate (estimate at or above this) may win against a hotter victim, at random. */
+const JITTER_THRESHOLD = 6
+/** The chance of such a win: 1 in 128. */
+const JITTER_MASK = 127
+/** A shadow holds at least this many entries (or the whole cache, if smaller). */
+const SHADOW_MIN = 256
+/** A shadow comparison lasts this many times a shadow's capacity, in sampled requests. */
+const SHADOW_PERIOD = 3
+/** The shadows' windows: this much below and above the cache's. */
+const SHADOW_SPREAD = 0.2
+/** How far the window moves towards the better shadow after each comparison. */
+const SHADOW_MOVE = 0.05
+
+/** Murmur3's finaliser: every input bit affects every output bit. */
+export const mix32 = (h: number): number => {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** A seeded FNV-1a over UTF-16 code units, finalised by `mix32`. */
+export const hashString = (key: string, seed: number): number => {
+  let h = (0x811c9dc5 ^ seed) >>> 0
+  for (let i = 0; i < key.length; i++) {
+    h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  }
+  // 30 bits: a small integer (Smi) in a node's field; a 32-bit hash above
+  // 2^30 would be a 16-byte heap number per entry.
+  return mix32(h) >>> 2
+}
+
+/** A random 32-bit seed for a policy built without one. */
+export const randomSeed = (): number => (Math.random() * 0x1_0000_0000) >>> 0
+
+/**
+ * A count-min sketch of 4-bit counters, eight to an `Int32Array` word, four
+ * counters per key (double hashing over one table). Every `10 × capacity`
+ * increments all counters are halved.
+ */
+export class Sketch {
+  private readonly table: Int32Array
+  private readonly mask: number
+  private readonly seed: number
+  private readonly period: number
+  private additions = 0
+
+  constructor(capacity: number, seed: number) {
+    // 16 counters per entry of capacity: a few collisions at the capacity.
+    let words = 8
+    while (words < 2 * capacity && words < 1 << 24) words <<= 1
+    // Int32Array, not Uint32Array: its elements stay small integers in
+    // optimised code (a uint32 above 2^31 would be a double).
+    this.table = new Int32Array(words)
+    this.mask = words * 8 - 1
+    this.seed = mix32(seed ^ 0x9e3779b9) | 1
+    this.period = 10 * Math.max(capacity, 16)
+  }
+
+  /** The key's estimated frequency, 0 to 15. */
+  frequency(hash: number): number {
+    const table = this.table
+    const step = mix32(hash ^ this.seed) | 1
+    let min = 15
+    for (let i = 0; i < 4; i++) {
+      const index = (hash + Math.imul(i, step)) & this.mask
+      const count = (table[index >>> 3]! >>> ((index & 7) << 2)) & 15
+      if (count < min) min = count
+    }
+    return min
+  }
+
+  /** Counts one access: four read-modify-writes, no allocation. */
+  increment(hash: number): void {
+    const table = this.table
+    const step = mix32(hash ^ this.seed) | 1
+    let added = false
+    for (let i = 0; i < 4; i++) {
+      const index = (hash + Math.imul(i, step)) & this.mask
+      const word = index >>> 3
+      const shift = (index & 7) << 2
+      if (((table[word]! >>> shift) & 15) < 15) {
+        table[word] = (table[word]! + (1 << shift)) | 0
+        added = true
+      }
+    }
+    if (added && ++this.additions >= this.period) this.halve()
+  }
+
+  private halve(): void {
+    const table = this.table
+    for (let i = 0; i < table.length; i++) table[i] = (table[i]! >>> 1) & 0x77777777
+    this.additions = this.additions >>> 1
+  }
+
+  clear(): void {
+    this.table.fill(0)
+    this.additions = 0
+  }
+}
+
+/** One LRU list of the policy: head most recently used. */
+class Region<N extends PolicyNode<N>> {
+  head: N | undefined = undefined
+  tail: N | undefined = undefined
+  count = 0
+  bytes = 0
+  readonly id: number
+  constructor(id: number) {
+    this.id = id
+  }
+  pushHead(node: N): void {
+    node.region = this.id
+    node.prev = undefined
+    node.next = this.head
+    if (this.head) this.head.prev = node
+    else this.tail = node
+    this.head = node
+    this.count++
+    this.bytes += node.size
+  }
+  unlink(node: N): void {
+    if (node.prev) node.prev.next = node.next
+    else this.head = node.next
+    if (node.next) node.next.prev = node.prev
+    else this.tail = node.prev
+    node.prev = node.next = undefined
+    this.count--
+    this.bytes -= node.size
+  }
+  clear(): void {
+    this.head = this.tail = undefined
+    this.count = this.bytes = 0
+  }
+}
+
+/** Adaptive W-TinyLFU over the caller's nodes. */
+export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
+  readonly map = new Map<string, N>()
+  readonly capacity: number
+  readonly maxBytes: number
+  bytes = 0
+  evictions = 0
+
+  private readonly window = new Region<N>(WINDOW)
+  private readonly probation = new Region<N>(PROBATION)
+  private readonly protected = new Region<N>(PROTECTED)
+  private readonly sketch: Sketch
+  private readonly seed: number
+  private random: number
+
+  // The window's share of the bounds, and the protected segment's bounds.
+  private windowShare: number
+  private windowCount = 0
+  private windowBytes = 0
+  private protectedCount = 0
+  private protectedBytes = 0
+
+  // A shadow shares its cache's sketch; an adaptive cache has two shadows.
+  private readonly shared: boolean
+  private readonly shadow: Shadow | undefined
+  /** Evicted nodes kept for reuse (shadows only). */
+  readonly spare: Array<N> | undefined
+
+  private readonly adaptive: boolean
+
+  constructor(options: TinyLfuOptions) {
+    this.capacity = options.capacity
+    this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
+    this.seed = (options.seed ?? randomSeed()) >>> 0
+    this.random = mix32(this.seed ^ 0x5bd1e995) || 1
+    this.shared = options.sketch !== undefined
+    this.sketch = options.sketch ?? new Sketch(this.capacity, this.seed)
+    this.spare = this.shared ? [] : undefined
+    this.adaptive = options.adaptive ?? true
+    this.windowShare = options.window ?? INITIAL_WINDOW
+    this.resize()
+    this.shadow = !this.shared && this.adaptive ? new Shadow(this, this.sketch) : undefined
+  }
+
+  /** Sets the window's share of the capacity. */
+  setWindow(share: number): void {
+    this.windowShare = Math.min(1, Math.max(0, share))
+    this.resize()
+  }
+
+  /** The window's current share of the capacity (for tests and the bench). */
+  get windowFraction(): number {
+    return this.windowShare
+  }
+
+  /** The estimated frequency of a key (for tests). */
+  frequencyOf(key: string): number {
+    return this.sketch.frequency(hashString(key, this.seed))
+  }
+
+  touch(node: N): void {
+    if (!this.shared) this.sketch.increment(node.hash)
+    if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
+    switch (node.region) {
+      case WINDOW:
+        this.moveToHead(this.window, node)
+        break
+      case PROBATION:
+        this.probation.unlink(node)
+        this.protected.pushHead(node)
+        this.demote()
+        break
+      default:
+        this.moveToHead(this.protected, node)
+    }
+  }
+
+  add(node: N): void {
+    if (!this.shared) {
+      node.hash = hashString(node.key, this.seed)
+      this.sketch.increment(node.hash)
+      if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
+    }
+    this.map.set(node.key, node)
+    this.window.pushHead(node)
+    this.bytes += node.size
+    this.evict()
+  }
+
+  remove(node: N): void {
+    this.regionOf(node).unlink(node)
+    this.map.delete(node.key)
+    this.bytes -= node.size
+  }
+
+  removePrefix(prefix: string): number {
+    return removePrefix(this, prefix)
+  }
+
+  clear(): void {
+    this.map.clear()
+    this.window.clear()
+    this.probation.clear()
+    this.protected.clear()
+    this.bytes = 0
+  }
+
+  /** A broken invariant of the bookkeeping, if any (for tests). */
+  invariantViolation(): string | undefined {
+    let count = 0
+    let bytes = 0
+    for (const region of [this.window, this.probation, this.protected]) {
+      let n = 0
+      let b = 0
+      let prev: N | undefined
+      for (let node = region.head; node !== undefined; node = node.next) {
+        if (node.prev !== prev) return `broken link in region ${region.id}`
+        if (node.region !== region.id) return `node in region ${region.id} marked ${node.region}`
+        if (this.map.get(node.key) !== node) return `node in region ${region.id} not in the map`
+        prev = node
+        n++
+        b += node.size
+      }
+      if (region.tail !== prev) return `wrong tail in region ${region.id}`
+      if (n !== region.count || b !== region.bytes) return `wrong totals in region ${region.id}`
+      count += n
+      bytes += b
+    }
+    if (count !== this.map.size) return `regions hold ${count} nodes, the map ${this.map.size}`
+    if (bytes !== this.bytes) return `regions hold ${bytes} bytes, the policy counts ${this.bytes}`
+    if (this.map.size > this.capacity) return `${this.map.size} entries over capacity ${this.capacity}`
+    if (this.bytes > this.maxBytes) return `${this.bytes} bytes over ${this.maxBytes}`
+    return undefined
+  }
+
+  private regionOf(node: N): Region<N> {
+    return node.region === WINDOW ? this.window : node.region === PROBATION ? this.probation : this.protected
+  }
+
+  /** A hit inside one region: relinks only (no totals to update; the hot path). */
+  private moveToHead(region: Region<N>, node: N): void {
+    const head = region.head
+    if (head === node) return
+    // Not the head, so it has a predecessor.
+    const prev = node.prev!
+    prev.next = node.next
+    if (node.next) node.next.prev = prev
+    else region.tail = prev
+    node.prev = undefined
+    node.next = head
+    head!.prev = node
+    region.head = node
+  }
+
+  /** Protected overflow goes back to probation (most recently used end). */
+  private demote(): void {
+    const prot = this.protected
+    while (prot.count > 1 && (prot.count > this.protectedCount || prot.bytes > this.protectedBytes)) {
+      const node = prot.tail!
+      prot.unlink(node)
+      this.probation.pushHead(node)
+    }
+  }
+
+  private over(): boolean {
+    return this.map.size > this.capacity || this.bytes > this.maxBytes
+  }
+
+  private evict(): void {
+    // The window's overflow becomes candidates at probation's head (the
+    // newest entry too, when it alone is over the window's byte share).
+    const window = this.window
+    let candidate: N | undefined
+    while (window.count > 0 && (window.count > this.windowCount || window.bytes > this.windowBytes)) {
+      const node = window.tail!
+      window.unlink(node)
+      this.probation.pushHead(node)
+      if (candidate === undefined) candidate = node
+    }
+    let credit = 0
+    while (this.over()) {
+      const victim = this.probation.tail
+      if (candidate === undefined || victim === undefined) {
+        const evicted = victim ?? this.protected.tail ?? window.tail
+        if (evicted === undefined) return
+        this.evictNode(evicted)
+        continue
+      }
+      if (victim === candidate) {
+        // Only candidates are left in probation: the oldest goes.
+        const next = candidate.prev
+        this.evictNode(candidate)
+        candidate = next
+        credit = 0
+        continue
+      }
+      if (this.admit(candidate, victim)) {
+        this.evictNode(victim)
+        credit += victim.size
+        if (credit >= candidate.size) {
+          candidate = candidate.prev
+          credit = 0
+        }
+      } else {
+        const next = candidate.prev
+        this.evictNode(candidate)
+        candidate = next
+        credit = 0
+      }
+    }
+  }
+
+  private admit(candidate: N, victim: N): boolean {
+    const candidateFreq = this.sketch.frequency(candidate.hash)
+    const victimFreq = this.sketch.frequency(victim.hash)
+    // Ties go to the candidate, the more recent of the two: measured on the
+    // recency-heavy ORM traces, at no cost on the web ones.
+    if (candidateFreq >= victimFreq) return true
+    if (candidateFreq < JITTER_THRESHOLD) return false
+    // xorshift32: the jitter must not be predictable from outside.
+    let r = this.random
+    r ^= r << 13
+    r ^= r >>> 17
+    r ^= r << 5
+    this.random = r
+    return (r & JITTER_MASK) === 0
+  }
+
+  private evictNode(node: N): void {
+    this.remove(node)
+    this.evictions++
+    this.spare?.push(node)
+  }
+
+  private resize(): void {
+    const share = this.windowShare
+    this.windowCount = Math.max(1, Math.floor(this.capacity * share))
+    this.windowBytes = this.maxBytes * share
+    this.protectedCount = Math.floor((this.capacity - this.windowCount) * PROTECTED_SHARE)
+    this.protectedBytes = this.maxBytes * (1 - share) * PROTECTED_SHARE
+  }
+}
+
+/** What a shadow sees of the cache it shadows. */
+interface Shadowed {
+  readonly capacity: number
+  readonly maxBytes: number
+  readonly windowFraction: number
+  setWindow(share: number): void
+}
+
+/** What a shadow sees of a request. */
+interface Sampled {
+  readonly key: string
+  readonly size: number
+  readonly hash: number
+}
+
+/** A node of a shadow cache: reused after eviction, so a shadow allocates nothing in the steady state. */
+class ShadowNode implements PolicyNode<ShadowNode> {
+  key = ""
+  size = 0
+  prev: ShadowNode | undefined = undefined
+  next: ShadowNode | undefined = undefined
+  hash = 0
+  region = 0
+}
+
+/**
+ * Two small copies of the cache over a hash-sampled share of the keys, with
+ * windows a step below and a step above the cache's own; every period the
+ * cache's window moves towards the better of the two (both see the same
+ * requests, so a change of workload does not pass for a better window).
+ */
+class Shadow {
+  readonly shift: number
+  private readonly below: TinyLfu<ShadowNode>
+  private readonly above: TinyLfu<ShadowNode>
+  private readonly owner: Shadowed
+  private readonly period: number
+  private hitsBelow = 0
+  private hitsAbove = 0
+  private requests = 0
+
+  constructor(owner: Shadowed, sketch: Sketch) {
+    // The largest power-of-two sample that leaves each shadow SHADOW_MIN entries.
+    let sample = 1
+    while (owner.capacity / (sample * 2) >= SHADOW_MIN) sample *= 2
+    // Sampled: the top bits of the 30-bit hash are zero.
+    this.shift = 30 - Math.log2(sample)
+    const capacity = Math.ceil(owner.capacity / sample)
+    const maxBytes = owner.maxBytes === Number.POSITIVE_INFINITY ? undefined : owner.maxBytes / sample
+    const make = () => new TinyLfu<ShadowNode>({ capacity, maxBytes, sketch, seed: 0, adaptive: false })
+    this.below = make()
+    this.above = make()
+    this.owner = owner
+    this.period = SHADOW_PERIOD * capacity
+    this.center()
+  }
+
+  record(node: Sampled): void {
+    if (this.visit(this.below, node)) this.hitsBelow++
+    if (this.visit(this.above, node)) this.hitsAbove++
+    if (++this.requests >= this.period) {
+      const share = this.owner.windowFraction
+      if (this.hitsAbove > this.hitsBelow) this.owner.setWindow(share + SHADOW_MOVE)
+      else if (this.hitsBelow > this.hitsAbove) this.owner.setWindow(share - SHADOW_MOVE)
+      this.center()
+      this.requests = this.hitsBelow = this.hitsAbove = 0
+    }
+  }
+
+  private center(): void {
+    const share = this.owner.windowFraction
+    this.below.setWindow(share - SHADOW_SPREAD)
+    this.above.setWindow(share + SHADOW_SPREAD)
+  }
+
+  private visit(cache: TinyLfu<ShadowNode>, node: Sampled): boolean {
+    const found = cache.map.get(node.key)
+    if (found !== undefined) {
+      cache.touch(found)
+      return true
+    }
+    const fresh = cache.spare!.pop() ?? new ShadowNode()
+    fresh.key = node.key
+    fresh.size = node.size
+    fresh.hash = node.hash
+    cache.add(fresh)
+    return false
+  }
+}
