@@ -13,7 +13,7 @@ import * as TieredStore from "../../src/redis/TieredStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { RedisServer, requireRedis } from "../harness/redis.ts"
 import { runId, sharedCluster, sharedServer, sleepReal } from "../redis/helpers.ts"
-import { instance, on as onTiered, subscribed } from "../tiered/helpers.ts"
+import { type Instance, instance, on as onTiered, statsOf, subscribed } from "../tiered/helpers.ts"
 import { check, describe as explain, type Operation } from "./checker.ts"
 
 const server = sharedServer()
@@ -214,6 +214,75 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
     }).pipe(Effect.scoped)
   )
 
+  it.live("the history checker across a SIGKILL of Redis and a restart (empty, no persistence): 0 violations", () =>
+    Effect.gen(function* () {
+      const crashed = yield* RedisServer.start()
+      const prefix = `hist-k-${runId()}`
+      const fault = Effect.gen(function* () {
+        yield* sleepReal(150)
+        yield* crashed.kill
+        yield* sleepReal(800)
+        yield* crashed.restart
+      })
+      yield* Effect.forkChild(fault)
+      yield* history(
+        "standalone Redis, SIGKILL + restart",
+        1_000,
+        (offset) =>
+          Effect.clockWith((base) =>
+            Layer.build(
+              Cachet.layer({ journalRetry: "50 millis" }).pipe(
+                Layer.provide(
+                  RedisStore.layer({
+                    url: crashed.url,
+                    prefix,
+                    commandTimeout: 200,
+                    breaker: { failures: 3, openFor: "200 millis" }
+                  })
+                ),
+                Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+              )
+            )
+          ),
+        { journaled: true }
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "the history checker on TieredStore with its bus while every pub/sub connection is killed twice: 0 violations past the reconnect bound",
+    () =>
+      Effect.gen(function* () {
+        const prefix = `hist-p-${runId()}`
+        const fault = Effect.gen(function* () {
+          for (const at of [200, 400]) {
+            yield* sleepReal(at === 200 ? 200 : 300)
+            yield* server.get().command("CLIENT", "KILL", "TYPE", "pubsub")
+          }
+        })
+        yield* Effect.forkChild(fault)
+        // A message lost to the kill: every L1 is reset once its subscription
+        // is confirmed again (about 100-200 ms), at most l1MaxTtl.
+        const instances = yield* history("TieredStore, bus on, CLIENT KILL TYPE pubsub x2", 300, (offset) =>
+          Effect.clockWith((base) =>
+            Effect.tap(
+              Layer.build(
+                Cachet.layer().pipe(
+                  Layer.provideMerge(
+                    TieredStore.layer({ l2: { url: server.get().url, prefix }, bus: true, l1MaxTtl: "300 millis" })
+                  ),
+                  Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+                )
+              ),
+              (ctx) => subscribed(ctx)
+            )
+          )
+        )
+        // The kills happened during the run: every instance reset its L1.
+        for (const ctx of instances) assert.isAtLeast((yield* statsOf(ctx as Instance)).l1Clears, 1)
+      }).pipe(Effect.scoped)
+  )
+
   for (const bus of [true, false]) {
     it.live(
       `the history checker on TieredStore (bus ${bus ? "on" : "off"}), clocks -5 s, 0, +5 s: 0 violations past the bound`,
@@ -337,4 +406,5 @@ const history = <E, C extends Cachet.Cachet>(
     }
     assert.strictEqual(report.operations, 360)
     assert.deepStrictEqual(report.violations.slice(0, 3).map(explain), [])
+    return clients.map((c) => c.ctx)
   })
