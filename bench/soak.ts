@@ -3,6 +3,8 @@
  *
  *   node --expose-gc bench/soak.ts [--seconds 60] [--rate 500] [--restart-every 15]
  *                                  [--down-ms 1000] [--keys 5000] [--loader-ms 2] [--strict]
+ *   node --expose-gc bench/soak.ts --coherence [--seconds 60] [--fault-every 20]
+ *     (the coherence history checker over a long run with faults: bench/coherence.ts)
  *
  * - Our own redis-server (ephemeral loopback port, no persistence); every
  *   `--restart-every` seconds it is SIGKILLed, stays down `--down-ms`, and is
@@ -36,9 +38,18 @@ const { values } = parseArgs({
     "down-ms": { type: "string", default: "1000" },
     keys: { type: "string", default: "5000" },
     "loader-ms": { type: "string", default: "2" },
-    strict: { type: "boolean", default: false }
+    strict: { type: "boolean", default: false },
+    coherence: { type: "boolean", default: false },
+    "fault-every": { type: "string", default: "20" }
   }
 })
+
+// `--coherence`: the coherence history checker over a long run instead (bench/coherence.ts).
+if (values.coherence === true) {
+  const { runCoherenceSoak } = await import("./coherence.ts")
+  const ok = await runCoherenceSoak(Number(values.seconds), Number(values["fault-every"]))
+  process.exit(ok ? 0 : 1)
+}
 
 const num = (name: keyof typeof values): number => {
   const n = Number(values[name])

@@ -14,18 +14,11 @@ import * as Strategy from "../../src/Strategy.ts"
 import { RedisServer, requireRedis } from "../harness/redis.ts"
 import { runId, sharedCluster, sharedServer, sleepReal } from "../redis/helpers.ts"
 import { type Instance, instance, on as onTiered, statsOf, subscribed } from "../tiered/helpers.ts"
-import { check, describe as explain, type Operation } from "./checker.ts"
+import { check, describe as explain } from "./checker.ts"
+import { Items, runWorkload } from "./workload.ts"
 
 const server = sharedServer()
 const cluster = sharedCluster()
-
-const Items = Keyspace.make({
-  name: "item",
-  key: "{id}",
-  value: Schema.Number,
-  ttl: "1 minute",
-  tags: (p) => ["items", `item:${p.id}`]
-})
 
 /** A clock `offset` ms away from `base` (an instance whose clock is skewed). */
 const skewed = (base: Clock.Clock, offset: number): Clock.Clock => ({
@@ -331,54 +324,13 @@ const history = <E, C extends Cachet.Cachet>(
       { name: "true", ctx: yield* make(0) },
       { name: "skew+5s", ctx: yield* make(5_000) }
     ]
-    // The source: a versioned register per key.
-    const versions = new Map<number, number>()
-    const ops: Array<Operation> = []
-    const t = () => performance.now()
-    let seed = 10
-    const random = () => {
-      seed = (seed * 16807) % 2147483647
-      return seed / 2147483647
-    }
-    const keys = [1, 2, 3, 4]
     const run = <A, E2>(ctx: Context.Context<C>, effect: Effect.Effect<A, E2, Cachet.Cachet>) =>
       Effect.provide(effect, ctx)
-    const op = (client: (typeof clients)[number]) =>
-      Effect.gen(function* () {
-        const id = keys[Math.floor(random() * keys.length)]!
-        const roll = random()
-        const invokedAt = t()
-        if (roll < 0.65) {
-          const loadFor = Math.floor(random() * 15)
-          const load = Effect.sync(() => versions.get(id) ?? 0).pipe(
-            Effect.tap(() => (loadFor > 0 ? sleepReal(loadFor) : Effect.void))
-          )
-          const version = yield* run(client.ctx, load.pipe(Strategy.cacheAside(Items, { id })))
-          ops.push({ type: "read", client: client.name, key: String(id), version, invokedAt, completedAt: t() })
-          return
-        }
-        const version = (versions.get(id) ?? 0) + 1
-        versions.set(id, version)
-        const how = Math.floor(random() * 4)
-        if (how === 0) yield* run(client.ctx, Cachet.invalidate(Items, { id }))
-        else if (how === 1) yield* run(client.ctx, Cachet.set(Items, { id }, version))
-        else if (how === 2) yield* run(client.ctx, Cachet.invalidateTag(`item:${id}`))
-        else yield* run(client.ctx, Cachet.invalidateTag("items"))
-        const kind = ["invalidate", "set", "invalidateTag(item)", "invalidateTag(items)"][how]
-        ops.push({
-          type: "write",
-          client: `${client.name} ${kind}`,
-          key: String(id),
-          version,
-          invokedAt,
-          completedAt: t()
-        })
-      })
     // Each client runs 120 operations one after another; the three run concurrently.
-    yield* Effect.forEach(clients, (client) => Effect.forEach(Array.from({ length: 120 }), () => op(client)), {
-      concurrency: "unbounded",
-      discard: true
-    })
+    const ops = yield* runWorkload(
+      clients.map((c) => ({ name: c.name, ctx: c.ctx as unknown as Context.Context<Cachet.Cachet> })),
+      { ops: 120 }
+    )
     const report = check(ops, bound)
     const fences = yield* Effect.forEach(clients, (c) =>
       run(
