@@ -8,42 +8,16 @@
  * replay bound (1 s: an invalidation journalled during a fault reaches the
  * store when it answers). The last line says PASS or FAIL.
  */
-import { Clock, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import * as Cachet from "../src/Cachet.ts"
-import * as RedisStore from "../src/redis/RedisStore.ts"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import { check, describe as explain, type Operation } from "../test/coherence/checker.ts"
-import { runWorkload } from "../test/coherence/workload.ts"
+import { faultTolerant, runWorkload } from "../test/coherence/workload.ts"
 import { RedisServer } from "../test/harness/redis.ts"
 
 export const runCoherenceSoak = async (seconds: number, faultEvery: number): Promise<boolean> => {
   const scope = Effect.runSync(Scope.make())
   const server = await Effect.runPromise(Scope.provide(RedisServer.start({ stopGraceMs: 1_000 }), scope))
   const prefix = `soak-coherence-${Date.now().toString(36)}`
-  const skewed = (base: Clock.Clock, offset: number): Clock.Clock => ({
-    currentTimeMillisUnsafe: () => base.currentTimeMillisUnsafe() + offset,
-    currentTimeMillis: Effect.sync(() => base.currentTimeMillisUnsafe() + offset),
-    currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n,
-    currentTimeNanos: Effect.sync(() => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n),
-    monotonicTimeNanosUnsafe: () => base.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: base.monotonicTimeNanos,
-    sleep: (duration) => base.sleep(duration)
-  })
-  const instance = (offset: number) =>
-    Effect.clockWith((base) =>
-      Layer.build(
-        Cachet.layer({ journalRetry: "50 millis" }).pipe(
-          Layer.provide(
-            RedisStore.layer({
-              url: server.url,
-              prefix,
-              commandTimeout: 200,
-              breaker: { failures: 3, openFor: "200 millis" }
-            })
-          ),
-          Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-        )
-      )
-    )
+  const instance = (offset: number) => faultTolerant(server.url, prefix, offset)
   const clients = await Effect.runPromise(
     Scope.provide(
       Effect.all([instance(-5_000), instance(0), instance(5_000)]).pipe(

@@ -15,21 +15,10 @@ import { RedisServer, requireRedis } from "../harness/redis.ts"
 import { runId, sharedCluster, sharedServer, sleepReal } from "../redis/helpers.ts"
 import { type Instance, instance, on as onTiered, statsOf, subscribed } from "../tiered/helpers.ts"
 import { check, describe as explain } from "./checker.ts"
-import { Items, runWorkload } from "./workload.ts"
+import { faultTolerant, Items, runWorkload, skewed } from "./workload.ts"
 
 const server = sharedServer()
 const cluster = sharedCluster()
-
-/** A clock `offset` ms away from `base` (an instance whose clock is skewed). */
-const skewed = (base: Clock.Clock, offset: number): Clock.Clock => ({
-  currentTimeMillisUnsafe: () => base.currentTimeMillisUnsafe() + offset,
-  currentTimeMillis: Effect.sync(() => base.currentTimeMillisUnsafe() + offset),
-  currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n,
-  currentTimeNanos: Effect.sync(() => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n),
-  monotonicTimeNanosUnsafe: () => base.monotonicTimeNanosUnsafe(),
-  monotonicTimeNanos: base.monotonicTimeNanos,
-  sleep: (duration) => base.sleep(duration)
-})
 
 type Runtime = Context.Context<Cachet.Cachet>
 
@@ -183,27 +172,9 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
         yield* paused.resume
       })
       yield* Effect.forkChild(fault)
-      yield* history(
-        "standalone Redis, SIGSTOP 1.5 s",
-        bound,
-        (offset) =>
-          Effect.clockWith((base) =>
-            Layer.build(
-              Cachet.layer({ journalRetry: "50 millis" }).pipe(
-                Layer.provide(
-                  RedisStore.layer({
-                    url: paused.url,
-                    prefix,
-                    commandTimeout: 200,
-                    breaker: { failures: 3, openFor: "200 millis" }
-                  })
-                ),
-                Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-              )
-            )
-          ),
-        { journaled: true }
-      )
+      yield* history("standalone Redis, SIGSTOP 1.5 s", bound, (offset) => faultTolerant(paused.url, prefix, offset), {
+        journaled: true
+      })
     }).pipe(Effect.scoped)
   )
 
@@ -221,22 +192,7 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
       yield* history(
         "standalone Redis, SIGKILL + restart",
         1_000,
-        (offset) =>
-          Effect.clockWith((base) =>
-            Layer.build(
-              Cachet.layer({ journalRetry: "50 millis" }).pipe(
-                Layer.provide(
-                  RedisStore.layer({
-                    url: crashed.url,
-                    prefix,
-                    commandTimeout: 200,
-                    breaker: { failures: 3, openFor: "200 millis" }
-                  })
-                ),
-                Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-              )
-            )
-          ),
+        (offset) => faultTolerant(crashed.url, prefix, offset),
         { journaled: true }
       )
     }).pipe(Effect.scoped)

@@ -4,9 +4,10 @@
  * key, and record the history the checker judges. Shared by
  * `test/coherence/` and `npm run soak -- --coherence`.
  */
-import { type Context, Effect, Schema } from "effect"
+import { Clock, type Context, Effect, Layer, Schema, type Scope } from "effect"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
+import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import type { Operation } from "./checker.ts"
 
@@ -17,6 +18,38 @@ export const Items = Keyspace.make({
   ttl: "1 minute",
   tags: (p) => ["items", `item:${p.id}`]
 })
+
+/** A clock `offset` ms away from `base` (an instance whose clock is skewed). */
+export const skewed = (base: Clock.Clock, offset: number): Clock.Clock => ({
+  currentTimeMillisUnsafe: () => base.currentTimeMillisUnsafe() + offset,
+  currentTimeMillis: Effect.sync(() => base.currentTimeMillisUnsafe() + offset),
+  currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n,
+  currentTimeNanos: Effect.sync(() => base.currentTimeNanosUnsafe() + BigInt(offset) * 1_000_000n),
+  monotonicTimeNanosUnsafe: () => base.monotonicTimeNanosUnsafe(),
+  monotonicTimeNanos: base.monotonicTimeNanos,
+  sleep: (duration) => base.sleep(duration)
+})
+
+/**
+ * An instance for fault runs: a RedisStore on `url` with short bounds (200 ms
+ * calls, a breaker open 200 ms), a journal replayed every 50 ms, and a clock
+ * `offset` ms off.
+ */
+export const faultTolerant = (
+  url: string,
+  prefix: string,
+  offset: number
+): Effect.Effect<Context.Context<Cachet.Cachet>, never, Scope.Scope> =>
+  Effect.clockWith((base) =>
+    Layer.build(
+      Cachet.layer({ journalRetry: "50 millis" }).pipe(
+        Layer.provide(
+          RedisStore.layer({ url, prefix, commandTimeout: 200, breaker: { failures: 3, openFor: "200 millis" } })
+        ),
+        Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
+      )
+    )
+  )
 
 export interface Client {
   readonly name: string
