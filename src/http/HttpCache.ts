@@ -203,10 +203,13 @@ export type Policy = internal.PolicyOptions
 export type Options = internal.Options
 
 /**
- * A stored response: status, storable headers, body bytes, ETag, and its
- * timeline (`date`, `freshUntil`, `swrUntil`, `sieUntil`, epoch ms), the
- * `Vary` names and the values they had, whether it may answer requests with
- * credentials (`shared`), and its normalised path.
+ * A stored response: status, the header fields as received (less hop-by-hop
+ * ones, `Age` and `Content-Length`; `Date` always), body bytes, ETag, and its
+ * timeline (`date`: when it was received, `age`: its corrected initial age
+ * in ms, `freshUntil`, `swrUntil`, `sieUntil`, epoch ms), whether stale use
+ * needs a revalidation first (`revalidate`), the `Vary` names and digests of
+ * the values they had, whether it may answer requests with credentials
+ * (`shared`), and its invalidation path.
  *
  * @example
  * ```ts
@@ -226,7 +229,7 @@ export const ResponseEntry: typeof internal.ResponseEntry = internal.ResponseEnt
  * @example
  * ```ts
  * import type { HttpCache } from "cachet/http"
- * const age = (entry: HttpCache.ResponseEntry, now: number) => now - entry.date
+ * const age = (entry: HttpCache.ResponseEntry, now: number) => entry.age + (now - entry.date) // current age, ms
  * ```
  *
  * @since 0.1.0

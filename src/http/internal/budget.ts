@@ -27,7 +27,6 @@ export const entrySize = (entry: ResponseEntry): number => {
 export class Budget {
   readonly sizes = new Map<string, number>()
   bytes = 0
-  evictions = 0
   readonly maxEntries: number
   readonly maxBytes: number
   constructor(maxEntries: number, maxBytes: number) {

@@ -103,8 +103,8 @@ export const make = (options: Options | undefined) => {
     entry: ResponseEntry
   ): Effect.Effect<void> => {
     const evicted = budget.add(key, entrySize(entry))
+    // Counted as the keyspace's deletes by the runtime.
     if (evicted === undefined) return Effect.void
-    budget.evictions += evicted.length
     return Effect.forEach(evicted, (old) => rt.remove(state, old), { discard: true })
   }
 
