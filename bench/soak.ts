@@ -3,7 +3,7 @@
  *
  *   node --expose-gc bench/soak.ts [--seconds 60] [--rate 500] [--restart-every 15]
  *                                  [--down-ms 1000] [--keys 5000] [--loader-ms 2] [--strict]
- *   node --expose-gc bench/soak.ts --coherence [--seconds 60] [--fault-every 20]
+ *   node --expose-gc bench/soak.ts --coherence [--seconds 60] [--fault-every 20] [--coherence-store redis|cluster|tiered]
  *     (the coherence history checker over a long run with faults: bench/coherence.ts)
  *
  * - Our own redis-server (ephemeral loopback port, no persistence); every
@@ -40,14 +40,18 @@ const { values } = parseArgs({
     "loader-ms": { type: "string", default: "2" },
     strict: { type: "boolean", default: false },
     coherence: { type: "boolean", default: false },
-    "fault-every": { type: "string", default: "20" }
+    "fault-every": { type: "string", default: "20" },
+    "coherence-store": { type: "string", default: "redis" }
   }
 })
 
 // `--coherence`: the coherence history checker over a long run instead (bench/coherence.ts).
 if (values.coherence === true) {
   const { runCoherenceSoak } = await import("./coherence.ts")
-  const ok = await runCoherenceSoak(Number(values.seconds), Number(values["fault-every"]))
+  const store = values["coherence-store"]
+  if (store !== "redis" && store !== "cluster" && store !== "tiered")
+    throw new Error(`soak: --coherence-store must be redis, cluster or tiered, got ${store}`)
+  const ok = await runCoherenceSoak(Number(values.seconds), Number(values["fault-every"]), store)
   process.exit(ok ? 0 : 1)
 }
 

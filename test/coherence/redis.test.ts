@@ -1,24 +1,22 @@
 /**
- * Issue #10 over a real harness Redis: several runtimes (each with its own
+ * Issue #10's cases over a real harness Redis (the history checker runs are
+ * in history.test.ts and faults.test.ts): several runtimes (each with its own
  * connection and, where it matters, its own skewed clock) share one store.
  * Real time (`it.live`): the store orders writes and invalidations on the
  * server's clock, which no TestClock moves.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, type Context, Deferred, Effect, Fiber, Layer, Schema, type Scope } from "effect"
+import { Clock, type Context, Deferred, Effect, Fiber, Layer, Schema } from "effect"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
-import * as TieredStore from "../../src/redis/TieredStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
-import { RedisServer, requireRedis } from "../harness/redis.ts"
-import { runId, sharedCluster, sharedServer, sleepReal } from "../redis/helpers.ts"
-import { type Instance, instance, on as onTiered, statsOf, subscribed } from "../tiered/helpers.ts"
-import { check, describe as explain } from "./checker.ts"
-import { faultTolerant, Items, runWorkload, skewed } from "./workload.ts"
+import { requireRedis } from "../harness/redis.ts"
+import { runId, sharedServer, sleepReal } from "../redis/helpers.ts"
+import { instance, on as onTiered } from "../tiered/helpers.ts"
+import { Items, skewed } from "./workload.ts"
 
 const server = sharedServer()
-const cluster = sharedCluster()
 
 type Runtime = Context.Context<Cachet.Cachet>
 
@@ -132,187 +130,4 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
       assert.strictEqual(y, 2)
     }).pipe(Effect.scoped)
   )
-
-  it.live("the history checker on standalone Redis: 3 instances (clocks -5 s, 0, +5 s): 0 violations", () =>
-    Effect.gen(function* () {
-      const prefix = `hist-${runId()}`
-      yield* history("standalone Redis", 0, (offset) => runtime(prefix, offset))
-    }).pipe(Effect.scoped)
-  )
-
-  it.live("the history checker on a 3-master Redis Cluster, clocks -5 s, 0, +5 s: 0 violations", () =>
-    Effect.gen(function* () {
-      const prefix = `hist-c-${runId()}`
-      yield* history("Redis Cluster", 0, (offset) =>
-        Effect.clockWith((base) =>
-          Layer.build(
-            Cachet.layer().pipe(
-              Layer.provide(RedisStore.layer({ cluster: cluster.get().startupNodes, prefix })),
-              Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-            )
-          )
-        )
-      )
-    }).pipe(Effect.scoped)
-  )
-
-  it.live("the history checker across a SIGSTOP of Redis (1.5 s) and SIGCONT: no violation past the replay bound", () =>
-    Effect.gen(function* () {
-      const paused = yield* RedisServer.start()
-      const prefix = `hist-f-${runId()}`
-      // During the pause every read goes to the loader (fresh); an
-      // invalidation is journalled and reaches the store when it answers
-      // again: the bound is how long that replay may take (breaker openFor
-      // plus journalRetry plus a command), not 0.
-      const bound = 1_000
-      const fault = Effect.gen(function* () {
-        yield* sleepReal(150)
-        yield* paused.pause
-        yield* sleepReal(1_500)
-        yield* paused.resume
-      })
-      yield* Effect.forkChild(fault)
-      yield* history("standalone Redis, SIGSTOP 1.5 s", bound, (offset) => faultTolerant(paused.url, prefix, offset), {
-        journaled: true
-      })
-    }).pipe(Effect.scoped)
-  )
-
-  it.live("the history checker across a SIGKILL of Redis and a restart (empty, no persistence): 0 violations", () =>
-    Effect.gen(function* () {
-      const crashed = yield* RedisServer.start()
-      const prefix = `hist-k-${runId()}`
-      const fault = Effect.gen(function* () {
-        yield* sleepReal(150)
-        yield* crashed.kill
-        yield* sleepReal(800)
-        yield* crashed.restart
-      })
-      yield* Effect.forkChild(fault)
-      yield* history(
-        "standalone Redis, SIGKILL + restart",
-        1_000,
-        (offset) => faultTolerant(crashed.url, prefix, offset),
-        { journaled: true }
-      )
-    }).pipe(Effect.scoped)
-  )
-
-  it.live(
-    "the history checker on TieredStore with its bus while every pub/sub connection is killed twice: 0 violations past the reconnect bound",
-    () =>
-      Effect.gen(function* () {
-        const prefix = `hist-p-${runId()}`
-        const fault = Effect.gen(function* () {
-          for (const at of [200, 400]) {
-            yield* sleepReal(at === 200 ? 200 : 300)
-            yield* server.get().command("CLIENT", "KILL", "TYPE", "pubsub")
-          }
-        })
-        yield* Effect.forkChild(fault)
-        // A message lost to the kill: every L1 is reset once its subscription
-        // is confirmed again (about 100-200 ms), at most l1MaxTtl.
-        const instances = yield* history("TieredStore, bus on, CLIENT KILL TYPE pubsub x2", 300, (offset) =>
-          Effect.clockWith((base) =>
-            Effect.tap(
-              Layer.build(
-                Cachet.layer().pipe(
-                  Layer.provideMerge(
-                    TieredStore.layer({ l2: { url: server.get().url, prefix }, bus: true, l1MaxTtl: "300 millis" })
-                  ),
-                  Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-                )
-              ),
-              (ctx) => subscribed(ctx)
-            )
-          )
-        )
-        // The kills happened during the run: every instance reset its L1.
-        for (const ctx of instances) assert.isAtLeast((yield* statsOf(ctx as Instance)).l1Clears, 1)
-      }).pipe(Effect.scoped)
-  )
-
-  for (const bus of [true, false]) {
-    it.live(
-      `the history checker on TieredStore (bus ${bus ? "on" : "off"}), clocks -5 s, 0, +5 s: 0 violations past the bound`,
-      () =>
-        Effect.gen(function* () {
-          const prefix = `hist-t-${runId()}`
-          const l1MaxTtl = 300
-          // With the bus: its delivery time (2-15 ms measured; 100 ms allowed).
-          // Without: an L1 copy lives at most l1MaxTtl.
-          const bound = bus ? 100 : l1MaxTtl
-          yield* history(`TieredStore, bus ${bus ? "on" : "off"}`, bound, (offset) =>
-            Effect.clockWith((base) =>
-              Effect.tap(
-                Layer.build(
-                  Cachet.layer().pipe(
-                    Layer.provideMerge(
-                      TieredStore.layer({ l2: { url: server.get().url, prefix }, bus, l1MaxTtl: `${l1MaxTtl} millis` })
-                    ),
-                    Layer.provide(Layer.succeed(Clock.Clock, skewed(base, offset)))
-                  )
-                ),
-                (ctx) => (bus ? subscribed(ctx) : Effect.void)
-              )
-            )
-          )
-        }).pipe(Effect.scoped)
-    )
-  }
 })
-
-/**
- * Runs 3 instances (clocks -5 s, 0, +5 s) through a random workload of slow
- * loads, explicit writes and invalidations (of a key, of its tag, of the tag
- * of all), records the history and checks it with `bound` ms of allowed
- * staleness.
- */
-const history = <E, C extends Cachet.Cachet>(
-  label: string,
-  bound: number,
-  make: (offset: number) => Effect.Effect<Context.Context<C>, E, Scope.Scope>,
-  options?: { readonly journaled?: boolean }
-) =>
-  Effect.gen(function* () {
-    const clients = [
-      { name: "skew-5s", ctx: yield* make(-5_000) },
-      { name: "true", ctx: yield* make(0) },
-      { name: "skew+5s", ctx: yield* make(5_000) }
-    ]
-    const run = <A, E2>(ctx: Context.Context<C>, effect: Effect.Effect<A, E2, Cachet.Cachet>) =>
-      Effect.provide(effect, ctx)
-    // Each client runs 120 operations one after another; the three run concurrently.
-    const ops = yield* runWorkload(
-      clients.map((c) => ({ name: c.name, ctx: c.ctx as unknown as Context.Context<Cachet.Cachet> })),
-      { ops: 120 }
-    )
-    const report = check(ops, bound)
-    const fences = yield* Effect.forEach(clients, (c) =>
-      run(
-        c.ctx,
-        Effect.map(Cachet.stats, (s) => s.fencedWrites)
-      )
-    )
-    console.log(
-      `coherence (${label}, skew ±5 s, bound ${bound} ms): ${report.operations} operations, ${report.reads} reads, ${report.writes} writes, ${report.violations.length} violations, ${fences.reduce((n, m) => n + m, 0)} fenced writes`
-    )
-    for (const v of report.violations.slice(0, 3)) console.log(explain(v))
-    if (options?.journaled) {
-      const journaled = yield* Effect.forEach(clients, (c) =>
-        run(
-          c.ctx,
-          Effect.map(Cachet.stats, (s) => s.journaled)
-        )
-      )
-      console.log(`  invalidations journalled during the fault: ${journaled.reduce((n, m) => n + m, 0)}`)
-      assert.isAbove(
-        journaled.reduce((n, m) => n + m, 0),
-        0,
-        "the fault happened during the run"
-      )
-    }
-    assert.strictEqual(report.operations, 360)
-    assert.deepStrictEqual(report.violations.slice(0, 3).map(explain), [])
-    return clients.map((c) => c.ctx)
-  })

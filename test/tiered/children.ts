@@ -20,6 +20,17 @@ export interface Child {
   readonly kill: Effect.Effect<void>
   /** Everything it wrote to stderr (for failure messages). */
   readonly stderr: () => string
+  /** Writes one JSON line to its stdin (no answer awaited). */
+  readonly send: (message: Record<string, unknown>) => void
+  /** Whether it has exited. */
+  readonly exited: () => boolean
+}
+
+/** What to run: a fixture script, its arguments, and a handler for the events it prints (`{"event":..}`). */
+export interface ProcessOptions {
+  readonly fixture: string
+  readonly args: ReadonlyArray<string>
+  readonly onEvent?: ((event: Record<string, any>, child: Child) => void) | undefined
 }
 
 const fixture = path.join(import.meta.dirname, "fixtures", "instance.ts")
@@ -27,11 +38,17 @@ const fixture = path.join(import.meta.dirname, "fixtures", "instance.ts")
 /** Epoch milliseconds on the same base as the children's (`performance.timeOrigin + now()`). */
 export const nowEpoch = () => performance.timeOrigin + performance.now()
 
-const startOne = (url: string): Effect.Effect<Child, Error, Scope.Scope> =>
-  Effect.acquireRelease(
+const startOne = (url: string): Effect.Effect<Child, Error, Scope.Scope> => startProcess({ fixture, args: [url] })
+
+/** Starts a Node child process on `options.fixture`, ready when it prints `{"event":"ready"}`. */
+export const startProcess = (options: ProcessOptions): Effect.Effect<Child, Error, Scope.Scope> => {
+  let handle: Child | undefined
+  return Effect.acquireRelease(
     Effect.callback<{ child: ChildProcess; state: State }, Error>((resume) => {
-      const child = spawn(process.execPath, [fixture, url], { stdio: ["pipe", "pipe", "pipe"] })
+      const child = spawn(process.execPath, [options.fixture, ...options.args], { stdio: ["pipe", "pipe", "pipe"] })
       const state: State = { next: 1, pending: new Map(), stderr: "", buffer: "", exited: false }
+      // A write to a killed child's stdin is EPIPE: the exit handler already failed what was pending.
+      child.stdin!.on("error", () => {})
       const timer = setTimeout(() => {
         child.kill("SIGKILL")
         resume(Effect.fail(new Error(`child did not start in 20 s: ${state.stderr}`)))
@@ -55,6 +72,8 @@ const startOne = (url: string): Effect.Effect<Child, Error, Scope.Scope> =>
           if (message.event === "ready") {
             clearTimeout(timer)
             resume(Effect.succeed({ child, state }))
+          } else if (typeof message.event === "string") {
+            if (handle !== undefined) options.onEvent?.(message, handle)
           } else if (typeof message.id === "number") {
             const waiter = state.pending.get(message.id)
             state.pending.delete(message.id)
@@ -75,8 +94,8 @@ const startOne = (url: string): Effect.Effect<Child, Error, Scope.Scope> =>
     }),
     ({ child }) => killChild(child)
   ).pipe(
-    Effect.map(
-      ({ child, state }): Child => ({
+    Effect.map(({ child, state }): Child => {
+      handle = {
         pid: child.pid ?? -1,
         call: <A>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 20_000) =>
           Effect.callback<A, Error>((resume) => {
@@ -101,10 +120,16 @@ const startOne = (url: string): Effect.Effect<Child, Error, Scope.Scope> =>
             })
           }),
         kill: killChild(child),
-        stderr: () => state.stderr
-      })
-    )
+        stderr: () => state.stderr,
+        send: (message) => {
+          if (!state.exited) child.stdin!.write(`${JSON.stringify(message)}\n`)
+        },
+        exited: () => state.exited
+      }
+      return handle
+    })
   )
+}
 
 interface State {
   next: number
