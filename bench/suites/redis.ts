@@ -1,9 +1,12 @@
 /**
  * Redis scenarios, on our own redis-server (ephemeral loopback port, no
- * persistence): hits with 100 requests in flight, and getMany of 100 keys.
+ * persistence): hits with 100 requests in flight, misses with 100 in flight
+ * (read, load, write), and getMany of 100 keys.
  *
- * Every contender reads the same ~1 KB JSON values, written beforehand under
- * its own prefix; all of them are hits.
+ * For the hits every contender reads the same ~1 KB JSON values, written
+ * beforehand under its own prefix. For the misses every read is of a key
+ * never read before (ids from a counter), so each is a GET that finds
+ * nothing, a loader call and a write (cachet's is the fenced Lua SET).
  */
 import KeyvRedis from "@keyv/redis"
 import { BentoCache, bentostore } from "bentocache"
@@ -12,8 +15,8 @@ import { createCache } from "cache-manager"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { Keyv } from "keyv"
-import { Cachet, Strategy } from "../../src/index.ts"
-import { idSequence, keyOf, makeUser, type User, Users } from "../lib/fixtures.ts"
+import { Cachet, Keyspace, Strategy } from "../../src/index.ts"
+import { idSequence, keyOf, makeUser, User, Users } from "../lib/fixtures.ts"
 import { type Batch, type Contender, runThroughput, timeConcurrentAsync, timeSequentialAsync } from "../lib/measure.ts"
 import { type OwnRedis, redisUnavailable, startRedis } from "../lib/redis.ts"
 import { type ScenarioResult, throughputColumns } from "../lib/report.ts"
@@ -28,6 +31,9 @@ const MANY_PER_BATCH = 20
 const SEQ_MASK = (1 << 16) - 1
 
 const users: ReadonlyArray<User> = Array.from({ length: KEYS }, (_, i) => makeUser(i))
+/** Miss keys live this long (the scenario writes ~2 MB per batch per contender). */
+const MISS_TTL_MS = 10_000
+const Misses = Keyspace.make({ name: "miss", key: "{id}", value: User, ttl: "10 seconds" })
 const seq = idSequence(SEQ_MASK + 1, KEYS, 7)
 
 type RedisModule = typeof import("../../src/redis/index.ts")
@@ -78,7 +84,7 @@ const cursor = () => {
 const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> => {
   const unavailable = redisUnavailable()
   if (unavailable !== undefined) {
-    return ["redis-hit", "redis-getmany"].map((id) => ({
+    return ["redis-hit", "redis-miss", "redis-getmany"].map((id) => ({
       id,
       title: id,
       workload: "",
@@ -205,6 +211,78 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
     ]
     const hitRows = await runThroughput("redis-hit", hit, options)
 
+    // -- misses, 100 in flight: read, load, write -------------------------------
+    // Every read is of an id never read before, by any contender.
+    let fresh = 1_000_000
+    const freshIds = () => {
+      const from = fresh
+      fresh += PER_BATCH
+      return from
+    }
+    const missLoader = (id: number) => Effect.sync(() => users[id % KEYS]!)
+    const miss: Array<Contender> = [
+      ...cachets.map(
+        ({ label, cachet }): Contender => ({
+          name: `cachet cacheAside${label}`,
+          skip: typeof cachet === "string" ? cachet : undefined,
+          batch: async (): Promise<Batch> => {
+            if (typeof cachet === "string") throw new Error(cachet)
+            const b = freshIds()
+            const latencies = new Float64Array(PER_BATCH)
+            const start = performance.now()
+            await cachet.run(
+              Effect.forEach(
+                Array.from({ length: PER_BATCH }, (_, i) => i),
+                (i) =>
+                  Effect.suspend(() => {
+                    const t0 = performance.now()
+                    const id = b + i
+                    return Effect.map(missLoader(id).pipe(Strategy.cacheAside(Misses, { id })), () => {
+                      latencies[i] = performance.now() - t0
+                    })
+                  }),
+                { concurrency: IN_FLIGHT, discard: true }
+              )
+            )
+            return { ops: PER_BATCH, elapsedMs: performance.now() - start, latenciesMs: latencies }
+          }
+        })
+      ),
+      {
+        name: "ioredis GET + JSON.parse, SET PX",
+        batch: () => {
+          const b = freshIds()
+          return timeConcurrentAsync(PER_BATCH, IN_FLIGHT, async (i) => {
+            const key = `raw:miss:${b + i}`
+            const text = await raw.get(key)
+            if (text !== null) return JSON.parse(text) as User
+            const value = users[(b + i) % KEYS]!
+            await raw.set(key, JSON.stringify(value), "PX", MISS_TTL_MS)
+            return value
+          })
+        }
+      },
+      {
+        name: "BentoCache L2 getOrSet",
+        batch: () => {
+          const b = freshIds()
+          return timeConcurrentAsync(PER_BATCH, IN_FLIGHT, (i) =>
+            bento.getOrSet({ key: `miss:${b + i}`, factory: () => users[(b + i) % KEYS]!, ttl: MISS_TTL_MS })
+          )
+        }
+      },
+      {
+        name: "cache-manager+keyv/redis wrap",
+        batch: () => {
+          const b = freshIds()
+          return timeConcurrentAsync(PER_BATCH, IN_FLIGHT, (i) =>
+            manager.wrap(`miss:${b + i}`, () => users[(b + i) % KEYS]!, MISS_TTL_MS)
+          )
+        }
+      }
+    ]
+    const missRows = await runThroughput("redis-miss", miss, options)
+
     // -- getMany of 100 keys ---------------------------------------------------
     const m2 = cursor()
     const m3 = cursor()
@@ -261,6 +339,19 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
         notes: [
           "one connection per contender; raw ioredis with its defaults (no auto-pipelining); BentoCache with L2 only; cache-manager on Keyv + @keyv/redis (node-redis)",
           "the cachet variants use public RedisStore.layer options: `breaker: false`, `redisOptions: { enableAutoPipelining: true }`"
+        ]
+      },
+      {
+        id: "redis-miss",
+        title: "Redis miss, 100 in flight (read, load, write)",
+        workload: `every read is of a key never read before (ids from a counter); ~1 KB JSON values from an in-memory loader; ${PER_BATCH} reads per batch with ${IN_FLIGHT} in flight; each read timed; values expire after ${MISS_TTL_MS / 1000} s`,
+        columns: throughputColumns,
+        rows: missRows,
+        ratioOf: "ops",
+        baseline: "cachet cacheAside",
+        notes: [
+          "a cachet miss is GET, then the fenced Lua SET (one EVALSHA: it compares the key's tombstone and the tags' and keyspace's records with the load's start, and writes or refuses); the peers write with a plain SET",
+          "the same connections and options as the hit rows"
         ]
       },
       {

@@ -130,4 +130,40 @@ describe.skipIf(!requireRedis())("coherence over one Redis, several instances", 
       assert.strictEqual(y, 2)
     }).pipe(Effect.scoped)
   )
+
+  // Round trips, not commands: INFO commandstats counts a script's inner
+  // calls too, so the hits are read without any script.
+  it.live(
+    "the fence adds no round trip to a hit: a hit is one GET, and with tags one MGET of their records, as before",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* runtime(`rt-${runId()}`)
+        const Plain = Keyspace.make({ name: "plain", key: "{id}", value: Schema.Number, ttl: "1 minute" })
+        const hits = <P>(ks: Keyspace.Keyspace<P, number>, params: P) =>
+          Effect.gen(function* () {
+            const load = Effect.succeed(1).pipe(Strategy.cacheAside(ks, params))
+            assert.strictEqual(yield* on(a)(load), 1, "the miss: a GET, then the fenced write (one EVALSHA)")
+            const before = yield* commandCalls
+            for (let i = 0; i < 200; i++) assert.strictEqual(yield* on(a)(load), 1)
+            const after = yield* commandCalls
+            return Object.fromEntries(
+              Object.entries(after)
+                .map(([name, calls]) => [name, calls - (before[name] ?? 0)] as const)
+                .filter(([name, calls]) => calls > 0 && name !== "info")
+            )
+          })
+        assert.deepStrictEqual(yield* hits(Plain, { id: 1 }), { get: 200 })
+        // The tag records are read beside the entry (issue #12 puts them in the same round trip).
+        assert.deepStrictEqual(yield* hits(Items, { id: 3 }), { get: 200, mget: 200 })
+      }).pipe(Effect.scoped)
+  )
 })
+
+/** Calls per command so far on the shared server (INFO commandstats). */
+const commandCalls = Effect.map(
+  Effect.suspend(() => server.get().command("INFO", "commandstats")),
+  (info) =>
+    Object.fromEntries(
+      [...info.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)].map((m) => [m[1]!, Number(m[2])] as const)
+    ) as Record<string, number>
+)
