@@ -72,6 +72,29 @@ const loadCachetRedis = async (
   }
 }
 
+/** A batch of PER_BATCH reads in one fiber, IN_FLIGHT at a time, each timed. */
+const inFiber = async (
+  run: <A, E>(effect: Effect.Effect<A, E, Cachet.Cachet>) => Promise<A>,
+  read: (i: number) => Effect.Effect<unknown, unknown, Cachet.Cachet>
+): Promise<Batch> => {
+  const latencies = new Float64Array(PER_BATCH)
+  const start = performance.now()
+  await run(
+    Effect.forEach(
+      Array.from({ length: PER_BATCH }, (_, i) => i),
+      (i) =>
+        Effect.suspend(() => {
+          const t0 = performance.now()
+          return Effect.map(read(i), () => {
+            latencies[i] = performance.now() - t0
+          })
+        }),
+      { concurrency: IN_FLIGHT, discard: true }
+    )
+  )
+  return { ops: PER_BATCH, elapsedMs: performance.now() - start, latenciesMs: latencies }
+}
+
 const cursor = () => {
   let pos = 0
   return (n: number) => {
@@ -158,23 +181,10 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
           batch: async (): Promise<Batch> => {
             if (typeof cachet === "string") throw new Error(cachet)
             const b = next(PER_BATCH)
-            const latencies = new Float64Array(PER_BATCH)
-            const start = performance.now()
-            await cachet.run(
-              Effect.forEach(
-                Array.from({ length: PER_BATCH }, (_, i) => i),
-                (i) =>
-                  Effect.suspend(() => {
-                    const t0 = performance.now()
-                    const id = seq[(b + i) & SEQ_MASK]!
-                    return Effect.map(loader(id).pipe(Strategy.cacheAside(Users, { id })), () => {
-                      latencies[i] = performance.now() - t0
-                    })
-                  }),
-                { concurrency: IN_FLIGHT, discard: true }
-              )
-            )
-            return { ops: PER_BATCH, elapsedMs: performance.now() - start, latenciesMs: latencies }
+            return inFiber(cachet.run, (i) => {
+              const id = seq[(b + i) & SEQ_MASK]!
+              return loader(id).pipe(Strategy.cacheAside(Users, { id }))
+            })
           }
         }
       }),
@@ -228,23 +238,7 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
           batch: async (): Promise<Batch> => {
             if (typeof cachet === "string") throw new Error(cachet)
             const b = freshIds()
-            const latencies = new Float64Array(PER_BATCH)
-            const start = performance.now()
-            await cachet.run(
-              Effect.forEach(
-                Array.from({ length: PER_BATCH }, (_, i) => i),
-                (i) =>
-                  Effect.suspend(() => {
-                    const t0 = performance.now()
-                    const id = b + i
-                    return Effect.map(missLoader(id).pipe(Strategy.cacheAside(Misses, { id })), () => {
-                      latencies[i] = performance.now() - t0
-                    })
-                  }),
-                { concurrency: IN_FLIGHT, discard: true }
-              )
-            )
-            return { ops: PER_BATCH, elapsedMs: performance.now() - start, latenciesMs: latencies }
+            return inFiber(cachet.run, (i) => missLoader(b + i).pipe(Strategy.cacheAside(Misses, { id: b + i })))
           }
         })
       ),
