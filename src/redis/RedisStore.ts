@@ -79,6 +79,7 @@ import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
 import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
+import * as Batch from "./internal/batch.ts"
 import * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
 import * as Connection from "./internal/connection.ts"
@@ -125,6 +126,10 @@ export interface BreakerOptions {
  *   (and a cleared keyspace its record), which refuses the write of a load
  *   that started before the invalidation. Default 2 minutes: raise it when
  *   loaders can run longer.
+ * - `batchReads`: the single-key reads of a node issued in the same tick go
+ *   out as one `MGET` (per slot on a Cluster) with one deadline for the
+ *   batch; each read still gets its own reply, error and decode. Default
+ *   `true`; `false` sends one `GET` per read.
  *
  * @example
  * ```ts
@@ -143,6 +148,7 @@ export interface Options {
   readonly deleteBatchSize?: number | undefined
   readonly breaker?: BreakerOptions | false | undefined
   readonly tombstoneRetention?: Duration.Input | undefined
+  readonly batchReads?: boolean | undefined
 }
 
 /**
@@ -179,6 +185,7 @@ interface Resolved {
   readonly deleteBatchSize: number
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
   readonly tombstoneRetention: number
+  readonly batchReads: boolean
 }
 
 const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
@@ -210,7 +217,8 @@ const resolve = (options: Options): Resolved => {
       "tombstoneRetention",
       options.tombstoneRetention,
       2 * 60 * 1000
-    )
+    ),
+    batchReads: options.batchReads !== false
   }
 }
 
@@ -273,13 +281,31 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     ): Effect.Effect<Array<StoredEntry | undefined>> =>
       envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
 
+    /** One GET, or, with `batchReads`, this tick's GETs of the node as one multi-key read (`batch.ts`). */
+    const getOne: (node: string, k: string) => Effect.Effect<Buffer | null, CacheStoreError> = resolved.batchReads
+      ? Batch.make(
+          (node, keys) =>
+            guard(
+              "get",
+              keys.length === 1
+                ? Effect.map(
+                    exec("get", node, () => client.getBuffer(keys[0]!)),
+                    (raw) => [raw]
+                  )
+                : fetchRaw("get", keys)
+            ),
+          yield* Effect.context<never>()
+        )
+      : (node, k) =>
+          guard(
+            "get",
+            exec("get", node, () => client.getBuffer(k))
+          )
+
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
         const k = fullKey(key)
-        return guard(
-          "get",
-          exec("get", nodeOfKey(k), () => client.getBuffer(k))
-        ).pipe(
+        return getOne(nodeOfKey(k), k).pipe(
           Effect.flatMap((raw) =>
             raw === null
               ? Effect.succeed(undefined)

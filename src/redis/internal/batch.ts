@@ -1,0 +1,91 @@
+/**
+ * Automatic batching of single-key reads: the reads of one node issued in the
+ * same tick (before the microtask queue drains) go out as one multi-key read
+ * (`MGET` on a standalone server; per slot on a Cluster), with one deadline
+ * for the batch instead of one per read. A batch is run per node, so a node
+ * that fails fails only the reads of its keys.
+ *
+ * Each caller keeps its own semantics: it waits for its batch (at most the
+ * batch's deadline, which started after the caller asked), gets its own
+ * key's reply (or the batch's error), and decodes it itself; interrupting a
+ * caller only stops it waiting.
+ *
+ * @internal
+ */
+import { Cause, type Context, Effect, Exit } from "effect"
+import type { CacheStoreError } from "../../CacheError.ts"
+
+interface Waiter {
+  readonly key: string
+  readonly resume: (exit: Exit.Exit<Buffer | null, CacheStoreError>) => void
+  done: boolean
+}
+
+/** Reads one key through the batcher. */
+export type BatchedRead = (node: string, key: string) => Effect.Effect<Buffer | null, CacheStoreError>
+
+/** Reads larger than this go out in several batches. */
+const MAX_BATCH = 1_000
+
+/**
+ * A batcher over `fetch` (a multi-key read of one node's keys, aligned with
+ * them), whose batches run as fibers with `context` (the store layer's:
+ * its logger and tracer, not one caller's).
+ */
+export const make = (
+  fetch: (node: string, keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, CacheStoreError>,
+  context: Context.Context<never>
+): BatchedRead => {
+  const run = Effect.runForkWith(context)
+  let pending = new Map<string, Array<Waiter>>()
+  let scheduled = false
+
+  const flush = () => {
+    scheduled = false
+    const batches = pending
+    pending = new Map()
+    for (const [node, waiters] of batches) {
+      for (let from = 0; from < waiters.length; from += MAX_BATCH) {
+        dispatch(node, from === 0 && waiters.length <= MAX_BATCH ? waiters : waiters.slice(from, from + MAX_BATCH))
+      }
+    }
+  }
+
+  const dispatch = (node: string, waiters: ReadonlyArray<Waiter>) => {
+    // One fetch per distinct key.
+    const index = new Map<string, number>()
+    const keys: Array<string> = []
+    for (const w of waiters) {
+      if (w.done || index.has(w.key)) continue
+      index.set(w.key, keys.length)
+      keys.push(w.key)
+    }
+    if (keys.length === 0) return
+    const fiber = run(fetch(node, keys))
+    fiber.addObserver((exit) => {
+      for (const w of waiters) {
+        if (w.done) continue
+        w.done = true
+        if (Exit.isSuccess(exit)) w.resume(Exit.succeed(exit.value[index.get(w.key)!] ?? null))
+        else if (Cause.hasInterruptsOnly(exit.cause))
+          w.resume(Exit.die(new Error("cachet: a batched read was interrupted")))
+        else w.resume(exit as Exit.Exit<never, CacheStoreError>)
+      }
+    })
+  }
+
+  return (node, key) =>
+    Effect.callback<Buffer | null, CacheStoreError>((resume) => {
+      const waiter: Waiter = { key, resume: (exit) => resume(exit), done: false }
+      const list = pending.get(node)
+      if (list === undefined) pending.set(node, [waiter])
+      else list.push(waiter)
+      if (!scheduled) {
+        scheduled = true
+        queueMicrotask(flush)
+      }
+      return Effect.sync(() => {
+        waiter.done = true
+      })
+    })
+}
