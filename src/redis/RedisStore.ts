@@ -281,8 +281,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     ): Effect.Effect<Array<StoredEntry | undefined>> =>
       envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
 
-    /** One GET, or, with `batchReads`, this tick's GETs of the node as one multi-key read (`batch.ts`). */
-    const getOne: (node: string, k: string) => Effect.Effect<Buffer | null, CacheStoreError> = resolved.batchReads
+    // With `batchReads`, this tick's single-key reads of a node go out as
+    // one multi-key read (`batch.ts`); without, one GET per read.
+    const batcher = resolved.batchReads
       ? Batch.make(
           (node, keys) =>
             guard(
@@ -296,16 +297,19 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
             ),
           yield* Effect.context<never>()
         )
-      : (node, k) =>
-          guard(
+      : undefined
+    const getOne = (k: string): Effect.Effect<Buffer | null, CacheStoreError> =>
+      batcher !== undefined
+        ? batcher.one(nodeOfKey(k), k)
+        : guard(
             "get",
-            exec("get", node, () => client.getBuffer(k))
+            exec("get", nodeOfKey(k), () => client.getBuffer(k))
           )
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
         const k = fullKey(key)
-        return getOne(nodeOfKey(k), k).pipe(
+        return getOne(k).pipe(
           Effect.flatMap((raw) =>
             raw === null
               ? Effect.succeed(undefined)
@@ -518,7 +522,13 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
       Effect.suspend(() => {
         if (tags.length === 0) return Effect.succeed([])
-        return guard("getTagTimes", fetchRaw("getTagTimes", tags.map(tagKey))).pipe(
+        const keys = tags.map(tagKey)
+        // Batched with the tick's other reads (a tag many entries carry is read once).
+        const raws =
+          batcher !== undefined
+            ? batcher.many(keys.map(nodeOfKey), keys)
+            : guard("getTagTimes", fetchRaw("getTagTimes", keys))
+        return raws.pipe(
           // Redis expires the record (PX, the server's clock): no check
           // against this process's clock, which may be skewed.
           Effect.map((raws) =>

@@ -63,6 +63,40 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live(
+    "100 concurrent hits of tagged entries: one MGET for the entries, one for their tag records (each tag once)",
+    () =>
+      Effect.gen(function* () {
+        const Tagged = Keyspace.make({
+          name: "tagged",
+          key: "{id}",
+          value: Schema.Number,
+          ttl: "1 minute",
+          tags: (p) => ["all", `t:${p.id % 5}`]
+        })
+        const ctx = yield* runtime({ prefix: `bt-${runId()}` })
+        const ids = Array.from({ length: 100 }, (_, i) => i)
+        const read = Effect.forEach(ids, (id) => Effect.succeed(id).pipe(Strategy.cacheAside(Tagged, { id })), {
+          concurrency: "unbounded"
+        })
+        assert.deepStrictEqual(yield* Effect.provide(read, ctx), ids, "misses: loaded and stored")
+        yield* Effect.provide(Cachet.invalidateTag("t:3"), ctx)
+        const [gets, mgets, evalshas] = [yield* calls("get"), yield* calls("mget"), yield* calls("evalsha")]
+        const again = Effect.forEach(ids, (id) => Effect.succeed(-id).pipe(Strategy.cacheAside(Tagged, { id })), {
+          concurrency: "unbounded"
+        })
+        // The entries tagged t:3 were invalidated: their loaders ran (-id).
+        assert.deepStrictEqual(
+          yield* Effect.provide(again, ctx),
+          ids.map((id) => (id % 5 === 3 ? -id : id))
+        )
+        assert.strictEqual((yield* calls("mget")) - mgets, 2, "the entries, then their 6 tag records")
+        // GETs only inside the 20 reloads' fenced writes (commandstats counts a script's own calls).
+        assert.strictEqual((yield* calls("evalsha")) - evalshas, 20)
+        assert.strictEqual((yield* calls("get")) - gets, 20)
+      }).pipe(Effect.scoped)
+  )
+
   it.live("batchReads: false sends one GET per read", () =>
     Effect.gen(function* () {
       const ctx = yield* runtime({ prefix: `nb-${runId()}`, batchReads: false })

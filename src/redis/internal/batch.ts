@@ -21,8 +21,14 @@ interface Waiter {
   done: boolean
 }
 
-/** Reads one key through the batcher. */
-export type BatchedRead = (node: string, key: string) => Effect.Effect<Buffer | null, CacheStoreError>
+/** Reads keys through the batcher: one key, or several (each with its node), answered together. */
+export interface Batcher {
+  readonly one: (node: string, key: string) => Effect.Effect<Buffer | null, CacheStoreError>
+  readonly many: (
+    nodes: ReadonlyArray<string>,
+    keys: ReadonlyArray<string>
+  ) => Effect.Effect<Array<Buffer | null>, CacheStoreError>
+}
 
 /** Reads larger than this go out in several batches. */
 const MAX_BATCH = 1_000
@@ -35,7 +41,7 @@ const MAX_BATCH = 1_000
 export const make = (
   fetch: (node: string, keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, CacheStoreError>,
   context: Context.Context<never>
-): BatchedRead => {
+): Batcher => {
   const run = Effect.runForkWith(context)
   let pending = new Map<string, Array<Waiter>>()
   let scheduled = false
@@ -74,18 +80,53 @@ export const make = (
     })
   }
 
-  return (node, key) =>
+  const enqueue = (node: string, waiter: Waiter) => {
+    const list = pending.get(node)
+    if (list === undefined) pending.set(node, [waiter])
+    else list.push(waiter)
+    if (!scheduled) {
+      scheduled = true
+      queueMicrotask(flush)
+    }
+  }
+
+  const one: Batcher["one"] = (node, key) =>
     Effect.callback<Buffer | null, CacheStoreError>((resume) => {
-      const waiter: Waiter = { key, resume: (exit) => resume(exit), done: false }
-      const list = pending.get(node)
-      if (list === undefined) pending.set(node, [waiter])
-      else list.push(waiter)
-      if (!scheduled) {
-        scheduled = true
-        queueMicrotask(flush)
-      }
+      const waiter: Waiter = { key, resume, done: false }
+      enqueue(node, waiter)
       return Effect.sync(() => {
         waiter.done = true
       })
     })
+
+  const many: Batcher["many"] = (nodes, keys) =>
+    Effect.callback<Array<Buffer | null>, CacheStoreError>((resume) => {
+      const out: Array<Buffer | null> = new Array(keys.length).fill(null)
+      let left = keys.length
+      let failed = false
+      const waiters = keys.map((key, i): Waiter => {
+        const waiter: Waiter = {
+          key,
+          done: false,
+          resume: (exit) => {
+            if (failed) return
+            if (Exit.isFailure(exit)) {
+              failed = true
+              for (const w of waiters) w.done = true
+              return resume(exit as Exit.Exit<never, CacheStoreError>)
+            }
+            out[i] = exit.value
+            if (--left === 0) resume(Exit.succeed(out))
+          }
+        }
+        return waiter
+      })
+      if (keys.length === 0) return resume(Exit.succeed(out))
+      waiters.forEach((w, i) => enqueue(nodes[i]!, w))
+      return Effect.sync(() => {
+        for (const w of waiters) w.done = true
+      })
+    })
+
+  return { one, many }
 }
