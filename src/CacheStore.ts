@@ -139,6 +139,7 @@ export interface StorePrimitives {
   readonly info?: CacheStore["Service"]["info"] | undefined
   readonly getUnsafe?: CacheStore["Service"]["getUnsafe"]
   readonly getTagTimeUnsafe?: CacheStore["Service"]["getTagTimeUnsafe"]
+  readonly getFrontUnsafe?: CacheStore["Service"]["getFrontUnsafe"]
   readonly setOrdered?: CacheStore["Service"]["setOrdered"]
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
@@ -199,6 +200,7 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     info: primitives.info ?? Effect.succeed(undefined),
     getUnsafe: primitives.getUnsafe,
     getTagTimeUnsafe: primitives.getTagTimeUnsafe,
+    getFrontUnsafe: primitives.getFrontUnsafe,
     setOrdered: primitives.setOrdered,
     time: primitives.time,
     getShared: primitives.getShared

@@ -149,4 +149,12 @@ export interface StoreService {
   readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
   /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
   readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
+  /**
+   * Synchronous read of a copy in the process in front of a remote store
+   * (TieredStore's L1): an entry fresh at `now` whose tags this process
+   * knows and none of which invalidates it, or `undefined` when the caller
+   * must read through `get` (a miss here proves nothing). Counted as `get`
+   * counts a hit.
+   */
+  readonly getFrontUnsafe?: ((key: string, now: number) => StoredEntry | undefined) | undefined
 }

@@ -81,6 +81,19 @@ export const readThrough = (
       }
       return onEntry(rt, state, key, params, loader, entry, strict)
     }
+    if (rt.readFront !== null) {
+      // TieredStore: a fresh L1 copy is served without an Effect step.
+      const now = rt.clock.currentTimeMillisUnsafe()
+      const entry = rt.readFront(state, key, now)
+      if (entry !== undefined) {
+        state.counters.hits++
+        if (onFresh !== undefined) {
+          const answer = onFresh(rt, state, key, params, loader, entry)
+          if (answer !== undefined) return answer
+        }
+        return serve(entry)
+      }
+    }
     return Effect.flatMap(rt.read(state, key, strict), (entry) => {
       if (entry !== undefined && rt.stateNow(entry) === FRESH) {
         state.counters.hits++

@@ -72,7 +72,7 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
           key: "{id}",
           value: Schema.Number,
           ttl: "1 minute",
-          tags: (p) => ["all", `t:${p.id % 5}`]
+          tags: (p) => ["all", `t:${Number(p.id) % 5}`]
         })
         const ctx = yield* runtime({ prefix: `bt-${runId()}` })
         const ids = Array.from({ length: 100 }, (_, i) => i)

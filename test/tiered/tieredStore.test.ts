@@ -88,6 +88,28 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
   )
 
   describe("several instances on one Redis", () => {
+    it.live("a strategy's L1 hit is synchronous and counted once; an invalidated tag (bus) reads through", () =>
+      Effect.gen(function* () {
+        const [a, b] = yield* instances(2)
+        let runs = 0
+        const read = Effect.sync(() => `v${++runs}`).pipe(Strategy.cacheAside(Items, { id: 1 }))
+        assert.strictEqual(yield* on(a!)(read), "v1")
+        // The first hit fetches the tags' records from the L2 (the L1 then knows them for l1MaxTtl).
+        assert.strictEqual(yield* on(a!)(read), "v1")
+        const before = yield* statsOf(a!)
+        const hitsBefore = (yield* on(a!)(Cachet.stats)).hits
+        // No async step on an L1 hit: runSync would throw on one.
+        for (let i = 0; i < 50; i++) assert.strictEqual(Effect.runSync(on(a!)(read)), "v1")
+        assert.strictEqual((yield* statsOf(a!)).l1Hits, before.l1Hits + 50)
+        assert.strictEqual((yield* on(a!)(Cachet.stats)).hits, hitsBefore + 50)
+        assert.strictEqual((yield* statsOf(a!)).l2Hits, before.l2Hits, "the L2 was not read")
+        yield* on(b!)(Cachet.invalidateTag("item-tag:1"))
+        yield* heard(a!, 1)
+        assert.strictEqual(yield* on(a!)(read), "v2", "the tag's invalidation reached A: reloaded")
+        assert.strictEqual(runs, 2)
+      }).pipe(Effect.scoped)
+    )
+
     it.live("a set on one instance reaches the other L1s; own messages are ignored", () =>
       Effect.gen(function* () {
         const [a, b] = yield* instances(2)

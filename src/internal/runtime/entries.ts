@@ -32,6 +32,12 @@ export interface Entries {
   ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
   readonly readSync: ((state: KeyspaceState, key: string, now?: number) => StoredEntry | undefined) | null
   /**
+   * The synchronous hit path of a store with a copy in the process in front
+   * of a remote one (`getFrontUnsafe`): a fresh, visible entry, or
+   * `undefined` when the caller must `read`.
+   */
+  readonly readFront: ((state: KeyspaceState, key: string, now: number) => StoredEntry | undefined) | null
+  /**
    * Reads many entries in one store call, with the visibility rules of
    * `read` (hidden keys, tags), in degrade mode: aligned with `keys`.
    */
@@ -133,6 +139,18 @@ export const make = ({ store, clock, floors, tags, journal, warn, globalCounters
           if (journal.active() && journal.hides(state, key, entry)) return undefined
           if (entry.tags.length === 0) return entry
           return validSync(entry) ? entry : undefined
+        }
+
+  const getFrontUnsafe = store.getFrontUnsafe
+  const readFront =
+    getFrontUnsafe === undefined
+      ? null
+      : (state: KeyspaceState, key: string, now: number): StoredEntry | undefined => {
+          const entry = getFrontUnsafe(key, now)
+          if (entry === undefined) return entry
+          if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
+          if (journal.active() && journal.hides(state, key, entry)) return undefined
+          return entry
         }
 
   const getShared = store.getShared
@@ -326,5 +344,5 @@ export const make = ({ store, clock, floors, tags, journal, warn, globalCounters
       })
     })
 
-  return { read, readSync, readMany, stateNow, write, remove, replace, storeFailed }
+  return { read, readSync, readFront, readMany, stateNow, write, remove, replace, storeFailed }
 }

@@ -123,6 +123,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       keyOf: keyspaces.keyOf,
       read: entries.read,
       readSync: entries.readSync,
+      readFront: entries.readFront,
       readMany: entries.readMany,
       stateNow: entries.stateNow,
       revalidate: flights.revalidate,

@@ -160,6 +160,20 @@ export const make = (
         })
       })
 
+    // The synchronous hit path: a fresh L1 copy whose tags the L1 knows
+    // (none invalidating it); anything else reads through `get`.
+    const getFrontUnsafe = (key: string, t: number): StoredEntry | undefined => {
+      const hit = l1.get(key, t)
+      if (hit === undefined || t >= hit.freshUntil) return undefined
+      const order = hit.order ?? hit.createdAt
+      for (const tag of hit.tags) {
+        const time = l1.tagTime(tag, t, false)
+        if (time === null || (time !== undefined && time >= order)) return undefined
+      }
+      c.l1Hits++
+      return hit
+    }
+
     const getMany: CacheStore["Service"]["getMany"] = (keys, codec) =>
       Effect.suspend(() => {
         const t = now()
@@ -390,6 +404,7 @@ export const make = (
       // miss, but an L1 miss must still ask the L2.
       getUnsafe: undefined,
       getTagTimeUnsafe: undefined,
+      getFrontUnsafe,
       setOrdered,
       time: l2.time,
       // Polls for another process's write (cluster-wide single flight) read
