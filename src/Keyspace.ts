@@ -17,6 +17,7 @@
 import { type Duration, Effect, Result, Schema } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheKeyError } from "./CacheError.ts"
 import { millisOption } from "./internal/duration.ts"
+import { compile as compileFastDecode } from "./internal/fastDecode.ts"
 import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
 
 /**
@@ -414,7 +415,15 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
 
   const valueCodec = Schema.toCodecJson(options.value)
   const encodeValue = Schema.encodeUnknownResult(valueCodec)
-  const decodeValue = Schema.decodeUnknownResult(valueCodec)
+  const fullDecodeValue = Schema.decodeUnknownResult(valueCodec)
+  // Compiled once: a value Schema whose JSON form is its type form skips the
+  // parser for values its validator accepts (fastDecode.ts).
+  const fastValue = compileFastDecode(options.value.ast)
+  const decodeValue =
+    fastValue === undefined
+      ? fullDecodeValue
+      : (u: unknown): Result.Result<unknown, Schema.SchemaError> =>
+          fastValue(u) ? Result.succeed(u) : fullDecodeValue(u)
   const errorCodec = negative === undefined ? undefined : Schema.toCodecJson(negative.error)
   const encodeError = errorCodec === undefined ? undefined : Schema.encodeUnknownResult(errorCodec)
   const decodeError = errorCodec === undefined ? undefined : Schema.decodeUnknownResult(errorCodec)
