@@ -223,6 +223,12 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  *   cachet 0.1.
  * - `seed`: seeds W-TinyLFU's hashing and admission jitter. Default: random
  *   per store. Ignored with `"lru"`.
+ * - `maxTags`: most tag invalidation records kept. Default
+ *   `max(capacity, 10_000)`. Past it the oldest goes and every tagged entry
+ *   created before its time reads as gone (never forgotten, at worst a few
+ *   more reloads). A record also expires with its retention: the first write
+ *   or tag read after that drops it and every expired record before it, so
+ *   records do not outlive `tagRetention` on a store in use.
  *
  * **Details**
  *
