@@ -49,6 +49,8 @@ export interface StoreInfo {
    * failed (`RedisStore`'s `fallback`); `undefined` where there is none.
    */
   readonly fallbackHits?: number | undefined
+  /** Keys of a many-key read that the last-known-good copy could not answer while the backend failed. */
+  readonly fallbackMisses?: number | undefined
 }
 
 /** Options of the in-memory store (see `CacheStore.MemoryOptions`). */

@@ -117,7 +117,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
           bytes: info.bytes,
           evictions: info.evictions,
           tags: info.tags,
-          fallbackHits: info.fallbackHits
+          fallbackHits: info.fallbackHits,
+          fallbackMisses: info.fallbackMisses
         }
       }
     })
