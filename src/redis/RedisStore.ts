@@ -140,6 +140,9 @@ export interface BreakerOptions {
  *   another process since this one last read the key is not seen while Redis
  *   is down. That is the price of availability; the stale window bounds it.
  * - Served reads are not store errors, in strict mode too.
+ * - With a fallback the store reports `info`: `entries`, `bytes`,
+ *   `evictions` and `tags` are the copy's (so `Cachet.stats.store` and the
+ *   `store_entries` gauge describe the copy, not Redis).
  * - Unlike `TieredStore`, the copy is never read while Redis answers (every
  *   read still goes to Redis), needs no pub/sub bus, and holds only what was
  *   read.
