@@ -9,7 +9,7 @@
  * timeout is a real timer, so the longest call is measured in real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Layer, Metric, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { CacheStore } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
@@ -98,6 +98,8 @@ describe.skipIf(!requireRedis())("RedisStore fallback (last-known-good) under SI
             `fallback under SIGSTOP: ${served.fallbackHits} of ${KEYS} reads served, ${source.state.loads - KEYS} loads, longest call ${Math.round(source.state.longest)} ms`
           )
           assert.strictEqual(served.fallbackHits, KEYS)
+          const metric = (yield* Metric.snapshot).find((m) => m.id === "cachet_store_fallback_hits_total")
+          assert.strictEqual((metric?.state as { count: number } | undefined)?.count, KEYS)
           assert.strictEqual(source.state.loads, KEYS, "no read went to the loader")
           assert.isAtMost(source.state.longest, COMMAND_TIMEOUT + MARGIN)
 
