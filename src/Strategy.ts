@@ -889,8 +889,10 @@ export interface DurableQueueRedisOptions extends internalDurable.QueueRedisOpti
  *   writers must be idempotent. Raise `lockExpiration` for writers that can
  *   block the process that long.
  * - effect 4.1's Redis store stops its lock recovery at the first Redis
- *   error it meets: after a Redis outage, recovered writes wait for the next
- *   start of the process (writes offered meanwhile are still delivered).
+ *   error it meets; this layer catches the errors of that one script (a
+ *   rate-limited warning) so that recovery goes on after an outage. It
+ *   recognises the script by its text: a test fails if an effect upgrade
+ *   changes it.
  * - Invalid options (a bad duration, `recoveryInterval` above half of
  *   `lockExpiration`) throw at the call, naming the option.
  *

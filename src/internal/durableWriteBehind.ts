@@ -25,7 +25,7 @@
  *
  * @internal
  */
-import { Cause, Context, type Duration, Effect, Exit, Layer, Result, Schedule, Schema } from "effect"
+import { Cause, Clock, Context, type Duration, Effect, Exit, Layer, Result, Schedule, Schema } from "effect"
 import * as PersistedQueue from "effect/persistence/PersistedQueue"
 import * as Redis from "effect/persistence/Redis"
 import { CacheEncodeError, type CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
@@ -33,6 +33,7 @@ import type { Keyspace } from "../Keyspace.ts"
 import { millisOr } from "./duration.ts"
 import { type Cachet, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime/service.ts"
 import type { DeadLetter } from "./runtime/writeBehind.ts"
+import * as Warn from "./warn.ts"
 
 /**
  * The durable write-behind queue could not be written (the backend of the
@@ -428,22 +429,53 @@ export const queueRedisTimings = (options?: QueueRedisOptions): QueueRedisTiming
   }
 }
 
+/**
+ * Whether a script is the Redis store's lock recovery (its `resetQueue`):
+ * recognised by its text. A test (writeBehindDurable.redis.test.ts) fails if
+ * an effect upgrade changes it.
+ */
+const isRecoveryScript = (lua: string): boolean =>
+  lua.includes("recovery revokes ownership") && lua.includes('redis.call("HGETALL", key_pending)')
+
 /** `PersistedQueue.layer` over effect's Redis store, with the timings above. */
 export const layerQueueRedis = (
   options?: QueueRedisOptions
 ): Layer.Layer<PersistedQueue.PersistedQueueFactory, never, Redis.Redis> => {
   const timings = queueRedisTimings(options)
-  // effect's Redis store runs its lock recovery on a fiber that ends at its
-  // first Redis error (effect 4.1): do not start it before Redis answers.
-  // Bounded: with Redis still down after 10 s, go on (offers then fail).
   const connected = Layer.effect(
     Redis.Redis,
     Effect.gen(function* () {
       const redis = yield* Redis.Redis
+      // Do not start the queue before Redis answers (bounded: with Redis
+      // still down after 10 s, go on; offers then fail, and recovery retries).
       yield* redis
         .send("PING")
         .pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 100 }), Effect.ignore)
-      return redis
+      const clock = yield* Clock.Clock
+      const warn = Warn.make(() => clock.currentTimeMillisUnsafe())
+      return Redis.Redis.of({
+        ...redis,
+        eval: (script) => {
+          const run = redis.eval(script)
+          if (!isRecoveryScript(script.lua)) return run
+          // effect 4.1's Redis store runs this script on a loop that ends at
+          // its first error, and with it every later recovery of a crashed
+          // process's writes. A failed recovery is a warning; the loop goes
+          // on and the next one, `recoveryInterval` later, tries again.
+          return (...params) =>
+            run(...params).pipe(
+              Effect.catch((error) =>
+                Effect.as(
+                  warn(
+                    "durable-recovery",
+                    `cachet: durable write-behind could not recover expired locks (retried every ${timings.recoveryInterval} ms): ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
+                  ),
+                  undefined as never
+                )
+              )
+            )
+        }
+      })
     })
   )
   return PersistedQueue.layer.pipe(
