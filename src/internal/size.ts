@@ -34,7 +34,15 @@ const DICTIONARY_KEYS = 32
 
 const TWO_BYTE = /[^\u0000-\u00ff]/
 
-const stringBytes = (s: string): number => 16 + (TWO_BYTE.test(s) ? 2 * s.length : s.length)
+const stringBytes = (s: string): number => {
+  const n = s.length
+  // Short strings: a loop is cheaper than entering the regex engine.
+  if (n <= 32) {
+    for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0xff) return 16 + 2 * n
+    return 16 + n
+  }
+  return 16 + (TWO_BYTE.test(s) ? 2 * n : n)
+}
 
 const isSmallInt = (n: number): boolean => (n | 0) === n && n < 0x40000000 && n >= -0x40000000
 
@@ -52,6 +60,20 @@ export const estimateSize = (value: unknown): number => {
     if (typeof child === "number" && isSmallInt(child)) return
     values.push(child)
     weights.push(weight)
+  }
+  const object = (record: Record<string, unknown>, w: number) => {
+    const keys = Object.keys(record)
+    const n = keys.length
+    const dictionary = n > DICTIONARY_KEYS
+    // An empty literal keeps room for 4 properties.
+    total += w * (24 + (dictionary ? 24 * n : 8 * Math.max(n, n === 0 ? 4 : 1)))
+    const scale = n <= SAMPLE ? w : (w * n) / SAMPLE
+    const step = n <= SAMPLE ? 1 : n / SAMPLE
+    for (let i = 0; i < Math.min(n, SAMPLE); i++) {
+      const key = keys[Math.floor(i * step)]!
+      if (dictionary) total += scale * stringBytes(key)
+      push(record[key], scale)
+    }
   }
   while (values.length > 0) {
     const v = values.pop()
@@ -80,6 +102,12 @@ export const estimateSize = (value: unknown): number => {
       case "object": {
         if (v === null || seen.has(v)) break
         seen.add(v)
+        // Plain objects first: the common case skips the checks below.
+        const proto = Object.getPrototypeOf(v)
+        if (proto === Object.prototype || proto === null) {
+          object(v as Record<string, unknown>, w)
+          break
+        }
         if (ArrayBuffer.isView(v)) {
           total += w * (200 + v.byteLength)
           break
@@ -126,19 +154,7 @@ export const estimateSize = (value: unknown): number => {
           }
           break
         }
-        const record = v as Record<string, unknown>
-        const keys = Object.keys(record)
-        const n = keys.length
-        const dictionary = n > DICTIONARY_KEYS
-        // An empty literal keeps room for 4 properties.
-        total += w * (24 + (dictionary ? 24 * n : 8 * Math.max(n, n === 0 ? 4 : 1)))
-        const scale = n <= SAMPLE ? w : (w * n) / SAMPLE
-        const step = n <= SAMPLE ? 1 : n / SAMPLE
-        for (let i = 0; i < Math.min(n, SAMPLE); i++) {
-          const key = keys[Math.floor(i * step)]!
-          if (dictionary) total += scale * stringBytes(key)
-          push(record[key], scale)
-        }
+        object(v as Record<string, unknown>, w)
         break
       }
       default:
