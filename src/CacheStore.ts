@@ -214,7 +214,9 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  *   and then costs nothing. An entry bigger than the budget fails with
  *   `CacheValueTooLarge` and is not stored.
  * - `sizeOf`: the size of a value in bytes. Default: a structural estimate
- *   (strings at 2 bytes a character, numbers 8, object overhead). Called once
+ *   of V8's heap (strings, numbers, objects, arrays, and inside `Map`, `Set`,
+ *   typed arrays, `Buffer` and `ArrayBuffer`; within a factor of 2 of the
+ *   measured heap; collections over 64 items are sampled). Called once
  *   per write when `maxBytes` is set.
  * - `eviction`: which entry goes when the store is full. Default
  *   `"w-tinylfu"`: adaptive W-TinyLFU, which keeps the entries most likely to
@@ -225,6 +227,12 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  *   cachet 0.1.
  * - `seed`: seeds W-TinyLFU's hashing and admission jitter. Default: random
  *   per store. Ignored with `"lru"`.
+ * - `maxTags`: most tag invalidation records kept. Default
+ *   `max(capacity, 10_000)`. Past it the oldest goes and every tagged entry
+ *   created before its time reads as gone (never forgotten, at worst a few
+ *   more reloads). A record also expires with its retention: the first write
+ *   or tag read after that drops it and every expired record before it, so
+ *   records do not outlive `tagRetention` on a store in use.
  *
  * **Details**
  *

@@ -25,12 +25,15 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Layer, Result, type Schedule, Schema } from "effect"
+import { Cause, Clock, Context, type Duration, Effect, Exit, Layer, Result, Schedule, Schema } from "effect"
 import * as PersistedQueue from "effect/persistence/PersistedQueue"
+import * as Redis from "effect/persistence/Redis"
 import { CacheEncodeError, type CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { Keyspace } from "../Keyspace.ts"
+import { millisOr } from "./duration.ts"
 import { type Cachet, type KeyspaceState, type PendingWrite, type RuntimeService, service } from "./runtime/service.ts"
 import type { DeadLetter } from "./runtime/writeBehind.ts"
+import * as Warn from "./warn.ts"
 
 /**
  * The durable write-behind queue could not be written (the backend of the
@@ -379,3 +382,111 @@ export const deleteBehindDurable = <P, A, EN, O extends { readonly onStoreError?
       }
     )
   )
+
+// ---------------------------------------------------------------------------
+// The queue on Redis, with a cache's timings
+// ---------------------------------------------------------------------------
+
+/** Options of `Strategy.layerDurableQueueRedis`. */
+export interface QueueRedisOptions {
+  readonly prefix?: string | undefined
+  readonly lockExpiration?: Duration.Input | undefined
+  readonly recoveryInterval?: Duration.Input | undefined
+  readonly pollInterval?: Duration.Input | undefined
+}
+
+/** The resolved timings (ms) and the delivery bound they give. */
+export interface QueueRedisTimings {
+  readonly lockExpiration: number
+  readonly recoveryInterval: number
+  readonly pollInterval: number
+  /** After a crash, a write the dead process held is taken again within this (plus the restart). */
+  readonly redeliveryBound: number
+}
+
+const SUBJECT = "Strategy.layerDurableQueueRedis"
+
+/** Validates the options (a bad one throws, naming it) and applies the defaults. */
+export const queueRedisTimings = (options?: QueueRedisOptions): QueueRedisTimings => {
+  const lockExpiration = millisOr(SUBJECT, "lockExpiration", options?.lockExpiration, 10_000, { min: 1 })
+  const recoveryInterval = millisOr(SUBJECT, "recoveryInterval", options?.recoveryInterval, 2_000, { min: 1 })
+  const pollInterval = millisOr(SUBJECT, "pollInterval", options?.pollInterval, 500, { min: 1 })
+  if (recoveryInterval * 2 > lockExpiration) {
+    // The same interval refreshes a live worker's locks: two refreshes must
+    // fit in one expiration, or a slow tick lets a live write be taken twice.
+    throw new Error(
+      `cachet: ${SUBJECT} option "recoveryInterval" must be at most half of "lockExpiration" (${lockExpiration} ms), got ${recoveryInterval} ms`
+    )
+  }
+  if (options?.prefix !== undefined && (typeof options.prefix !== "string" || options.prefix === "")) {
+    throw new Error(`cachet: ${SUBJECT} option "prefix" must be a non-empty string`)
+  }
+  return {
+    lockExpiration,
+    recoveryInterval,
+    pollInterval,
+    redeliveryBound: lockExpiration + recoveryInterval + pollInterval
+  }
+}
+
+/**
+ * Whether a script is the Redis store's lock recovery (its `resetQueue`):
+ * recognised by its text. A test (writeBehindDurable.redis.test.ts) fails if
+ * an effect upgrade changes it.
+ */
+const isRecoveryScript = (lua: string): boolean =>
+  lua.includes("recovery revokes ownership") && lua.includes('redis.call("HGETALL", key_pending)')
+
+/** `PersistedQueue.layer` over effect's Redis store, with the timings above. */
+export const layerQueueRedis = (
+  options?: QueueRedisOptions
+): Layer.Layer<PersistedQueue.PersistedQueueFactory, never, Redis.Redis> => {
+  const timings = queueRedisTimings(options)
+  const connected = Layer.effect(
+    Redis.Redis,
+    Effect.gen(function* () {
+      const redis = yield* Redis.Redis
+      // Do not start the queue before Redis answers (bounded: with Redis
+      // still down after 10 s, go on; offers then fail, and recovery retries).
+      yield* redis
+        .send("PING")
+        .pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 100 }), Effect.ignore)
+      const clock = yield* Clock.Clock
+      const warn = Warn.make(() => clock.currentTimeMillisUnsafe())
+      return Redis.Redis.of({
+        ...redis,
+        eval: (script) => {
+          const run = redis.eval(script)
+          if (!isRecoveryScript(script.lua)) return run
+          // effect 4.1's Redis store runs this script on a loop that ends at
+          // its first error, and with it every later recovery of a crashed
+          // process's writes. A failed recovery is a warning; the loop goes
+          // on and the next one, `recoveryInterval` later, tries again.
+          return (...params) =>
+            run(...params).pipe(
+              Effect.catch((error) =>
+                Effect.as(
+                  warn(
+                    "durable-recovery",
+                    `cachet: durable write-behind could not recover expired locks (retried every ${timings.recoveryInterval} ms): ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
+                  ),
+                  undefined as never
+                )
+              )
+            )
+        }
+      })
+    })
+  )
+  return PersistedQueue.layer.pipe(
+    Layer.provide(
+      PersistedQueue.layerStoreRedis({
+        prefix: options?.prefix,
+        lockExpiration: timings.lockExpiration,
+        lockRefreshInterval: timings.recoveryInterval,
+        pollInterval: timings.pollInterval
+      })
+    ),
+    Layer.provide(connected)
+  )
+}

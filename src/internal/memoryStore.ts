@@ -78,6 +78,21 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     // Records dropped for room: a tagged entry created before `tagFloor`
     // reads as invalidated, until every such entry must have expired.
     let tagFloor: TagRecord | undefined
+    // When the first record (in insertion order) expires: writes and tag
+    // reads compare the clock with it, and sweep the front once it passed,
+    // so records expire on the clock even when nothing invalidates again.
+    let tagsDueAt = Number.POSITIVE_INFINITY
+
+    const sweepTags = (now: number): void => {
+      for (const [tag, record] of tagTimes) {
+        if (record.expiresAt > now) {
+          tagsDueAt = record.expiresAt
+          return
+        }
+        tagTimes.delete(tag)
+      }
+      tagsDueAt = Number.POSITIVE_INFINITY
+    }
 
     const getUnsafe = (key: string, now?: number): StoredEntry | undefined => {
       const node = map.get(key)
@@ -97,7 +112,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       }
       const existing = map.get(key)
       if (existing !== undefined) lru.remove(existing)
-      if (entry.staleUntil <= clock.currentTimeMillisUnsafe()) return undefined
+      const now = clock.currentTimeMillisUnsafe()
+      if (now >= tagsDueAt) sweepTags(now)
+      if (entry.staleUntil <= now) return undefined
       lru.add(new Node(flatten(key), entry, size))
       return undefined
     }
@@ -119,8 +136,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     }
 
     const getTagTimeUnsafe = (tag: string): number | undefined => {
-      const record = tagTimes.get(tag)
       const now = clock.currentTimeMillisUnsafe()
+      if (now >= tagsDueAt) sweepTags(now)
+      const record = tagTimes.get(tag)
       if (record === undefined) return floorTime(now)
       if (record.expiresAt <= now) {
         tagTimes.delete(tag)
@@ -149,6 +167,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
           }
         } else break
       }
+      const first = tagTimes.values().next()
+      tagsDueAt = first.done === true ? Number.POSITIVE_INFINITY : first.value.expiresAt
     }
 
     const info: StoreInfo = {

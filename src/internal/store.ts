@@ -44,6 +44,13 @@ export interface StoreInfo {
   readonly evictions: number
   /** Tag invalidation records held, where the store keeps them in the process. */
   readonly tags?: number | undefined
+  /**
+   * Reads answered from a store's last-known-good copy while its backend
+   * failed (`RedisStore`'s `fallback`); `undefined` where there is none.
+   */
+  readonly fallbackHits?: number | undefined
+  /** Keys of a many-key read that the last-known-good copy could not answer while the backend failed. */
+  readonly fallbackMisses?: number | undefined
 }
 
 /** Options of the in-memory store (see `CacheStore.MemoryOptions`). */
@@ -55,7 +62,7 @@ export interface MemoryOptions {
    * The most tag invalidation records kept (default `max(capacity, 10_000)`).
    * Past it the oldest record is dropped and every tagged entry created
    * before its time reads as gone: an invalidation is never forgotten, at
-   * worst a few more entries reload. Records also expire with their retention.
+   * worst a few more entries reload. Records also expire with their retention (swept by the next write or tag read).
    */
   readonly maxTags?: number | undefined
   /**

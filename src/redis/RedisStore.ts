@@ -75,7 +75,7 @@
 import { Clock, Config, type Duration, Effect, Layer, Option, Result, type Scope } from "effect"
 import type { CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 import * as CacheStoreModule from "../CacheStore.ts"
-import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
+import { CacheStore, type EntryCodec, type MemoryOptions, type StoredEntry } from "../CacheStore.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
 import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
@@ -84,6 +84,7 @@ import * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
 import * as Connection from "./internal/connection.ts"
 import * as envelope from "./internal/envelope.ts"
+import * as Fallback from "./internal/fallback.ts"
 import * as ioInternal from "./internal/io.ts"
 import { makeRouter } from "./internal/routing.ts"
 import * as Scan from "./internal/scan.ts"
@@ -112,6 +113,53 @@ export interface BreakerOptions {
 }
 
 /**
+ * The last-known-good fallback of a single RedisStore (option `fallback`): a
+ * small bounded copy, in the process, of the entries read recently, answered
+ * only while Redis is failing.
+ *
+ * - `capacity`: most entries kept. Default 1,000.
+ * - `maxBytes`, `sizeOf`, `eviction`, `seed`: as for the memory store (off,
+ *   the size estimate, `"w-tinylfu"`, random).
+ *
+ * **Details**
+ *
+ * A read that fails with `Timeout`, `Unavailable` or `CircuitOpen` (a hung
+ * or dead server, the breaker open) is answered from the copy when it holds
+ * the key and the entry's stale window has not passed (`staleUntil`); the
+ * runtime then serves it by its timeline as usual (fresh, or stale under
+ * stale-while-revalidate and stale-if-error). Such reads count in
+ * `StoreInfo.fallbackHits` (and `Cachet.stats`'s `store.fallbackHits`).
+ * While Redis answers, the copy is only refreshed: every successful read
+ * replaces (or, for an absent key, drops) its copy, and every write, delete
+ * or keyspace clear of this process drops the keys it touches before it is
+ * sent. Tag times read from Redis are kept, so tagged entries can be
+ * checked while Redis is down; a tag the copy does not know fails the check.
+ *
+ * **Gotchas**
+ *
+ * - The copy can be behind other instances: a write or invalidation made by
+ *   another process since this one last read the key is not seen while Redis
+ *   is down. That is the price of availability; the stale window bounds it.
+ * - Served reads are not store errors, in strict mode too.
+ * - With a fallback the store reports `info`: `entries`, `bytes`,
+ *   `evictions` and `tags` are the copy's (so `Cachet.stats.store` and the
+ *   `store_entries` gauge describe the copy, not Redis).
+ * - Unlike `TieredStore`, the copy is never read while Redis answers (every
+ *   read still goes to Redis), needs no pub/sub bus, and holds only what was
+ *   read.
+ *
+ * @example
+ * ```ts
+ * import type { RedisStore } from "cachet/redis"
+ * const options: RedisStore.Options = { prefix: "myapp", fallback: { capacity: 5_000 } }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FallbackOptions extends Omit<MemoryOptions, "maxTags"> {}
+
+/**
  * Options of the store.
  *
  * - `prefix`: namespace of every key of this store (required, not empty;
@@ -130,6 +178,9 @@ export interface BreakerOptions {
  *   out as one `MGET` (per slot on a Cluster) with one deadline for the
  *   batch; each read still gets its own reply, error and decode. Default
  *   `true`; `false` sends one `GET` per read.
+ * - `fallback`: a last-known-good copy of recently read entries, served only
+ *   while Redis is failing ({@link FallbackOptions}; `true` for the
+ *   defaults). Default off.
  *
  * @example
  * ```ts
@@ -149,6 +200,7 @@ export interface Options {
   readonly breaker?: BreakerOptions | false | undefined
   readonly tombstoneRetention?: Duration.Input | undefined
   readonly batchReads?: boolean | undefined
+  readonly fallback?: FallbackOptions | true | undefined
 }
 
 /**
@@ -186,6 +238,7 @@ interface Resolved {
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
   readonly tombstoneRetention: number
   readonly batchReads: boolean
+  readonly fallback: MemoryOptions | undefined
 }
 
 const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
@@ -218,7 +271,8 @@ const resolve = (options: Options): Resolved => {
       options.tombstoneRetention,
       2 * 60 * 1000
     ),
-    batchReads: options.batchReads !== false
+    batchReads: options.batchReads !== false,
+    fallback: Fallback.resolve(options.fallback)
   }
 }
 
@@ -581,7 +635,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       })
     )
 
-    return CacheStoreModule.make({
+    const store = CacheStoreModule.make({
       name: Connection.STORE,
       get,
       getMany,
@@ -597,6 +651,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       setOrdered,
       time
     })
+    return resolved.fallback === undefined ? store : Fallback.wrap(store, resolved.fallback, clock)
   })
 
 /**

@@ -115,7 +115,8 @@ describe("memory store", () => {
   it("estimateSize grows with content and survives cycles", () => {
     const small = estimateSize({ a: "x" })
     const large = estimateSize({ a: "x".repeat(1_000) })
-    assert.isAbove(large - small, 1_900)
+    assert.isAbove(large - small, 990, "one byte a Latin-1 character")
+    assert.isAbove(estimateSize({ a: "ж".repeat(1_000) }) - small, 1_990, "two bytes a character beyond")
     const cyclic: Record<string, unknown> = { name: "loop" }
     cyclic["self"] = cyclic
     assert.isAbove(estimateSize(cyclic), 0)

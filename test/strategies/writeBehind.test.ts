@@ -1,5 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Metric, Option, Schedule, Schema, Scope } from "effect"
+import {
+  Cause,
+  Context,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Metric,
+  Option,
+  References,
+  Schedule,
+  Schema,
+  Scope
+} from "effect"
 import { TestClock } from "effect/testing"
 import * as CacheStore from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
@@ -311,6 +325,77 @@ describe("writeBehind at shutdown", () => {
         Strategy.writeBehind(Names, { id: 1 }, "late", db.save(1)).pipe(Effect.provideContext(context))
       )
       assert.strictEqual(after._tag, "CacheShuttingDown")
+    })
+  )
+
+  it.effect("5,000 dead letters at shutdown log one line per keyspace, with the count and the first keys", () =>
+    Effect.gen(function* () {
+      // Every line a console logger would print: the message and each
+      // annotation, split at newlines (a pretty Cause is many lines).
+      const lines: Array<string> = []
+      const errors: Array<string> = []
+      const logger = Logger.make((options) => {
+        const message = Array.isArray(options.message) ? options.message.map(String).join(" ") : String(options.message)
+        lines.push(...message.split("\n"))
+        if (options.logLevel === "Error") errors.push(message)
+        const annotations = options.fiber.getRef(References.CurrentLogAnnotations)
+        for (const [k, v] of Object.entries(annotations)) lines.push(...`${k}=${String(v)}`.split("\n"))
+        if (options.cause.reasons.length > 0) lines.push(...Cause.pretty(options.cause).split("\n"))
+      })
+      const Other = Keyspace.make({ name: "other", key: "{id}", value: Schema.String, ttl: "1 minute" })
+      const db = makeDb()
+      db.state.failing = true
+      const letters: Array<Strategy.DeadLetter> = []
+      const { scope, context } = yield* opened(
+        Cachet.layer({
+          writeBehind: {
+            maxEntries: 10_000,
+            retry: Schedule.spaced("1 second"),
+            shutdownTimeout: "2 seconds",
+            onDeadLetter: (letter) => Effect.sync(() => letters.push(letter))
+          }
+        }).pipe(Layer.provide(CacheStore.layerMemory({ capacity: 10_000 })))
+      )
+      for (let id = 0; id < 4_000; id++) {
+        yield* Strategy.writeBehind(Names, { id }, `v${id}`, db.save(id)).pipe(Effect.provideContext(context))
+      }
+      for (let id = 0; id < 1_000; id++) {
+        yield* Strategy.writeBehind(Other, { id }, `v${id}`, db.save(id)).pipe(Effect.provideContext(context))
+      }
+      const before = lines.length
+      yield* closeStepping(scope, 500).pipe(Effect.provide(Logger.layer([logger])))
+      const logged = lines.length - before
+      console.log(`dead letters at shutdown: ${letters.length}; log lines: ${logged}`)
+      assert.strictEqual(letters.length, 5_000, "every write left is still handed to onDeadLetter")
+      assert.isBelow(logged, 20)
+      const summaries = errors.filter((m) => m.includes("write-behind gave up on"))
+      assert.strictEqual(summaries.length, 2, "one line per keyspace")
+      assert.include(
+        summaries[0]!,
+        `4000 write(s) of keyspace "name" (Shutdown): name:0, name:1, name:2, name:3, name:4 and 3995 more; each was passed to onDeadLetter`
+      )
+      assert.include(summaries[1]!, `1000 write(s) of keyspace "other" (Shutdown)`)
+    })
+  )
+
+  it.effect("without onDeadLetter the aggregated line says the writes are lost", () =>
+    Effect.gen(function* () {
+      const logs = captureLogs()
+      const db = makeDb()
+      db.state.failing = true
+      const { scope, context } = yield* opened(
+        Cachet.layer({ writeBehind: { retry: Schedule.spaced("1 second"), shutdownTimeout: "1 second" } }).pipe(
+          Layer.provide(CacheStore.layerMemory())
+        )
+      )
+      for (let id = 0; id < 3; id++) {
+        yield* Strategy.writeBehind(Names, { id }, "x", db.save(id)).pipe(Effect.provideContext(context))
+      }
+      yield* closeStepping(scope, 500).pipe(Effect.provide(logs.layer))
+      const summaries = logs.messages.filter((m) => m.includes("write-behind gave up on"))
+      assert.deepStrictEqual(summaries, [
+        `cachet: write-behind gave up on 3 write(s) of keyspace "name" (Shutdown): name:0, name:1, name:2; no onDeadLetter is set: they are lost`
+      ])
     })
   )
 

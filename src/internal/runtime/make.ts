@@ -112,7 +112,14 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       return {
         ...statsOf([globalCounters, ...all.map((s) => s.counters)]),
         keyspaces: perKeyspace,
-        store: info && { entries: info.entries, bytes: info.bytes, evictions: info.evictions }
+        store: info && {
+          entries: info.entries,
+          bytes: info.bytes,
+          evictions: info.evictions,
+          tags: info.tags,
+          fallbackHits: info.fallbackHits,
+          fallbackMisses: info.fallbackMisses
+        }
       }
     })
 

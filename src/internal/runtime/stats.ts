@@ -226,6 +226,14 @@ export const makeMetrics = (prefix: string, context: Context.Context<never>): Me
 export const registerStore = (metrics: Metrics, info: StoreInfo): void => {
   metrics.gauge("store_entries", "Entries held by the store", {}, () => info.entries)
   metrics.counter("store_evictions_total", "Entries evicted by the store for capacity", {}, () => info.evictions)
+  if (info.fallbackHits !== undefined) {
+    metrics.counter(
+      "store_fallback_hits_total",
+      "Reads answered from the store's last-known-good copy while its backend failed",
+      {},
+      () => info.fallbackHits ?? 0
+    )
+  }
 }
 
 /** The series of one keyspace's counters. */

@@ -130,6 +130,11 @@ export interface Hooks {
     cause: Cause.Cause<unknown>,
     reason: DeadLetter["reason"]
   ) => Effect.Effect<void>
+  /** Many operations given up at once (shutdown): reported together, logged per keyspace. */
+  readonly deadLetters: (
+    left: ReadonlyArray<readonly [Pending, Cause.Cause<unknown>]>,
+    reason: DeadLetter["reason"]
+  ) => Effect.Effect<void>
 }
 
 /** The queue, as the runtime and strategies use it. */
@@ -448,13 +453,10 @@ export const make = (
                   else left.push(p)
                 }
                 left.push(...queue.values())
-                return Effect.forEach(
-                  left,
-                  (p) => {
-                    settle(p)
-                    return hooks.deadLetter(p, p.lastCause ?? Cause.interrupt(), "Shutdown")
-                  },
-                  { discard: true }
+                for (const p of left) settle(p)
+                return hooks.deadLetters(
+                  left.map((p) => [p, p.lastCause ?? Cause.interrupt()] as const),
+                  "Shutdown"
                 )
               })
         )

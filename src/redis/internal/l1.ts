@@ -88,6 +88,8 @@ export interface L1 {
   /** An invalidation of everything (prefix, clear, reset): no read in flight backfills. */
   readonly touchAll: () => void
   readonly entries: () => number
+  /** Tag records held: at most `max(capacity, 1_000)`. */
+  readonly tags: () => number
   readonly evictions: () => number
   readonly bytes: () => number | undefined
 }
@@ -225,6 +227,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     touch,
     touchAll,
     entries: () => map.size,
+    tags: () => tags.size,
     evictions: () => lru.evictions,
     bytes: () => (maxBytes === undefined ? undefined : lru.bytes)
   }

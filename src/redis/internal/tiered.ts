@@ -384,6 +384,9 @@ export const make = (
       },
       get evictions() {
         return l1.evictions()
+      },
+      get tags() {
+        return l1.tags()
       }
     }
 
