@@ -205,7 +205,7 @@ describe.skipIf(!requireRedis())("RedisStore read batching on a Cluster", () => 
             RedisStore.layer({
               cluster: cluster.startupNodes,
               prefix: `bk-${runId()}`,
-              commandTimeout: 200,
+              commandTimeout: 500,
               breaker: false
             })
           )
