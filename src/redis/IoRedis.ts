@@ -18,7 +18,8 @@
  *   command that failed with its connection is not replayed later.
  * - `retryStrategy` / `clusterRetryStrategy`: reconnect forever with a capped,
  *   jittered backoff: attempt n waits a random time in [d/2, d], where
- *   d = min(50 ms * 2^n, `maxRetryDelay` (default 2 s)).
+ *   d = min(50 ms * 2^n, `maxRetryDelay` (default 250 ms)): a server that
+ *   answers again is reconnected within 250 ms.
  * - `connectTimeout`: 2 s, `socketTimeout`: 5 s (a connection that waits
  *   for a reply and receives nothing for that long is dropped and
  *   reconnected, which also catches peers that vanished silently).
@@ -126,7 +127,8 @@ export type ClusterNode = internal.ClusterNodeInput
  * - `commandTimeout`: default 500 ms.
  * - `connectTimeout`: default 2 s.
  * - `socketTimeout`: default 5 s; see the module notes.
- * - `maxRetryDelay`: cap of the reconnection backoff, default 2 s.
+ * - `maxRetryDelay`: cap of the reconnection backoff, default 250 ms (while
+ *   down, an attempt at least every 250 ms, jittered).
  * - `redisOptions`: raw ioredis options, applied over the defaults (for a
  *   cluster, to every node). Overriding `enableOfflineQueue` or the timeouts
  *   gives up the bounds above.

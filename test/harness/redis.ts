@@ -7,7 +7,9 @@
  *   (SIGSTOP), resume, kill, stop and restart the server on the same port, and
  *   run `redis-cli` commands against it for assertions.
  * - `RedisCluster.start(options?)` builds a real 3-master Redis Cluster out of
- *   such servers with `redis-cli --cluster create`.
+ *   such servers with `redis-cli --cluster create`, optionally with replicas
+ *   (`replicas: 1`: 3 masters + 3 replicas, for failover tests), and tells
+ *   which node serves which slots now (`topology`).
  * - `redisAvailable` / `requireRedis()` decide whether Redis suites may run:
  *   outside CI a missing binary means "skip", in CI it is a hard failure.
  *
@@ -680,8 +682,14 @@ export const RedisServer = {
 // ---------------------------------------------------------------------------
 
 export interface RedisClusterOptions {
-  /** Number of masters (no replicas). Redis requires at least 3. Default 3. */
+  /** Number of masters. Redis requires at least 3. Default 3. */
   readonly masters?: number
+  /**
+   * Replicas per master (`--cluster-replicas`). Default 0. With replicas,
+   * `cluster-replica-validity-factor 0` lets a replica take over however
+   * long its link was down, so a failover always happens.
+   */
+  readonly replicas?: number
   /** Extra `redis-server` args for every node. */
   readonly args?: ReadonlyArray<string>
   /** `--cluster-node-timeout` in ms. Default 2000. */
@@ -690,7 +698,53 @@ export interface RedisClusterOptions {
   readonly readyTimeoutMs?: number
 }
 
+/** One node as `CLUSTER NODES` describes it. */
+export interface ClusterNodeInfo {
+  readonly id: string
+  /** `host:port` of its clients' port. */
+  readonly address: string
+  readonly port: number
+  readonly master: boolean
+  readonly failed: boolean
+  /** The id of its master (replicas), else `undefined`. */
+  readonly masterId: string | undefined
+  /** `connected` or `disconnected`. */
+  readonly linkState: string
+  /** The slots it serves (masters). */
+  readonly slots: ReadonlyArray<number>
+}
+
+/** Parses `CLUSTER NODES` output. */
+export const parseClusterNodes = (output: string): Array<ClusterNodeInfo> =>
+  output
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => {
+      const [id = "", address = "", flags = "", masterId = "-", , , , linkState = "", ...slotRanges] = line
+        .trim()
+        .split(" ")
+      const slots: Array<number> = []
+      for (const range of slotRanges) {
+        if (range.startsWith("[")) continue // migrating/importing markers
+        const [from, to = from] = range.split("-")
+        for (let slot = Number(from); slot <= Number(to); slot++) slots.push(slot)
+      }
+      const hostPort = address.split("@")[0] ?? ""
+      const flagList = flags.split(",")
+      return {
+        id,
+        address: hostPort,
+        port: Number(hostPort.slice(hostPort.lastIndexOf(":") + 1)),
+        master: flagList.includes("master"),
+        failed: flagList.includes("fail") || flagList.includes("fail?"),
+        masterId: masterId === "-" ? undefined : masterId,
+        linkState,
+        slots
+      }
+    })
+
 export interface RedisCluster {
+  /** Every node, masters and replicas (which is which changes with failovers: see `topology`). */
   readonly nodes: ReadonlyArray<RedisServer>
   /** Seed nodes in the shape cluster clients (ioredis `Cluster`) expect. */
   readonly startupNodes: Array<{ host: string; port: number }>
@@ -705,6 +759,17 @@ export interface RedisCluster {
    * slots assigned and all nodes known; e.g. after restarting a node.
    */
   readonly waitHealthy: (timeoutMs?: number) => Effect.Effect<void, HarnessError>
+  /** `CLUSTER NODES` as seen by the first running node that answers. */
+  readonly topology: Effect.Effect<Array<ClusterNodeInfo>, HarnessError>
+  /**
+   * Waits until the running nodes agree that every slot is served by a
+   * running master, none of `excludedPorts` (e.g. after a SIGKILL: until a
+   * replica took over); returns the masters' ports.
+   */
+  readonly waitMasters: (
+    excludedPorts: ReadonlyArray<number>,
+    timeoutMs?: number
+  ) => Effect.Effect<ReadonlyArray<number>, HarnessError>
 }
 
 const clusterInfoField = (info: string, field: string): string | undefined =>
@@ -750,17 +815,18 @@ const startCluster = Effect.fnUntraced(function* (
 ): Effect.fn.Return<RedisCluster, HarnessError, Scope.Scope> {
   const cliBinary = yield* binary(redisCliPath, "redis-cli")
   const masters = options.masters ?? 3
+  const replicas = options.replicas ?? 0
   const readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   if (masters < 3)
     return yield* Effect.fail(new HarnessError({ message: `a Redis Cluster needs at least 3 masters, got ${masters}` }))
 
   const nodes = yield* Effect.forEach(
-    Array.from({ length: masters }, (_, i) => i),
+    Array.from({ length: masters * (1 + replicas) }, (_, i) => i),
     () =>
       startServer({
         cluster: true,
         clusterNodeTimeoutMs: options.nodeTimeoutMs ?? 2_000,
-        ...(options.args === undefined ? {} : { args: options.args })
+        args: [...(replicas > 0 ? ["--cluster-replica-validity-factor", "0"] : []), ...(options.args ?? [])]
       }),
     { concurrency: "unbounded" }
   )
@@ -770,13 +836,63 @@ const startCluster = Effect.fnUntraced(function* (
   // consistent, so it typically takes 1-2 s on an idle machine.
   yield* runCommand(
     cliBinary,
-    ["--cluster", "create", ...nodes.map((n) => `${n.host}:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    [
+      "--cluster",
+      "create",
+      ...nodes.map((n) => `${n.host}:${n.port}`),
+      "--cluster-replicas",
+      String(replicas),
+      "--cluster-yes"
+    ],
     readyTimeoutMs
   )
   yield* waitClusterHealthy(nodes, readyTimeoutMs)
 
   const first = nodes[0]
   if (first === undefined) return yield* Effect.fail(new HarnessError({ message: "cluster has no nodes" }))
+
+  const topology: Effect.Effect<Array<ClusterNodeInfo>, HarnessError> = Effect.gen(function* () {
+    for (const node of nodes) {
+      if (!(yield* node.isRunning)) continue
+      const output = yield* Effect.result(node.command("CLUSTER", "NODES"))
+      if (output._tag === "Success") return parseClusterNodes(output.success)
+    }
+    return yield* Effect.fail(new HarnessError({ message: "no running cluster node answered CLUSTER NODES" }))
+  })
+
+  const waitMasters = Effect.fnUntraced(function* (
+    excludedPorts: ReadonlyArray<number>,
+    timeoutMs: number = readyTimeoutMs
+  ): Effect.fn.Return<ReadonlyArray<number>, HarnessError> {
+    const deadline = Date.now() + timeoutMs
+    let last = ""
+    while (true) {
+      const views = yield* Effect.forEach(nodes, (node) =>
+        Effect.gen(function* () {
+          if (!(yield* node.isRunning) || excludedPorts.includes(node.port)) return undefined
+          const output = yield* Effect.orElseSucceed(node.command("CLUSTER", "NODES"), () => "")
+          return parseClusterNodes(output)
+        })
+      )
+      const settled = views.every((view) => {
+        if (view === undefined) return true
+        const served = view.filter((n) => n.master && !n.failed && !excludedPorts.includes(n.port))
+        return served.reduce((sum, n) => sum + n.slots.length, 0) === 16384
+      })
+      const view = views.find((v) => v !== undefined)
+      if (settled && view !== undefined) {
+        return view.filter((n) => n.master && n.slots.length > 0).map((n) => n.port)
+      }
+      last = JSON.stringify(view?.map((n) => [n.port, n.master, n.failed, n.slots.length]))
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          new HarnessError({ message: `no master took over the slots of ${excludedPorts} in ${timeoutMs} ms: ${last}` })
+        )
+      }
+      yield* sleepReal(50)
+    }
+  })
+
   const cluster: RedisCluster = {
     nodes,
     startupNodes: nodes.map((n) => ({ host: n.host, port: n.port })),
@@ -784,7 +900,9 @@ const startCluster = Effect.fnUntraced(function* (
       runCommand(cliBinary, ["-c", "-h", first.host, "-p", String(first.port), ...args.map(String)], 5_000).pipe(
         Effect.map((stdout) => stdout.replace(/\r?\n$/, ""))
       ),
-    waitHealthy: (timeoutMs) => waitClusterHealthy(nodes, timeoutMs ?? readyTimeoutMs)
+    waitHealthy: (timeoutMs) => waitClusterHealthy(nodes, timeoutMs ?? readyTimeoutMs),
+    topology,
+    waitMasters
   }
   return cluster
 })
@@ -795,7 +913,10 @@ export class RedisClusterService extends Context.Service<RedisClusterService, Re
 ) {}
 
 export const RedisCluster = {
-  /** Starts a real N-master (default 3) Redis Cluster; everything is torn down when the scope closes. */
+  /**
+   * Starts a real N-master (default 3) Redis Cluster, with `replicas` per
+   * master (default 0); everything is torn down when the scope closes.
+   */
   start: startCluster,
   /** `RedisCluster.start` as a layer providing {@link RedisClusterService}. */
   layer: (options?: RedisClusterOptions): Layer.Layer<RedisClusterService, HarnessError> =>

@@ -31,7 +31,7 @@ export interface ConnectionOptions {
 export const DEFAULT_COMMAND_TIMEOUT = 500
 export const DEFAULT_CONNECT_TIMEOUT = 2_000
 const DEFAULT_SOCKET_TIMEOUT = 5_000
-export const DEFAULT_MAX_RETRY_DELAY = 2_000
+export const DEFAULT_MAX_RETRY_DELAY = 250
 
 /** Whether `u` looks like an ioredis client (duck-typed: another copy of ioredis may be in use). */
 export const isClient = (u: unknown): u is Client =>

@@ -6,9 +6,18 @@
  * @internal
  */
 import { type Duration, Effect, type Scope } from "effect"
+import type { Cluster } from "ioredis"
 import { CacheStoreError, type StoreErrorReason } from "../../CacheError.ts"
 import type * as IoRedis from "../IoRedis.ts"
 import * as clientInternal from "./client.ts"
+
+/** The `store` of every `CacheStoreError` of the Redis store. */
+export const STORE = "redis"
+/** The node key of a standalone server. */
+export const STANDALONE = "standalone"
+
+export const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
+  new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
 
 const unavailableReplies =
   /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
@@ -32,6 +41,56 @@ export const reasonOf = (error: unknown): StoreErrorReason => {
   // Connection refused/reset/closed, offline queue disabled, cluster not
   // ready, retries exhausted, socket timeout: no usable connection.
   return "Unavailable"
+}
+
+const redirectReply = /^(MOVED|ASK) (\d+) (\S+)$/
+
+/** The redirect in an error reply (`MOVED <slot> <host:port>`, `ASK ...`), if it is one. */
+export const redirectOf = (
+  error: unknown
+): { readonly kind: "MOVED" | "ASK"; readonly slot: number; readonly node: string } | undefined => {
+  if (!(error instanceof Error) || error.name !== "ReplyError") return undefined
+  const match = redirectReply.exec(error.message)
+  if (match === null) return undefined
+  return { kind: match[1] as "MOVED" | "ASK", slot: Number(match[2]), node: match[3]! }
+}
+
+/** ioredis's own fields that its MOVED handler updates (they are private; see `followRedirect`). */
+interface ClusterInternals {
+  readonly _groupsBySlot?: Array<number | undefined>
+  readonly _groupsIds?: Record<string, number>
+  readonly connectionPool?: { readonly findOrCreate?: (node: { host: string; port: number }) => unknown }
+  readonly natMapper?: (key: string) => { host: string; port: number }
+}
+
+/**
+ * Points `slot` at the node a MOVED reply named (what ioredis itself does
+ * for a lone command) and refreshes the slot map in the background, so that
+ * a retry goes to the new owner. ioredis follows a redirect only when every
+ * command of an auto-pipeline got the same error and the others are
+ * read-only: with EVALSHA writes and several slots per node in one pipeline,
+ * a failover surfaces `MOVED` replies to the caller (issue #13). Reaches
+ * into private fields on purpose; when they are renamed, the slot refresh
+ * alone still repairs the map, a little later.
+ */
+export const followRedirect = (cluster: Cluster, redirect: NonNullable<ReturnType<typeof redirectOf>>): void => {
+  if (redirect.kind === "MOVED") {
+    const internals = cluster as unknown as ClusterInternals
+    const owners = cluster.slots[redirect.slot]
+    if (owners === undefined) cluster.slots[redirect.slot] = [redirect.node]
+    else owners[0] = redirect.node
+    try {
+      const groups = internals._groupsBySlot
+      const ids = internals._groupsIds
+      if (groups !== undefined && ids !== undefined)
+        groups[redirect.slot] = ids[cluster.slots[redirect.slot]!.join(";")]
+      const mapped = internals.natMapper?.(redirect.node)
+      if (mapped !== undefined) internals.connectionPool?.findOrCreate?.(mapped)
+    } catch {
+      // The slot refresh below repairs the map.
+    }
+  }
+  cluster.refreshSlotsCache()
 }
 
 /**
@@ -58,6 +117,9 @@ export type Outcome =
   | "interrupted"
 
 /** One ioredis call, as `bounded` runs it. */
+// A MOVED/ASK reply (a Cluster redirect, not a failure) is followed once:
+// the slot is pointed at the named node and `run` is sent again, within the
+// same timer.
 export interface Call<A> {
   readonly client: IoRedis.Client
   readonly store: string
@@ -70,6 +132,8 @@ export interface Call<A> {
    * `"none"` sends at once (a cluster node's own connection queues by itself).
    */
   readonly gate: "settle" | "require" | "none"
+  /** Called when a MOVED/ASK reply is followed (once per call at most). */
+  readonly onRedirect?: ((kind: "MOVED" | "ASK") => void) | undefined
   /** Called once when the call ends, before its result is delivered. */
   readonly onEnd?: ((outcome: Outcome, reason: StoreErrorReason | undefined) => void) | undefined
 }
@@ -83,6 +147,7 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
   Effect.callback<A, CacheStoreError>((resume) => {
     const { client, store, op, timeout, run, onEnd } = call
     let pending = true
+    let redirected = false
     const started = performance.now()
     const end = (outcome: Outcome, reason: StoreErrorReason | undefined) => {
       pending = false
@@ -109,7 +174,16 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
           end("reply", undefined)
           resume(Effect.succeed(value))
         },
-        (error: unknown) => fail("failure", reasonOf(error), error)
+        (error: unknown) => {
+          const redirect = redirected ? undefined : redirectOf(error)
+          if (redirect !== undefined && pending && clientInternal.isCluster(client)) {
+            redirected = true
+            call.onRedirect?.(redirect.kind)
+            followRedirect(client, redirect)
+            return start()
+          }
+          fail("failure", reasonOf(error), error)
+        }
       )
     }
     const gate = call.gate === "none" ? undefined : clientInternal.connectingGate(client)
