@@ -27,6 +27,11 @@
  *   full length when the socket already closed; we QUIT first).
  * - `enableAutoPipelining: true`: commands issued in the same tick share
  *   one write and one round trip.
+ * - Cluster: `retryDelayOnFailover: 0` and `retryDelayOnClusterDown: 0`: a
+ *   command for a master whose connection closed, or refused with
+ *   `CLUSTERDOWN`, fails at once instead of being retried until the command
+ *   timeout (the store degrades to the loader; a failover takes longer than
+ *   one timeout anyway). `MOVED`/`ASK` redirects are still followed.
  * - `lazyConnect: false`, but the layer does not wait for the connection:
  *   it builds at once even when Redis is down, and calls fail fast until the
  *   connection is ready.

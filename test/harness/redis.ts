@@ -126,27 +126,52 @@ export const pingRaw = (
   port: number,
   options: { readonly host?: string; readonly timeoutMs?: number } = {}
 ): Effect.Effect<boolean> =>
-  Effect.callback<boolean>((resume) => {
+  Effect.map(commandRaw(port, ["PING"], options.timeoutMs ?? 250, options.host), (reply) => reply === "PONG")
+
+/**
+ * Sends one command over a raw TCP socket (RESP) and resolves its reply: a
+ * bulk or simple string, or `undefined` on an error reply, silence past
+ * `timeoutMs`, or a refused connection. Never fails. For polls that would
+ * otherwise spawn `redis-cli` many times a second (its process spawns stall
+ * the event loop of the process under test).
+ */
+export const commandRaw = (
+  port: number,
+  args: ReadonlyArray<string>,
+  timeoutMs = 1_000,
+  host: string = HOST
+): Effect.Effect<string | undefined> =>
+  Effect.callback<string | undefined>((resume) => {
     let settled = false
-    let received = ""
-    const socket = net.createConnection({ host: options.host ?? HOST, port })
-    const finish = (ok: boolean) => {
+    let received = Buffer.alloc(0)
+    const socket = net.createConnection({ host, port })
+    socket.setNoDelay(true)
+    const finish = (reply: string | undefined) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       socket.destroy()
-      resume(Effect.succeed(ok))
+      resume(Effect.succeed(reply))
     }
-    const timer = setTimeout(() => finish(false), options.timeoutMs ?? 250)
-    socket.setNoDelay(true)
-    socket.on("connect", () => socket.write("PING\r\n"))
+    const timer = setTimeout(() => finish(undefined), timeoutMs)
+    socket.on("connect", () =>
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`)
+    )
     socket.on("data", (chunk: Buffer) => {
-      received += chunk.toString("latin1")
-      // The first complete reply line decides: +PONG or anything else.
-      if (received.includes("\r\n")) finish(received.startsWith("+PONG\r\n"))
+      received = Buffer.concat([received, chunk])
+      const lineEnd = received.indexOf("\r\n")
+      if (lineEnd === -1) return
+      const head = received.subarray(0, lineEnd).toString("latin1")
+      if (head.startsWith("+")) return finish(head.slice(1))
+      if (!head.startsWith("$")) return finish(undefined)
+      const length = Number(head.slice(1))
+      if (length < 0) return finish(undefined)
+      if (received.length >= lineEnd + 2 + length) {
+        finish(received.subarray(lineEnd + 2, lineEnd + 2 + length).toString("utf8"))
+      }
     })
-    socket.on("error", () => finish(false))
-    socket.on("close", () => finish(false))
+    socket.on("error", () => finish(undefined))
+    socket.on("close", () => finish(undefined))
     return Effect.sync(() => {
       settled = true
       clearTimeout(timer)
@@ -789,7 +814,7 @@ const waitClusterHealthy = Effect.fnUntraced(function* (
     let healthy = true
     for (const node of nodes) {
       if (!(yield* node.isRunning)) continue
-      const info = yield* node.command("CLUSTER", "INFO").pipe(Effect.orElseSucceed(() => ""))
+      const info = (yield* commandRaw(node.port, ["CLUSTER", "INFO"])) ?? ""
       const ok =
         clusterInfoField(info, "cluster_state") === "ok" &&
         clusterInfoField(info, "cluster_slots_assigned") === "16384" &&
@@ -854,8 +879,8 @@ const startCluster = Effect.fnUntraced(function* (
   const topology: Effect.Effect<Array<ClusterNodeInfo>, HarnessError> = Effect.gen(function* () {
     for (const node of nodes) {
       if (!(yield* node.isRunning)) continue
-      const output = yield* Effect.result(node.command("CLUSTER", "NODES"))
-      if (output._tag === "Success") return parseClusterNodes(output.success)
+      const output = yield* commandRaw(node.port, ["CLUSTER", "NODES"])
+      if (output !== undefined) return parseClusterNodes(output)
     }
     return yield* Effect.fail(new HarnessError({ message: "no running cluster node answered CLUSTER NODES" }))
   })
@@ -870,8 +895,7 @@ const startCluster = Effect.fnUntraced(function* (
       const views = yield* Effect.forEach(nodes, (node) =>
         Effect.gen(function* () {
           if (!(yield* node.isRunning) || excludedPorts.includes(node.port)) return undefined
-          const output = yield* Effect.orElseSucceed(node.command("CLUSTER", "NODES"), () => "")
-          return parseClusterNodes(output)
+          return parseClusterNodes((yield* commandRaw(node.port, ["CLUSTER", "NODES"])) ?? "")
         })
       )
       const settled = views.every((view) => {

@@ -118,7 +118,7 @@ describe.skipIf(!requireRedis())("failover (issue #13)", () => {
         }
         if (healthyErrors.size > 0) console.log("healthy write errors", [...healthyErrors])
         assert.isAbove(before.reads, 1_000, "load ran before the kill")
-        assert.isAbove(healthyWindow.reads, 300, "the healthy masters' keys were read during the failover")
+        assert.isAbove(healthyWindow.reads, 100, "the healthy masters' keys were read during the failover")
         assert.isAtLeast(healthyWindow.hitRatio, 0.9, "hit ratio on the healthy masters' keys during the failover")
         assert.strictEqual(healthyAll.failedWrites, 0, "strict writes to healthy masters never fail")
         assert.strictEqual(all.movedErrors, 0, "no MOVED surfaces to a caller")

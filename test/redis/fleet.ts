@@ -155,7 +155,8 @@ export const figures = (calls: ReadonlyArray<Call>): Figures => {
       writes++
       if (c.error !== undefined) {
         failedWrites++
-        if (/\b(MOVED|ASK) \d+/.test(c.error)) movedErrors++
+        // A redirect surfaced as a failure (a `Protocol` error reply).
+        if (/^Protocol: (MOVED|ASK) \d+/.test(c.error)) movedErrors++
       }
     }
   }

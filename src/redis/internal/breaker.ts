@@ -165,8 +165,20 @@ export const make = (
         }
       })
 
+    // When the loop ends (closed, or the node owns nothing any more), the
+    // node's calls take the fast path again; one that fails records anew.
     const ensureProbe = (active: CircuitBreaker.CircuitBreaker, node: string, openFor: number): Effect.Effect<void> =>
-      Effect.asVoid(FiberMap.run(probes, node, probeLoop(active, node, openFor), { onlyIfMissing: true }))
+      Effect.asVoid(
+        FiberMap.run(
+          probes,
+          node,
+          Effect.ensuring(
+            probeLoop(active, node, openFor),
+            Effect.sync(() => unhealthy.delete(node))
+          ),
+          { onlyIfMissing: true }
+        )
+      )
 
     if (breaker !== undefined && settings !== undefined) {
       yield* breaker.transitions.pipe(

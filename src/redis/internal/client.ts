@@ -137,6 +137,14 @@ export const planClient = (options: ConnectionOptions): ClientPlan => {
             enableReadyCheck: true,
             lazyConnect: false,
             slotsRefreshTimeout: Math.max(base.commandTimeout, 1_000),
+            // A command for a dead master (closed connection) or a cluster
+            // that is down fails at once instead of being retried every
+            // 100 ms until the command timeout: a failover takes longer than
+            // one timeout anyway, and a caller whose read burnt a timeout
+            // would burn another on the write after its load (issue #13:
+            // calls of 1 s in the Cluster soak). MOVED/ASK are still followed.
+            retryDelayOnFailover: 0,
+            retryDelayOnClusterDown: 0,
             ...options.clusterOptions,
             redisOptions
           })

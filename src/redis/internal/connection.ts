@@ -129,6 +129,18 @@ export const make = (
       h.nextProbeAt = Math.max(h.nextProbeAt, performance.now() + timeout)
     }
 
+    // A failed probe of a Cluster master refreshes the slot map (at most
+    // every 100 ms): once its replica is promoted, the slots move and the
+    // probe ends; callers fail fast on the open circuit and send nothing that
+    // would (ioredis itself refreshes only on MOVED or on its timer).
+    let lastRefresh = 0
+    const refreshSlots = () => {
+      const now = performance.now()
+      if (cluster === undefined || now - lastRefresh < 100) return
+      lastRefresh = now
+      cluster.refreshSlotsCache()
+    }
+
     const call = <A>(
       op: string,
       node: string,
@@ -165,7 +177,8 @@ export const make = (
             }
             // Any answer ends a stall; a timeout (ours or ioredis's) starts one.
             if (outcome === "timeout" || (outcome === "failure" && reason === "Timeout")) markStalled(h, epoch)
-            else if ((outcome === "reply" || outcome === "failure") && h.epoch === epoch) h.stalled = false
+            // A closed connection's error is no answer: it leaves a stall as it is.
+            else if ((outcome === "reply" || outcome === "error-reply") && h.epoch === epoch) h.stalled = false
           }
         })
       })
@@ -179,9 +192,12 @@ export const make = (
         }
         const redis = cluster.nodes("all").find((n) => nodeKeyOf(n) === node)
         if (redis === undefined) {
+          refreshSlots()
           return Effect.fail(storeError("ping", "Unavailable", new Error(`no connection to ${node}`)))
         }
-        return Effect.asVoid(call("ping", node, () => redis.ping(), false, undefined, true))
+        return Effect.asVoid(call("ping", node, () => redis.ping(), false, undefined, true)).pipe(
+          Effect.tapError(() => Effect.sync(refreshSlots))
+        )
       })
     const breakers = yield* Breaker.make(breaker, {
       ping: pingNode,

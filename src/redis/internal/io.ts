@@ -108,7 +108,9 @@ export const sleepReal = (millis: number): Effect.Effect<void> =>
 export type Outcome =
   /** Redis answered. */
   | "reply"
-  /** The promise failed (an error reply, a closed connection, ioredis's own timeout). */
+  /** Redis answered with an error reply. */
+  | "error-reply"
+  /** The promise failed without an answer (a closed connection, ioredis's own timeout). */
   | "failure"
   /** Our own timer fired first. */
   | "timeout"
@@ -116,10 +118,22 @@ export type Outcome =
   | "refused"
   | "interrupted"
 
+/**
+ * Redirects a Cluster call follows within its one timer: a failover or a
+ * restarted node that still claims its old slots can cost two hops.
+ */
+const MAX_REDIRECTS = 3
+
 /** One ioredis call, as `bounded` runs it. */
-// A MOVED/ASK reply (a Cluster redirect, not a failure) is followed once:
-// the slot is pointed at the named node and `run` is sent again, within the
-// same timer.
+// On a Cluster, within the same timer:
+// - a MOVED/ASK reply (a redirect, not a failure) is followed, up to
+//   MAX_REDIRECTS times: the slot is pointed at the named node and `run` is
+//   sent again;
+// - a failure without an answer (the connection of a master that died, or
+//   that the slot refresh dropped) refreshes the slot map and sends `run`
+//   once more: the slots may have moved to a promoted replica. The command
+//   may have run before the connection closed; every command the store
+//   sends may run twice (ordered writes of the same entry, tombstones, reads).
 export interface Call<A> {
   readonly client: IoRedis.Client
   readonly store: string
@@ -147,7 +161,8 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
   Effect.callback<A, CacheStoreError>((resume) => {
     const { client, store, op, timeout, run, onEnd } = call
     let pending = true
-    let redirected = false
+    let redirected = 0
+    let resent = false
     const started = performance.now()
     const end = (outcome: Outcome, reason: StoreErrorReason | undefined) => {
       pending = false
@@ -175,14 +190,45 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
           resume(Effect.succeed(value))
         },
         (error: unknown) => {
-          const redirect = redirected ? undefined : redirectOf(error)
-          if (redirect !== undefined && pending && clientInternal.isCluster(client)) {
-            redirected = true
-            call.onRedirect?.(redirect.kind)
-            followRedirect(client, redirect)
-            return start()
+          const answered = error instanceof Error && error.name === "ReplyError"
+          if (pending && clientInternal.isCluster(client)) {
+            const redirect = redirectOf(error)
+            if (redirect !== undefined && redirected < MAX_REDIRECTS) {
+              redirected++
+              call.onRedirect?.(redirect.kind)
+              followRedirect(client, redirect)
+              return start()
+            }
+            // Still redirected after MAX_REDIRECTS: the owner the replies
+            // name cannot be reached (a dead master that the others still
+            // name until its replica takes over). Not a protocol error.
+            if (redirect !== undefined) {
+              return fail(
+                "failure",
+                "Unavailable",
+                new Error(
+                  `slot ${redirect.slot} is served by ${redirect.node}, which cannot be reached (redirected there ${MAX_REDIRECTS} times)`,
+                  { cause: error }
+                )
+              )
+            }
+            if (!answered && !resent) {
+              resent = true
+              // After the refresh, or 100 ms at most: a refresh that asks
+              // a dying node first can take longer than the call may.
+              let again: ReturnType<typeof setTimeout> | undefined
+              const resend = () => {
+                if (again === undefined) return
+                clearTimeout(again)
+                again = undefined
+                start()
+              }
+              again = setTimeout(resend, 100)
+              client.refreshSlotsCache(resend)
+              return
+            }
           }
-          fail("failure", reasonOf(error), error)
+          fail(answered ? "error-reply" : "failure", reasonOf(error), error)
         }
       )
     }
