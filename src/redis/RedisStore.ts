@@ -60,10 +60,14 @@
  *   and unreadable entries never trip it. While a node's circuit is closed
  *   and no failure is counted, calls skip the breaker's bookkeeping (a
  *   success there changes nothing): the first failure is recorded after the fact.
- * - A `MOVED`/`ASK` reply (a Cluster redirect, as during a failover) is not
- *   a failure: the slot is pointed at the node it names, the slot map is
- *   refreshed, and the call is sent again once, within the same
- *   `commandTimeout`.
+ * - On a Cluster, within the same `commandTimeout`: a `MOVED`/`ASK` reply
+ *   (a redirect, as during a failover) is not a failure: the slot is pointed
+ *   at the node it names, the slot map is refreshed, and the call is sent
+ *   again (up to 3 redirects; one that still names an unreachable owner
+ *   fails as `Unavailable`). A call that fails without an answer (a dead
+ *   master's closed connection) is sent once more after a slot refresh.
+ *   Commands for a dead master fail at once rather than being retried by
+ *   ioredis until the timeout (see `IoRedis`).
  * - Every ioredis error is translated once into a `CacheStoreError`:
  *   timeouts to `Timeout`; no connection, offline queue disabled, connection
  *   closed, and busy/loading/cluster-down replies to `Unavailable`; other
