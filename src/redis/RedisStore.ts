@@ -559,7 +559,8 @@ const nodeStatesOf = new WeakMap<object, Effect.Effect<ReadonlyArray<Breaker.Nod
 /**
  * The state of one node's circuit breaker, as {@link nodeStates} reports it.
  *
- * - `node`: `"standalone"`, or a Cluster master's `host:port`.
+ * - `node`: `"standalone"`, or a Cluster master's `host:port` (`"unknown"`
+ *   for calls made while the client had no slot map yet).
  * - `state`: `"Closed"` (calls pass), `"Open"` (calls to this node fail at
  *   once with `CircuitOpen` while a background PING probes it), `"HalfOpen"`
  *   (that probe is in flight).
