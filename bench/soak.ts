@@ -5,6 +5,8 @@
  *                                  [--down-ms 1000] [--keys 5000] [--loader-ms 2] [--strict]
  *   node --expose-gc bench/soak.ts --coherence [--seconds 60] [--fault-every 20] [--coherence-store redis|cluster|tiered]
  *     (the coherence history checker over a long run with faults: bench/coherence.ts)
+ *   node --expose-gc bench/soak.ts --cluster [--seconds 60] [--kill-every 30] [--full-coverage]
+ *     (a 3+3 Redis Cluster whose masters are killed in turn: bench/cluster.ts)
  *
  * - Our own redis-server (ephemeral loopback port, no persistence); every
  *   `--restart-every` seconds it is SIGKILLed, stays down `--down-ms`, and is
@@ -41,7 +43,10 @@ const { values } = parseArgs({
     strict: { type: "boolean", default: false },
     coherence: { type: "boolean", default: false },
     "fault-every": { type: "string", default: "20" },
-    "coherence-store": { type: "string", default: "redis" }
+    "coherence-store": { type: "string", default: "redis" },
+    cluster: { type: "boolean", default: false },
+    "kill-every": { type: "string", default: "30" },
+    "full-coverage": { type: "boolean", default: false }
   }
 })
 
@@ -52,6 +57,17 @@ if (values.coherence === true) {
   if (store !== "redis" && store !== "cluster" && store !== "tiered")
     throw new Error(`soak: --coherence-store must be redis, cluster or tiered, got ${store}`)
   const ok = await runCoherenceSoak(Number(values.seconds), Number(values["fault-every"]), store)
+  process.exit(ok ? 0 : 1)
+}
+
+// `--cluster`: failovers of a 3+3 Redis Cluster instead (bench/cluster.ts).
+if (values.cluster === true) {
+  const { runClusterSoak } = await import("./cluster.ts")
+  const ok = await runClusterSoak(
+    Number(values.seconds),
+    Number(values["kill-every"]),
+    values["full-coverage"] === true
+  )
   process.exit(ok ? 0 : 1)
 }
 

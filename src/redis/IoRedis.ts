@@ -18,7 +18,8 @@
  *   command that failed with its connection is not replayed later.
  * - `retryStrategy` / `clusterRetryStrategy`: reconnect forever with a capped,
  *   jittered backoff: attempt n waits a random time in [d/2, d], where
- *   d = min(50 ms * 2^n, `maxRetryDelay` (default 2 s)).
+ *   d = min(50 ms * 2^n, `maxRetryDelay` (default 250 ms)): a server that
+ *   answers again is reconnected within 250 ms.
  * - `connectTimeout`: 2 s, `socketTimeout`: 5 s (a connection that waits
  *   for a reply and receives nothing for that long is dropped and
  *   reconnected, which also catches peers that vanished silently).
@@ -26,6 +27,11 @@
  *   full length when the socket already closed; we QUIT first).
  * - `enableAutoPipelining: true`: commands issued in the same tick share
  *   one write and one round trip.
+ * - Cluster: `retryDelayOnFailover: 0` and `retryDelayOnClusterDown: 0`: a
+ *   command for a master whose connection closed, or refused with
+ *   `CLUSTERDOWN`, fails at once instead of being retried until the command
+ *   timeout (the store degrades to the loader; a failover takes longer than
+ *   one timeout anyway). `MOVED`/`ASK` redirects are still followed.
  * - `lazyConnect: false`, but the layer does not wait for the connection:
  *   it builds at once even when Redis is down, and calls fail fast until the
  *   connection is ready.
@@ -126,7 +132,8 @@ export type ClusterNode = internal.ClusterNodeInput
  * - `commandTimeout`: default 500 ms.
  * - `connectTimeout`: default 2 s.
  * - `socketTimeout`: default 5 s; see the module notes.
- * - `maxRetryDelay`: cap of the reconnection backoff, default 2 s.
+ * - `maxRetryDelay`: cap of the reconnection backoff, default 250 ms (while
+ *   down, an attempt at least every 250 ms, jittered).
  * - `redisOptions`: raw ioredis options, applied over the defaults (for a
  *   cluster, to every node). Overriding `enableOfflineQueue` or the timeouts
  *   gives up the bounds above.

@@ -46,14 +46,28 @@
  *   instead of queueing behind it. One call per `commandTimeout` passes as a
  *   probe; any answer, or a new connection, ends the stall. So a hung server
  *   costs a caller one timeout at most, and the client's queue stays bounded.
- * - A circuit breaker (effect's `CircuitBreaker`, in-memory state) guards
- *   every call: after `failures` (default 5) consecutive `Timeout` or
- *   `Unavailable` failures it opens, calls fail at once with reason
- *   `CircuitOpen`, and after `openFor` (default 1 s) one call probes.
- *   Transitions are logged. `Protocol` errors and unreadable entries never
- *   trip it. While the circuit is closed and no failure is counted, calls
- *   skip the breaker's bookkeeping (a success there changes nothing): the
- *   first failure is recorded after the fact.
+ * - A circuit breaker per node (effect's `CircuitBreaker`, in-memory state,
+ *   keyed by the node that owns the key's slot: one per Cluster master, one
+ *   for a standalone server) guards every call: after `failures` (default 5)
+ *   consecutive `Timeout` or `Unavailable` failures of a node its circuit
+ *   opens and calls to that node fail at once with reason `CircuitOpen`;
+ *   other nodes are not affected. While it is open, a background PING on the
+ *   layer's own fiber probes the node every `openFor` (default 100 ms), and
+ *   at once when a connection becomes ready: no caller ever probes. Multi-key
+ *   reads run one command per node (`getMany`: keys of a failing node read as
+ *   misses while another node answered). Transitions are logged; per-node
+ *   state and counters are read with {@link nodeStates}. `Protocol` errors
+ *   and unreadable entries never trip it. While a node's circuit is closed
+ *   and no failure is counted, calls skip the breaker's bookkeeping (a
+ *   success there changes nothing): the first failure is recorded after the fact.
+ * - On a Cluster, within the same `commandTimeout`: a `MOVED`/`ASK` reply
+ *   (a redirect, as during a failover) is not a failure: the slot is pointed
+ *   at the node it names, the slot map is refreshed, and the call is sent
+ *   again (up to 3 redirects; one that still names an unreachable owner
+ *   fails as `Unavailable`). A call that fails without an answer (a dead
+ *   master's closed connection) is sent once more after a slot refresh.
+ *   Commands for a dead master fail at once rather than being retried by
+ *   ioredis until the timeout (see `IoRedis`).
  * - Every ioredis error is translated once into a `CacheStoreError`:
  *   timeouts to `Timeout`; no connection, offline queue disabled, connection
  *   closed, and busy/loading/cluster-down replies to `Unavailable`; other
@@ -80,7 +94,7 @@ import { escapeValue } from "../internal/keyEncoding.ts"
 import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as Batch from "./internal/batch.ts"
-import * as Breaker from "./internal/breaker.ts"
+import type * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
 import * as Connection from "./internal/connection.ts"
 import * as envelope from "./internal/envelope.ts"
@@ -95,8 +109,11 @@ import * as Scripts from "./internal/scripts.ts"
  *
  * - `failures`: consecutive `Timeout`/`Unavailable` failures that open the
  *   circuit. Default 5.
- * - `openFor`: how long the circuit stays open before one call probes.
- *   Default 1 second.
+ * - `openFor`: how long a node's circuit stays open before the background
+ *   probe (a PING, never a caller's call) may close it, and the pause
+ *   between probes while the node is down. Default 100 ms: a probe costs
+ *   one PING, and calls to the node resume within about `openFor` plus the
+ *   reconnection delay (at most 250 ms by default) of the node answering again.
  *
  * @example
  * ```ts
@@ -253,7 +270,7 @@ const resolve = (options: Options): Resolved => {
       ? undefined
       : {
           failures: positiveInt("breaker.failures", options.breaker?.failures, 5),
-          openFor: clientInternal.millisOption("RedisStore", "breaker.openFor", options.breaker?.openFor, 1_000)
+          openFor: clientInternal.millisOption("RedisStore", "breaker.openFor", options.breaker?.openFor, 100)
         }
   return {
     namespace: escapeValue(options.prefix),
@@ -292,11 +309,11 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const clock = yield* Clock.Clock
     const timeout = resolved.commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
     const { namespace, maxEntryBytes } = resolved
-    const connection = yield* Connection.make(io, timeout)
+    // The circuit breakers are per node, inside `exec` (see `connection.ts`).
+    const connection = yield* Connection.make(io, timeout, resolved.breaker)
     const { client, cluster, standalone, exec, ready } = connection
-    const guard = yield* Breaker.make(resolved.breaker)
     const { nodeOfKey, groups, fetchRaw, unlinkAll } = makeRouter(connection, resolved.deleteBatchSize)
-    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, unlinkAll }, guard, resolved)
+    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, unlinkAll }, resolved)
     const fullKey = (key: string) => `${namespace}:${key}`
     const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
     // The record of a keyspace's last clear (`invalidateKeyspace`): loads
@@ -340,25 +357,17 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const batcher = resolved.batchReads
       ? Batch.make(
           (node, keys) =>
-            guard(
-              "get",
-              keys.length === 1
-                ? Effect.map(
-                    exec("get", node, () => client.getBuffer(keys[0]!)),
-                    (raw) => [raw]
-                  )
-                : fetchRaw("get", keys)
-            ),
+            keys.length === 1
+              ? Effect.map(
+                  exec("get", node, () => client.getBuffer(keys[0]!)),
+                  (raw) => [raw]
+                )
+              : fetchRaw("get", keys),
           yield* Effect.context<never>()
         )
       : undefined
     const getOne = (k: string): Effect.Effect<Buffer | null, CacheStoreError> =>
-      batcher !== undefined
-        ? batcher.one(nodeOfKey(k), k)
-        : guard(
-            "get",
-            exec("get", nodeOfKey(k), () => client.getBuffer(k))
-          )
+      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => client.getBuffer(k))
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
@@ -376,9 +385,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         if (keys.length === 0) return Effect.succeed([])
         const full = keys.map(fullKey)
-        return guard("getMany", fetchRaw("getMany", full)).pipe(
-          Effect.flatMap((raws) => decodeAll(keys, full, raws, codec))
-        )
+        return fetchRaw("getMany", full, true).pipe(Effect.flatMap((raws) => decodeAll(keys, full, raws, codec)))
       })
 
     // -- writing -------------------------------------------------------------
@@ -442,7 +449,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         if (Result.isFailure(write)) return Effect.fail(write.failure)
         const run = (cleared: number | undefined) =>
           exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success, since, cleared))
-        return guard("set", since === undefined ? run(undefined) : Effect.flatMap(clearedAt(key), run)).pipe(
+        return (since === undefined ? run(undefined) : Effect.flatMap(clearedAt(key), run)).pipe(
           Effect.map((order) => (order < 0 ? undefined : order))
         )
       })
@@ -465,15 +472,12 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           cluster === undefined
             ? client
             : (cluster.nodes("master").find((n) => Connection.nodeKeyOf(n) === node) ?? client)
-        return guard(
-          "get",
-          exec("get", node, () =>
-            (target as unknown as { time: () => Promise<[string, string]> }).time().then(([seconds, micros]) => {
-              const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-              anchor(node, server)
-              return server
-            })
-          )
+        return exec("get", node, () =>
+          (target as unknown as { time: () => Promise<[string, string]> }).time().then(([seconds, micros]) => {
+            const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+            anchor(node, server)
+            return server
+          })
         )
       })
 
@@ -492,19 +496,16 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           writes.push(write.success)
         }
         // One script call per entry; auto-pipelining sends a node's together.
-        return guard(
-          "setMany",
-          Effect.forEach(
-            groups(
-              writes.map((w) => w[0]),
-              1000
+        return Effect.forEach(
+          groups(
+            writes.map((w) => w[0]),
+            1000
+          ),
+          ({ node, batches }) =>
+            exec("setMany", node, () =>
+              Promise.all(batches.flatMap((b) => b.map((i) => writeOne(writes[i]!, undefined, undefined))))
             ),
-            ({ node, batches }) =>
-              exec("setMany", node, () =>
-                Promise.all(batches.flatMap((b) => b.map((i) => writeOne(writes[i]!, undefined, undefined))))
-              ),
-            { concurrency: "unbounded", discard: true }
-          )
+          { concurrency: "unbounded", discard: true }
         )
       })
 
@@ -517,14 +518,11 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         const k = fullKey(key)
         const node = nodeOfKey(k)
-        return guard(
-          "delete",
-          exec("delete", node, () =>
-            scripts.tombstone(k, tombstoneMillis).then(([existed, now]) => {
-              anchor(node, now)
-              return existed
-            })
-          )
+        return exec("delete", node, () =>
+          scripts.tombstone(k, tombstoneMillis).then(([existed, now]) => {
+            anchor(node, now)
+            return existed
+          })
         ).pipe(Effect.map((n) => n > 0))
       })
 
@@ -532,28 +530,25 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         if (keys.length === 0) return Effect.succeed(0)
         const full = keys.map(fullKey)
-        return guard(
-          "deleteMany",
-          Effect.map(
-            Effect.forEach(
-              groups(full, resolved.deleteBatchSize),
-              ({ node, batches }) =>
-                exec("deleteMany", node, () =>
-                  Promise.all(
-                    batches.flatMap((b) =>
-                      b.map((i) =>
-                        scripts.tombstone(full[i]!, tombstoneMillis).then(([existed, now]) => {
-                          anchor(node, now)
-                          return existed
-                        })
-                      )
+        return Effect.map(
+          Effect.forEach(
+            groups(full, resolved.deleteBatchSize),
+            ({ node, batches }) =>
+              exec("deleteMany", node, () =>
+                Promise.all(
+                  batches.flatMap((b) =>
+                    b.map((i) =>
+                      scripts.tombstone(full[i]!, tombstoneMillis).then(([existed, now]) => {
+                        anchor(node, now)
+                        return existed
+                      })
                     )
                   )
-                ),
-              { concurrency: "unbounded" }
-            ),
-            (results) => results.flat().reduce((n, m) => n + m, 0)
-          )
+                )
+              ),
+            { concurrency: "unbounded" }
+          ),
+          (results) => results.flat().reduce((n, m) => n + m, 0)
         )
       })
 
@@ -563,10 +558,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         const k = clearKey(prefix)
         return Effect.andThen(
-          guard(
-            "deletePrefix",
-            exec("deletePrefix", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear"))
-          ),
+          exec("deletePrefix", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear")),
           clearPattern(`${Scan.globEscape(fullKey(prefix))}*`)
         )
       })
@@ -578,10 +570,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         if (tags.length === 0) return Effect.succeed([])
         const keys = tags.map(tagKey)
         // Batched with the tick's other reads (a tag many entries carry is read once).
-        const raws =
-          batcher !== undefined
-            ? batcher.many(keys.map(nodeOfKey), keys)
-            : guard("getTagTimes", fetchRaw("getTagTimes", keys))
+        const raws = batcher !== undefined ? batcher.many(keys.map(nodeOfKey), keys) : fetchRaw("getTagTimes", keys)
         return raws.pipe(
           // Redis expires the record (PX, the server's clock): no check
           // against this process's clock, which may be skewed.
@@ -602,38 +591,30 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         const ttl = Math.ceil(retainMillis)
         if (!(ttl > 0) || !Number.isFinite(ttl)) return Effect.void
         const k = tagKey(tag)
-        return Effect.asVoid(
-          guard(
-            "setTagTime",
-            exec("setTagTime", nodeOfKey(k), () => scripts.record(k, String(ttl), "tag"))
-          )
-        )
+        return Effect.asVoid(exec("setTagTime", nodeOfKey(k), () => scripts.record(k, String(ttl), "tag")))
       })
 
     // -- health --------------------------------------------------------------
 
-    const ping: CacheStore["Service"]["ping"] = guard(
-      "ping",
-      Effect.suspend(() => {
-        if (cluster === undefined) return Effect.asVoid(exec("ping", Connection.STANDALONE, () => standalone!.ping()))
-        return Effect.andThen(
-          ready("ping"),
-          Effect.suspend(() => {
-            const masters = cluster.nodes("master")
-            if (masters.length === 0)
-              return Effect.fail(Connection.storeError("ping", "Unavailable", new Error("no master known")))
-            return Effect.forEach(
-              masters,
-              (redis) => exec("ping", Connection.nodeKeyOf(redis), () => redis.ping(), false),
-              {
-                concurrency: "unbounded",
-                discard: true
-              }
-            )
-          })
-        )
-      })
-    )
+    const ping: CacheStore["Service"]["ping"] = Effect.suspend(() => {
+      if (cluster === undefined) return Effect.asVoid(exec("ping", Connection.STANDALONE, () => standalone!.ping()))
+      return Effect.andThen(
+        ready("ping"),
+        Effect.suspend(() => {
+          const masters = cluster.nodes("master")
+          if (masters.length === 0)
+            return Effect.fail(Connection.storeError("ping", "Unavailable", new Error("no master known")))
+          return Effect.forEach(
+            masters,
+            (redis) => exec("ping", Connection.nodeKeyOf(redis), () => redis.ping(), false),
+            {
+              concurrency: "unbounded",
+              discard: true
+            }
+          )
+        })
+      )
+    })
 
     const store = CacheStoreModule.make({
       name: Connection.STORE,
@@ -651,8 +632,65 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       setOrdered,
       time
     })
-    return resolved.fallback === undefined ? store : Fallback.wrap(store, resolved.fallback, clock)
+    const served = resolved.fallback === undefined ? store : Fallback.wrap(store, resolved.fallback, clock)
+    nodeStatesOf.set(store, connection.nodeStates)
+    nodeStatesOf.set(served, connection.nodeStates)
+    return served
   })
+
+const nodeStatesOf = new WeakMap<object, Effect.Effect<ReadonlyArray<Breaker.NodeState>>>()
+
+/**
+ * The state of one node's circuit breaker, as {@link nodeStates} reports it.
+ *
+ * - `node`: `"standalone"`, or a Cluster master's `host:port` (`"unknown"`
+ *   for calls made while the client had no slot map yet).
+ * - `state`: `"Closed"` (calls pass), `"Open"` (calls to this node fail at
+ *   once with `CircuitOpen` while a background PING probes it), `"HalfOpen"`
+ *   (that probe is in flight).
+ * - `failures`: calls to the node that failed with `Timeout` or `Unavailable`
+ *   (a `getMany` whose other nodes answered counts here, its keys on this
+ *   node read as misses).
+ * - `rejected`: calls refused by the open circuit.
+ * - `openings`: times the circuit opened from closed.
+ * - `probes`: background probes sent.
+ * - `redirects`: `MOVED`/`ASK` replies followed (retried once, within the
+ *   same `commandTimeout`).
+ *
+ * @example
+ * ```ts
+ * import type { RedisStore } from "cachet/redis"
+ * const healthy = (s: RedisStore.NodeState) => s.state === "Closed"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodeState extends Breaker.NodeState {}
+
+/**
+ * Every node's circuit breaker state of a Redis store (built by this module),
+ * with its counters: one entry per node seen so far (`"standalone"`, or each
+ * Cluster master that took a call). `undefined` for any other store.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheStore } from "cachet"
+ * import { RedisStore } from "cachet/redis"
+ *
+ * const openNodes = Effect.gen(function*() {
+ *   const store = yield* CacheStore
+ *   const states = yield* (RedisStore.nodeStates(store) ?? Effect.succeed([]))
+ *   return states.filter((s) => s.state !== "Closed").map((s) => s.node)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const nodeStates = (store: CacheStore["Service"]): Effect.Effect<ReadonlyArray<NodeState>> | undefined =>
+  nodeStatesOf.get(store)
 
 /**
  * The connection of {@link layer} and {@link make}, validated at the call:

@@ -10,7 +10,15 @@
 import * as fs from "node:fs"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { HarnessError, pingRaw, RedisCluster, RedisServer, RedisServerService, requireRedis } from "./redis.ts"
+import {
+  HarnessError,
+  parseClusterNodes,
+  pingRaw,
+  RedisCluster,
+  RedisServer,
+  RedisServerService,
+  requireRedis
+} from "./redis.ts"
 
 /** `true` iff no process with this PID exists (kill(pid, 0) fails with ESRCH). */
 const processGone = (pid: number): boolean => {
@@ -21,22 +29,6 @@ const processGone = (pid: number): boolean => {
     return (error as NodeJS.ErrnoException).code === "ESRCH"
   }
 }
-
-/** Parses `CLUSTER NODES` into masters and the slots each one serves. */
-const parseClusterNodes = (output: string) =>
-  output
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => {
-      const [id = "", address = "", flags = "", , , , , linkState = "", ...slotRanges] = line.trim().split(" ")
-      const slots: Array<number> = []
-      for (const range of slotRanges) {
-        if (range.startsWith("[")) continue // migrating/importing markers
-        const [from, to = from] = range.split("-")
-        for (let slot = Number(from); slot <= Number(to); slot++) slots.push(slot)
-      }
-      return { id, address, flags: flags.split(","), linkState, slots }
-    })
 
 describe("requireRedis", () => {
   it("passes when Redis is available", () => {
@@ -199,7 +191,7 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
             const [first] = cluster.nodes
             if (first === undefined) return assert.fail("cluster has no nodes")
             const entries = parseClusterNodes(yield* first.command("CLUSTER", "NODES"))
-            const masters = entries.filter((entry) => entry.flags.includes("master"))
+            const masters = entries.filter((entry) => entry.master)
             assert.strictEqual(entries.length, 3)
             assert.strictEqual(masters.length, 3)
             for (const master of masters) {
@@ -225,6 +217,40 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
         assert.strictEqual(pids.length, 3)
         for (const pid of pids) assert.isTrue(processGone(pid), `pid ${pid} still exists`)
       })
+    )
+
+    it.effect(
+      "with replicas: 3 masters + 3 replicas; after SIGKILL of a master its replica takes its slots, and the old master rejoins as a replica",
+      () =>
+        Effect.gen(function* () {
+          const cluster = yield* RedisCluster.start({ replicas: 1, nodeTimeoutMs: 500 })
+          assert.strictEqual(cluster.nodes.length, 6)
+          const before = yield* cluster.topology
+          const masters = before.filter((n) => n.master)
+          const replicas = before.filter((n) => !n.master)
+          assert.strictEqual(masters.length, 3)
+          assert.strictEqual(replicas.length, 3)
+          assert.sameMembers(
+            replicas.map((r) => r.masterId),
+            masters.map((m) => m.id),
+            "one replica per master"
+          )
+
+          const victim = masters[0]!
+          const node = cluster.nodes.find((n) => n.port === victim.port)!
+          yield* node.kill
+          const after = yield* cluster.waitMasters([victim.port], 15_000)
+          assert.strictEqual(after.length, 3)
+          assert.notInclude(after, victim.port)
+          const heir = replicas.find((r) => r.masterId === victim.id)!
+          assert.include(after, heir.port, "the killed master's replica took over")
+
+          yield* node.restart
+          yield* cluster.waitHealthy(15_000)
+          const rejoined = (yield* cluster.topology).find((n) => n.port === victim.port)!
+          assert.isFalse(rejoined.master, "the old master came back as a replica")
+        }),
+      40_000
     )
   })
 })

@@ -7,7 +7,9 @@
  *   (SIGSTOP), resume, kill, stop and restart the server on the same port, and
  *   run `redis-cli` commands against it for assertions.
  * - `RedisCluster.start(options?)` builds a real 3-master Redis Cluster out of
- *   such servers with `redis-cli --cluster create`.
+ *   such servers with `redis-cli --cluster create`, optionally with replicas
+ *   (`replicas: 1`: 3 masters + 3 replicas, for failover tests), and tells
+ *   which node serves which slots now (`topology`).
  * - `redisAvailable` / `requireRedis()` decide whether Redis suites may run:
  *   outside CI a missing binary means "skip", in CI it is a hard failure.
  *
@@ -124,27 +126,52 @@ export const pingRaw = (
   port: number,
   options: { readonly host?: string; readonly timeoutMs?: number } = {}
 ): Effect.Effect<boolean> =>
-  Effect.callback<boolean>((resume) => {
+  Effect.map(commandRaw(port, ["PING"], options.timeoutMs ?? 250, options.host), (reply) => reply === "PONG")
+
+/**
+ * Sends one command over a raw TCP socket (RESP) and resolves its reply: a
+ * bulk or simple string, or `undefined` on an error reply, silence past
+ * `timeoutMs`, or a refused connection. Never fails. For polls that would
+ * otherwise spawn `redis-cli` many times a second (its process spawns stall
+ * the event loop of the process under test).
+ */
+export const commandRaw = (
+  port: number,
+  args: ReadonlyArray<string>,
+  timeoutMs = 1_000,
+  host: string = HOST
+): Effect.Effect<string | undefined> =>
+  Effect.callback<string | undefined>((resume) => {
     let settled = false
-    let received = ""
-    const socket = net.createConnection({ host: options.host ?? HOST, port })
-    const finish = (ok: boolean) => {
+    let received = Buffer.alloc(0)
+    const socket = net.createConnection({ host, port })
+    socket.setNoDelay(true)
+    const finish = (reply: string | undefined) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       socket.destroy()
-      resume(Effect.succeed(ok))
+      resume(Effect.succeed(reply))
     }
-    const timer = setTimeout(() => finish(false), options.timeoutMs ?? 250)
-    socket.setNoDelay(true)
-    socket.on("connect", () => socket.write("PING\r\n"))
+    const timer = setTimeout(() => finish(undefined), timeoutMs)
+    socket.on("connect", () =>
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`)
+    )
     socket.on("data", (chunk: Buffer) => {
-      received += chunk.toString("latin1")
-      // The first complete reply line decides: +PONG or anything else.
-      if (received.includes("\r\n")) finish(received.startsWith("+PONG\r\n"))
+      received = Buffer.concat([received, chunk])
+      const lineEnd = received.indexOf("\r\n")
+      if (lineEnd === -1) return
+      const head = received.subarray(0, lineEnd).toString("latin1")
+      if (head.startsWith("+")) return finish(head.slice(1))
+      if (!head.startsWith("$")) return finish(undefined)
+      const length = Number(head.slice(1))
+      if (length < 0) return finish(undefined)
+      if (received.length >= lineEnd + 2 + length) {
+        finish(received.subarray(lineEnd + 2, lineEnd + 2 + length).toString("utf8"))
+      }
     })
-    socket.on("error", () => finish(false))
-    socket.on("close", () => finish(false))
+    socket.on("error", () => finish(undefined))
+    socket.on("close", () => finish(undefined))
     return Effect.sync(() => {
       settled = true
       clearTimeout(timer)
@@ -680,8 +707,14 @@ export const RedisServer = {
 // ---------------------------------------------------------------------------
 
 export interface RedisClusterOptions {
-  /** Number of masters (no replicas). Redis requires at least 3. Default 3. */
+  /** Number of masters. Redis requires at least 3. Default 3. */
   readonly masters?: number
+  /**
+   * Replicas per master (`--cluster-replicas`). Default 0. With replicas,
+   * `cluster-replica-validity-factor 0` lets a replica take over however
+   * long its link was down, so a failover always happens.
+   */
+  readonly replicas?: number
   /** Extra `redis-server` args for every node. */
   readonly args?: ReadonlyArray<string>
   /** `--cluster-node-timeout` in ms. Default 2000. */
@@ -690,7 +723,53 @@ export interface RedisClusterOptions {
   readonly readyTimeoutMs?: number
 }
 
+/** One node as `CLUSTER NODES` describes it. */
+export interface ClusterNodeInfo {
+  readonly id: string
+  /** `host:port` of its clients' port. */
+  readonly address: string
+  readonly port: number
+  readonly master: boolean
+  readonly failed: boolean
+  /** The id of its master (replicas), else `undefined`. */
+  readonly masterId: string | undefined
+  /** `connected` or `disconnected`. */
+  readonly linkState: string
+  /** The slots it serves (masters). */
+  readonly slots: ReadonlyArray<number>
+}
+
+/** Parses `CLUSTER NODES` output. */
+export const parseClusterNodes = (output: string): Array<ClusterNodeInfo> =>
+  output
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => {
+      const [id = "", address = "", flags = "", masterId = "-", , , , linkState = "", ...slotRanges] = line
+        .trim()
+        .split(" ")
+      const slots: Array<number> = []
+      for (const range of slotRanges) {
+        if (range.startsWith("[")) continue // migrating/importing markers
+        const [from, to = from] = range.split("-")
+        for (let slot = Number(from); slot <= Number(to); slot++) slots.push(slot)
+      }
+      const hostPort = address.split("@")[0] ?? ""
+      const flagList = flags.split(",")
+      return {
+        id,
+        address: hostPort,
+        port: Number(hostPort.slice(hostPort.lastIndexOf(":") + 1)),
+        master: flagList.includes("master"),
+        failed: flagList.includes("fail") || flagList.includes("fail?"),
+        masterId: masterId === "-" ? undefined : masterId,
+        linkState,
+        slots
+      }
+    })
+
 export interface RedisCluster {
+  /** Every node, masters and replicas (which is which changes with failovers: see `topology`). */
   readonly nodes: ReadonlyArray<RedisServer>
   /** Seed nodes in the shape cluster clients (ioredis `Cluster`) expect. */
   readonly startupNodes: Array<{ host: string; port: number }>
@@ -705,6 +784,17 @@ export interface RedisCluster {
    * slots assigned and all nodes known; e.g. after restarting a node.
    */
   readonly waitHealthy: (timeoutMs?: number) => Effect.Effect<void, HarnessError>
+  /** `CLUSTER NODES` as seen by the first running node that answers. */
+  readonly topology: Effect.Effect<Array<ClusterNodeInfo>, HarnessError>
+  /**
+   * Waits until the running nodes agree that every slot is served by a
+   * running master, none of `excludedPorts` (e.g. after a SIGKILL: until a
+   * replica took over); returns the masters' ports.
+   */
+  readonly waitMasters: (
+    excludedPorts: ReadonlyArray<number>,
+    timeoutMs?: number
+  ) => Effect.Effect<ReadonlyArray<number>, HarnessError>
 }
 
 const clusterInfoField = (info: string, field: string): string | undefined =>
@@ -724,7 +814,7 @@ const waitClusterHealthy = Effect.fnUntraced(function* (
     let healthy = true
     for (const node of nodes) {
       if (!(yield* node.isRunning)) continue
-      const info = yield* node.command("CLUSTER", "INFO").pipe(Effect.orElseSucceed(() => ""))
+      const info = (yield* commandRaw(node.port, ["CLUSTER", "INFO"])) ?? ""
       const ok =
         clusterInfoField(info, "cluster_state") === "ok" &&
         clusterInfoField(info, "cluster_slots_assigned") === "16384" &&
@@ -750,17 +840,18 @@ const startCluster = Effect.fnUntraced(function* (
 ): Effect.fn.Return<RedisCluster, HarnessError, Scope.Scope> {
   const cliBinary = yield* binary(redisCliPath, "redis-cli")
   const masters = options.masters ?? 3
+  const replicas = options.replicas ?? 0
   const readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   if (masters < 3)
     return yield* Effect.fail(new HarnessError({ message: `a Redis Cluster needs at least 3 masters, got ${masters}` }))
 
   const nodes = yield* Effect.forEach(
-    Array.from({ length: masters }, (_, i) => i),
+    Array.from({ length: masters * (1 + replicas) }, (_, i) => i),
     () =>
       startServer({
         cluster: true,
         clusterNodeTimeoutMs: options.nodeTimeoutMs ?? 2_000,
-        ...(options.args === undefined ? {} : { args: options.args })
+        args: [...(replicas > 0 ? ["--cluster-replica-validity-factor", "0"] : []), ...(options.args ?? [])]
       }),
     { concurrency: "unbounded" }
   )
@@ -770,13 +861,62 @@ const startCluster = Effect.fnUntraced(function* (
   // consistent, so it typically takes 1-2 s on an idle machine.
   yield* runCommand(
     cliBinary,
-    ["--cluster", "create", ...nodes.map((n) => `${n.host}:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    [
+      "--cluster",
+      "create",
+      ...nodes.map((n) => `${n.host}:${n.port}`),
+      "--cluster-replicas",
+      String(replicas),
+      "--cluster-yes"
+    ],
     readyTimeoutMs
   )
   yield* waitClusterHealthy(nodes, readyTimeoutMs)
 
   const first = nodes[0]
   if (first === undefined) return yield* Effect.fail(new HarnessError({ message: "cluster has no nodes" }))
+
+  const topology: Effect.Effect<Array<ClusterNodeInfo>, HarnessError> = Effect.gen(function* () {
+    for (const node of nodes) {
+      if (!(yield* node.isRunning)) continue
+      const output = yield* commandRaw(node.port, ["CLUSTER", "NODES"])
+      if (output !== undefined) return parseClusterNodes(output)
+    }
+    return yield* Effect.fail(new HarnessError({ message: "no running cluster node answered CLUSTER NODES" }))
+  })
+
+  const waitMasters = Effect.fnUntraced(function* (
+    excludedPorts: ReadonlyArray<number>,
+    timeoutMs: number = readyTimeoutMs
+  ): Effect.fn.Return<ReadonlyArray<number>, HarnessError> {
+    const deadline = Date.now() + timeoutMs
+    let last = ""
+    while (true) {
+      const views = yield* Effect.forEach(nodes, (node) =>
+        Effect.gen(function* () {
+          if (!(yield* node.isRunning) || excludedPorts.includes(node.port)) return undefined
+          return parseClusterNodes((yield* commandRaw(node.port, ["CLUSTER", "NODES"])) ?? "")
+        })
+      )
+      const settled = views.every((view) => {
+        if (view === undefined) return true
+        const served = view.filter((n) => n.master && !n.failed && !excludedPorts.includes(n.port))
+        return served.reduce((sum, n) => sum + n.slots.length, 0) === 16384
+      })
+      const view = views.find((v) => v !== undefined)
+      if (settled && view !== undefined) {
+        return view.filter((n) => n.master && n.slots.length > 0).map((n) => n.port)
+      }
+      last = JSON.stringify(view?.map((n) => [n.port, n.master, n.failed, n.slots.length]))
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          new HarnessError({ message: `no master took over the slots of ${excludedPorts} in ${timeoutMs} ms: ${last}` })
+        )
+      }
+      yield* sleepReal(50)
+    }
+  })
+
   const cluster: RedisCluster = {
     nodes,
     startupNodes: nodes.map((n) => ({ host: n.host, port: n.port })),
@@ -784,7 +924,9 @@ const startCluster = Effect.fnUntraced(function* (
       runCommand(cliBinary, ["-c", "-h", first.host, "-p", String(first.port), ...args.map(String)], 5_000).pipe(
         Effect.map((stdout) => stdout.replace(/\r?\n$/, ""))
       ),
-    waitHealthy: (timeoutMs) => waitClusterHealthy(nodes, timeoutMs ?? readyTimeoutMs)
+    waitHealthy: (timeoutMs) => waitClusterHealthy(nodes, timeoutMs ?? readyTimeoutMs),
+    topology,
+    waitMasters
   }
   return cluster
 })
@@ -795,7 +937,10 @@ export class RedisClusterService extends Context.Service<RedisClusterService, Re
 ) {}
 
 export const RedisCluster = {
-  /** Starts a real N-master (default 3) Redis Cluster; everything is torn down when the scope closes. */
+  /**
+   * Starts a real N-master (default 3) Redis Cluster, with `replicas` per
+   * master (default 0); everything is torn down when the scope closes.
+   */
   start: startCluster,
   /** `RedisCluster.start` as a layer providing {@link RedisClusterService}. */
   layer: (options?: RedisClusterOptions): Layer.Layer<RedisClusterService, HarnessError> =>

@@ -39,7 +39,11 @@ const capturingLogs = (lines: Array<string>) =>
 const stack = (url: string, prefix: string, logs: Array<string>) =>
   Cachet.layer().pipe(
     Layer.provideMerge(
-      RedisStore.layerClient({ prefix, commandTimeout: COMMAND_TIMEOUT, breaker: { failures: 5, openFor: "1 second" } })
+      RedisStore.layerClient({
+        prefix,
+        commandTimeout: COMMAND_TIMEOUT,
+        breaker: { failures: 5, openFor: "100 millis" }
+      })
     ),
     Layer.provideMerge(IoRedis.layer({ url, commandTimeout: COMMAND_TIMEOUT })),
     Layer.provide(capturingLogs(logs))
@@ -175,7 +179,8 @@ describe.skipIf(!requireRedis())("RedisStore under faults", () => {
         )
         assert.isAbove(warmCalls, 100, "load ran before the pause")
         assert.strictEqual(load.failures, 0, "cache-aside reads never fail")
-        assert.isBelow(maxLatency, COMMAND_TIMEOUT + MARGIN, "every call returns within commandTimeout + margin")
+        // Issue #13's bound: no caller waits more than commandTimeout + 100 ms.
+        assert.isAtMost(maxLatency, COMMAND_TIMEOUT + 100, "every call returns within commandTimeout + 100 ms")
         assert.isAbove(during.length, 500, "calls kept being answered during the pause")
         assert.isAbove(loadsDuring, 100, "answered by the loader")
         assert.isAtMost(maxQueued, 60, "at most one pending command per fiber (plus probes)")
@@ -247,6 +252,7 @@ describe.skipIf(!requireRedis())("RedisStore under faults", () => {
         yield* Fiber.interrupt(monitor)
 
         const opened = logs.filter((l) => l.includes("circuit opened")).length
+        const reopened = logs.filter((l) => l.includes("circuit reopened")).length
         const probes = logs.filter((l) => l.includes("half-open")).length
         console.log(
           `SIGKILL 2 s: ${load.calls.length} calls, ${load.failures} failed, max latency ${maxOf(
@@ -254,12 +260,13 @@ describe.skipIf(!requireRedis())("RedisStore under faults", () => {
           ).toFixed(
             0
           )} ms; ping outcomes while down ${JSON.stringify(reasonsWhileDown)}, in all ${JSON.stringify(reasons)};` +
-            ` circuit opened ${opened}x, probed ${probes}x; writes reached Redis ${backMs.toFixed(0)} ms after the restart`
+            ` circuit opened ${opened}x, reopened ${reopened}x, probed ${probes}x; writes reached Redis ${backMs.toFixed(0)} ms after the restart`
         )
         assert.strictEqual(load.failures, 0, "degrade mode: no request fails")
         assert.isBelow(maxOf(load.calls.map((c) => c.ms)), COMMAND_TIMEOUT + MARGIN)
         assert.isAbove(reasonsWhileDown.CircuitOpen ?? 0, 5, "the open circuit rejected calls")
-        assert.isAtLeast(opened, 2, "opened, then reopened after failed probes")
+        assert.isAtLeast(opened, 1, "opened")
+        assert.isAtLeast(reopened, 2, "reopened after failed background probes")
         assert.isAtLeast(probes, 2, "probed while down")
         assert.isTrue(
           logs.some((l) => l.includes("circuit closed")),

@@ -31,7 +31,7 @@ export interface ConnectionOptions {
 export const DEFAULT_COMMAND_TIMEOUT = 500
 export const DEFAULT_CONNECT_TIMEOUT = 2_000
 const DEFAULT_SOCKET_TIMEOUT = 5_000
-export const DEFAULT_MAX_RETRY_DELAY = 2_000
+export const DEFAULT_MAX_RETRY_DELAY = 250
 
 /** Whether `u` looks like an ioredis client (duck-typed: another copy of ioredis may be in use). */
 export const isClient = (u: unknown): u is Client =>
@@ -137,6 +137,14 @@ export const planClient = (options: ConnectionOptions): ClientPlan => {
             enableReadyCheck: true,
             lazyConnect: false,
             slotsRefreshTimeout: Math.max(base.commandTimeout, 1_000),
+            // A command for a dead master (closed connection) or a cluster
+            // that is down fails at once instead of being retried every
+            // 100 ms until the command timeout: a failover takes longer than
+            // one timeout anyway, and a caller whose read burnt a timeout
+            // would burn another on the write after its load (issue #13:
+            // calls of 1 s in the Cluster soak). MOVED/ASK are still followed.
+            retryDelayOnFailover: 0,
+            retryDelayOnClusterDown: 0,
             ...options.clusterOptions,
             redisOptions
           })

@@ -1,23 +1,19 @@
 /**
  * The connection to Redis as the store uses it: per-node health (a stalled
- * connection fails fast, one probe at a time) and the bounded call on top of it.
+ * connection fails fast, one probe at a time), per-node circuit breakers
+ * (`breaker.ts`) and the bounded call on top of them.
  *
  * @internal
  */
 import { Effect, type Scope } from "effect"
 import type { Cluster, Redis } from "ioredis"
-import { CacheStoreError, type StoreErrorReason } from "../../CacheError.ts"
+import type { CacheStoreError } from "../../CacheError.ts"
 import type * as IoRedis from "../IoRedis.ts"
+import * as Breaker from "./breaker.ts"
 import * as clientInternal from "./client.ts"
-import { bounded } from "./io.ts"
+import { bounded, STORE, storeError } from "./io.ts"
 
-/** The `store` of every `CacheStoreError` of the Redis store. */
-export const STORE = "redis"
-/** The node key of a standalone server. */
-export const STANDALONE = "standalone"
-
-export const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
-  new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
+export { STANDALONE, STORE, storeError } from "./io.ts"
 
 const stalledError = (node: string) =>
   new Error(`connection to ${node} is stalled: a command timed out and nothing has been answered since`)
@@ -49,6 +45,10 @@ export interface Connection {
    * While the node's connection is stalled, one call at a time may pass as
    * a probe, at most one per `timeout` after the previous probe ended; any
    * answer clears the stall. The others fail at once.
+   *
+   * Every call goes through the node's circuit breaker: while it is open,
+   * calls to that node fail at once (`CircuitOpen`), calls to other nodes
+   * are not affected.
    */
   readonly exec: <A>(
     op: string,
@@ -58,10 +58,26 @@ export interface Connection {
   ) => Effect.Effect<A, CacheStoreError>
   /** Waits (within the timeout) for a client that is connecting; fails when it is not ready. */
   readonly ready: (op: string) => Effect.Effect<void, CacheStoreError>
+  /** Every node's breaker state and counters (see `breaker.ts`). */
+  readonly nodeStates: Effect.Effect<ReadonlyArray<Breaker.NodeState>>
 }
 
-/** Tracks the health of `io`'s connections for the current scope. */
-export const make = (io: IoRedis.Service, timeout: number): Effect.Effect<Connection, never, Scope.Scope> =>
+/** The node key of every Cluster master that owns a slot now. */
+const owners = (cluster: Cluster): Set<string> => {
+  const out = new Set<string>()
+  for (const owner of cluster.slots) if (owner?.[0] !== undefined) out.add(owner[0])
+  return out
+}
+
+/**
+ * Tracks the health of `io`'s connections for the current scope; `breaker`
+ * settings of `undefined` turn the circuit breakers off.
+ */
+export const make = (
+  io: IoRedis.Service,
+  timeout: number,
+  breaker: { readonly failures: number; readonly openFor: number } | undefined
+): Effect.Effect<Connection, never, Scope.Scope> =>
   Effect.gen(function* () {
     const client = io.client
     const cluster: Cluster | undefined = clientInternal.isCluster(client) ? client : undefined
@@ -113,16 +129,32 @@ export const make = (io: IoRedis.Service, timeout: number): Effect.Effect<Connec
       h.nextProbeAt = Math.max(h.nextProbeAt, performance.now() + timeout)
     }
 
-    const exec = <A>(
+    // A failed probe of a Cluster master refreshes the slot map (at most
+    // every 100 ms): once its replica is promoted, the slots move and the
+    // probe ends; callers fail fast on the open circuit and send nothing that
+    // would (ioredis itself refreshes only on MOVED or on its timer).
+    let lastRefresh = 0
+    const refreshSlots = () => {
+      const now = performance.now()
+      if (cluster === undefined || now - lastRefresh < 100) return
+      lastRefresh = now
+      cluster.refreshSlotsCache()
+    }
+
+    const call = <A>(
       op: string,
       node: string,
       run: () => Promise<A>,
-      gated = true
+      gated: boolean,
+      onRedirect: ((kind: "MOVED" | "ASK") => void) | undefined,
+      background = false
     ): Effect.Effect<A, CacheStoreError> =>
       Effect.suspend(() => {
         const h = healthOf(node)
         let probe = false
-        if (h.stalled) {
+        // The breaker's background probe passes a stall (one at a time, on
+        // its own fiber): its answer is what ends the stall soonest.
+        if (h.stalled && !background) {
           if (h.probing || performance.now() < h.nextProbeAt) {
             return Effect.fail(storeError(op, "Unavailable", stalledError(node)))
           }
@@ -137,6 +169,7 @@ export const make = (io: IoRedis.Service, timeout: number): Effect.Effect<Connec
           timeout,
           run,
           gate: gated ? "require" : "none",
+          onRedirect,
           onEnd: (outcome, reason) => {
             if (probe && h.epoch === epoch) {
               h.probing = false
@@ -144,10 +177,63 @@ export const make = (io: IoRedis.Service, timeout: number): Effect.Effect<Connec
             }
             // Any answer ends a stall; a timeout (ours or ioredis's) starts one.
             if (outcome === "timeout" || (outcome === "failure" && reason === "Timeout")) markStalled(h, epoch)
-            else if ((outcome === "reply" || outcome === "failure") && h.epoch === epoch) h.stalled = false
+            // A closed connection's error is no answer: it leaves a stall as it is.
+            else if ((outcome === "reply" || outcome === "error-reply") && h.epoch === epoch) h.stalled = false
           }
         })
       })
+
+    // The background probe of an open circuit: a PING on the node's own
+    // connection (bounded, not through the breaker's fast fail).
+    const pingNode = (node: string): Effect.Effect<void, CacheStoreError> =>
+      Effect.suspend(() => {
+        if (cluster === undefined) {
+          return Effect.asVoid(call("ping", node, () => standalone!.ping(), true, undefined, true))
+        }
+        const redis = cluster.nodes("all").find((n) => nodeKeyOf(n) === node)
+        if (redis === undefined) {
+          refreshSlots()
+          return Effect.fail(storeError("ping", "Unavailable", new Error(`no connection to ${node}`)))
+        }
+        return Effect.asVoid(call("ping", node, () => redis.ping(), false, undefined, true)).pipe(
+          Effect.tapError(() => Effect.sync(refreshSlots))
+        )
+      })
+    const breakers = yield* Breaker.make(breaker, {
+      ping: pingNode,
+      // A failed-over master owns no slot: nothing routes to it any more.
+      gone: (node) => cluster !== undefined && !owners(cluster).has(node)
+    })
+    // A connection that became ready, or a new slot map: probe now.
+    const wakeAll = () => breakers.wake()
+    const onNodeReady = (redis: Redis) => redis.on("ready", wakeAll)
+    client.on("ready", wakeAll)
+    if (cluster !== undefined) {
+      cluster.on("refresh", wakeAll)
+      cluster.on("+node", onNodeReady)
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        client.off("ready", wakeAll)
+        if (cluster !== undefined) {
+          cluster.off("refresh", wakeAll)
+          cluster.off("+node", onNodeReady)
+          for (const redis of cluster.nodes("all")) redis.off("ready", wakeAll)
+        }
+      })
+    )
+
+    const exec = <A>(
+      op: string,
+      node: string,
+      run: () => Promise<A>,
+      gated = true
+    ): Effect.Effect<A, CacheStoreError> =>
+      breakers.guard(
+        op,
+        node,
+        call(op, node, run, gated, cluster === undefined ? undefined : () => breakers.redirected(node))
+      )
 
     /** Waits (within the timeout) for a client that is connecting; fails when it is not ready. */
     const ready = (op: string): Effect.Effect<void, CacheStoreError> =>
@@ -165,5 +251,5 @@ export const make = (io: IoRedis.Service, timeout: number): Effect.Effect<Connec
         )
       })
 
-    return { client, cluster, standalone, timeout, exec, ready }
+    return { client, cluster, standalone, timeout, exec, ready, nodeStates: breakers.states }
   })

@@ -6,9 +6,18 @@
  * @internal
  */
 import { type Duration, Effect, type Scope } from "effect"
+import type { Cluster } from "ioredis"
 import { CacheStoreError, type StoreErrorReason } from "../../CacheError.ts"
 import type * as IoRedis from "../IoRedis.ts"
 import * as clientInternal from "./client.ts"
+
+/** The `store` of every `CacheStoreError` of the Redis store. */
+export const STORE = "redis"
+/** The node key of a standalone server. */
+export const STANDALONE = "standalone"
+
+export const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
+  new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
 
 const unavailableReplies =
   /^(LOADING|BUSY|CLUSTERDOWN|MASTERDOWN|READONLY|OOM|TRYAGAIN|NOREPLICAS|MISCONF|NOAUTH|WRONGPASS|NOPERM)\b/
@@ -34,6 +43,56 @@ export const reasonOf = (error: unknown): StoreErrorReason => {
   return "Unavailable"
 }
 
+const redirectReply = /^(MOVED|ASK) (\d+) (\S+)$/
+
+/** The redirect in an error reply (`MOVED <slot> <host:port>`, `ASK ...`), if it is one. */
+export const redirectOf = (
+  error: unknown
+): { readonly kind: "MOVED" | "ASK"; readonly slot: number; readonly node: string } | undefined => {
+  if (!(error instanceof Error) || error.name !== "ReplyError") return undefined
+  const match = redirectReply.exec(error.message)
+  if (match === null) return undefined
+  return { kind: match[1] as "MOVED" | "ASK", slot: Number(match[2]), node: match[3]! }
+}
+
+/** ioredis's own fields that its MOVED handler updates (they are private; see `followRedirect`). */
+interface ClusterInternals {
+  readonly _groupsBySlot?: Array<number | undefined>
+  readonly _groupsIds?: Record<string, number>
+  readonly connectionPool?: { readonly findOrCreate?: (node: { host: string; port: number }) => unknown }
+  readonly natMapper?: (key: string) => { host: string; port: number }
+}
+
+/**
+ * Points `slot` at the node a MOVED reply named (what ioredis itself does
+ * for a lone command) and refreshes the slot map in the background, so that
+ * a retry goes to the new owner. ioredis follows a redirect only when every
+ * command of an auto-pipeline got the same error and the others are
+ * read-only: with EVALSHA writes and several slots per node in one pipeline,
+ * a failover surfaces `MOVED` replies to the caller (issue #13). Reaches
+ * into private fields on purpose; when they are renamed, the slot refresh
+ * alone still repairs the map, a little later.
+ */
+export const followRedirect = (cluster: Cluster, redirect: NonNullable<ReturnType<typeof redirectOf>>): void => {
+  if (redirect.kind === "MOVED") {
+    const internals = cluster as unknown as ClusterInternals
+    const owners = cluster.slots[redirect.slot]
+    if (owners === undefined) cluster.slots[redirect.slot] = [redirect.node]
+    else owners[0] = redirect.node
+    try {
+      const groups = internals._groupsBySlot
+      const ids = internals._groupsIds
+      if (groups !== undefined && ids !== undefined)
+        groups[redirect.slot] = ids[cluster.slots[redirect.slot]!.join(";")]
+      const mapped = internals.natMapper?.(redirect.node)
+      if (mapped !== undefined) internals.connectionPool?.findOrCreate?.(mapped)
+    } catch {
+      // The slot refresh below repairs the map.
+    }
+  }
+  cluster.refreshSlotsCache()
+}
+
 /**
  * Sleeps on a real timer. I/O pacing (retries, lease renewals, polls for
  * another process's value) follows the wall clock that Redis expiry and other
@@ -49,7 +108,9 @@ export const sleepReal = (millis: number): Effect.Effect<void> =>
 export type Outcome =
   /** Redis answered. */
   | "reply"
-  /** The promise failed (an error reply, a closed connection, ioredis's own timeout). */
+  /** Redis answered with an error reply. */
+  | "error-reply"
+  /** The promise failed without an answer (a closed connection, ioredis's own timeout). */
   | "failure"
   /** Our own timer fired first. */
   | "timeout"
@@ -57,7 +118,22 @@ export type Outcome =
   | "refused"
   | "interrupted"
 
+/**
+ * Redirects a Cluster call follows within its one timer: a failover or a
+ * restarted node that still claims its old slots can cost two hops.
+ */
+const MAX_REDIRECTS = 3
+
 /** One ioredis call, as `bounded` runs it. */
+// On a Cluster, within the same timer:
+// - a MOVED/ASK reply (a redirect, not a failure) is followed, up to
+//   MAX_REDIRECTS times: the slot is pointed at the named node and `run` is
+//   sent again;
+// - a failure without an answer (the connection of a master that died, or
+//   that the slot refresh dropped) refreshes the slot map and sends `run`
+//   once more: the slots may have moved to a promoted replica. The command
+//   may have run before the connection closed; every command the store
+//   sends may run twice (ordered writes of the same entry, tombstones, reads).
 export interface Call<A> {
   readonly client: IoRedis.Client
   readonly store: string
@@ -70,6 +146,8 @@ export interface Call<A> {
    * `"none"` sends at once (a cluster node's own connection queues by itself).
    */
   readonly gate: "settle" | "require" | "none"
+  /** Called when a MOVED/ASK reply is followed (once per call at most). */
+  readonly onRedirect?: ((kind: "MOVED" | "ASK") => void) | undefined
   /** Called once when the call ends, before its result is delivered. */
   readonly onEnd?: ((outcome: Outcome, reason: StoreErrorReason | undefined) => void) | undefined
 }
@@ -83,6 +161,8 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
   Effect.callback<A, CacheStoreError>((resume) => {
     const { client, store, op, timeout, run, onEnd } = call
     let pending = true
+    let redirected = 0
+    let resent = false
     const started = performance.now()
     const end = (outcome: Outcome, reason: StoreErrorReason | undefined) => {
       pending = false
@@ -109,7 +189,47 @@ export const bounded = <A>(call: Call<A>): Effect.Effect<A, CacheStoreError> =>
           end("reply", undefined)
           resume(Effect.succeed(value))
         },
-        (error: unknown) => fail("failure", reasonOf(error), error)
+        (error: unknown) => {
+          const answered = error instanceof Error && error.name === "ReplyError"
+          if (pending && clientInternal.isCluster(client)) {
+            const redirect = redirectOf(error)
+            if (redirect !== undefined && redirected < MAX_REDIRECTS) {
+              redirected++
+              call.onRedirect?.(redirect.kind)
+              followRedirect(client, redirect)
+              return start()
+            }
+            // Still redirected after MAX_REDIRECTS: the owner the replies
+            // name cannot be reached (a dead master that the others still
+            // name until its replica takes over). Not a protocol error.
+            if (redirect !== undefined) {
+              return fail(
+                "failure",
+                "Unavailable",
+                new Error(
+                  `slot ${redirect.slot} is served by ${redirect.node}, which cannot be reached (redirected there ${MAX_REDIRECTS} times)`,
+                  { cause: error }
+                )
+              )
+            }
+            if (!answered && !resent) {
+              resent = true
+              // After the refresh, or 100 ms at most: a refresh that asks
+              // a dying node first can take longer than the call may.
+              let again: ReturnType<typeof setTimeout> | undefined
+              const resend = () => {
+                if (again === undefined) return
+                clearTimeout(again)
+                again = undefined
+                start()
+              }
+              again = setTimeout(resend, 100)
+              client.refreshSlotsCache(resend)
+              return
+            }
+          }
+          fail(answered ? "error-reply" : "failure", reasonOf(error), error)
+        }
       )
     }
     const gate = call.gate === "none" ? undefined : clientInternal.connectingGate(client)

@@ -8,9 +8,10 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
-import { type Connection, STANDALONE } from "./connection.ts"
+import type { Connection } from "./connection.ts"
+import { STANDALONE } from "./io.ts"
 
 const table = (() => {
   const t = new Uint16Array(256)
@@ -69,8 +70,17 @@ export interface Router {
     keys: ReadonlyArray<string>,
     batchSize: number
   ) => Array<{ readonly node: string; readonly batches: Array<Array<number>> }>
-  /** MGET of full keys, aligned with `keys`. */
-  readonly fetchRaw: (op: string, keys: ReadonlyArray<string>) => Effect.Effect<Array<Buffer | null>, CacheStoreError>
+  /**
+   * MGET of full keys, aligned with `keys`, one command (and one breaker)
+   * per node. `partial`: the keys of a node that fails read as `null` (a
+   * miss) while another node answered; the failure is counted in that
+   * node's breaker state. Fails when no node answered.
+   */
+  readonly fetchRaw: (
+    op: string,
+    keys: ReadonlyArray<string>,
+    partial?: boolean
+  ) => Effect.Effect<Array<Buffer | null>, CacheStoreError>
   /** UNLINK of full keys; returns how many existed. */
   readonly unlinkAll: (op: string, keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
 }
@@ -112,31 +122,44 @@ export const makeRouter = (connection: Connection, deleteBatchSize: number): Rou
     return [...byNode].map(([node, batches]) => ({ node, batches }))
   }
 
-  /** MGET of full keys, aligned with `keys`. */
-  const fetchRaw = (op: string, keys: ReadonlyArray<string>): Effect.Effect<Array<Buffer | null>, CacheStoreError> =>
-    Effect.map(
-      Effect.forEach(
-        groups(keys, 1000),
-        ({ node, batches }) =>
-          Effect.map(
-            exec(op, node, () => Promise.all(batches.map((batch) => client.mgetBuffer(batch.map((i) => keys[i]!))))),
-            (replies) => ({ batches, replies })
-          ),
-        { concurrency: "unbounded" }
-      ),
-      (results) => {
-        const out: Array<Buffer | null> = new Array(keys.length).fill(null)
-        for (const { batches, replies } of results) {
-          batches.forEach((batch, b) => {
-            const reply = replies[b] ?? []
-            batch.forEach((index, j) => {
-              out[index] = reply[j] ?? null
-            })
+  /** MGET of full keys, aligned with `keys` (see `Router.fetchRaw`). */
+  const fetchRaw = (
+    op: string,
+    keys: ReadonlyArray<string>,
+    partial = false
+  ): Effect.Effect<Array<Buffer | null>, CacheStoreError> => {
+    const byNode = groups(keys, 1000)
+    const fetchNode = ({ node, batches }: (typeof byNode)[number]) =>
+      Effect.map(
+        exec(op, node, () => Promise.all(batches.map((batch) => client.mgetBuffer(batch.map((i) => keys[i]!))))),
+        (replies) => ({ batches, replies })
+      )
+    const fetched =
+      partial && byNode.length > 1
+        ? Effect.flatMap(
+            Effect.forEach(byNode, (group) => Effect.result(fetchNode(group)), { concurrency: "unbounded" }),
+            (results) => {
+              const answered = results.filter(Result.isSuccess).map((r) => r.success)
+              const failed = results.find(Result.isFailure)
+              return answered.length === 0 && failed !== undefined
+                ? Effect.fail(failed.failure)
+                : Effect.succeed(answered)
+            }
+          )
+        : Effect.forEach(byNode, fetchNode, { concurrency: "unbounded" })
+    return Effect.map(fetched, (results) => {
+      const out: Array<Buffer | null> = new Array(keys.length).fill(null)
+      for (const { batches, replies } of results) {
+        batches.forEach((batch, b) => {
+          const reply = replies[b] ?? []
+          batch.forEach((index, j) => {
+            out[index] = reply[j] ?? null
           })
-        }
-        return out
+        })
       }
-    )
+      return out
+    })
+  }
 
   /** UNLINK of full keys; returns how many existed. */
   const unlinkAll = (op: string, keys: ReadonlyArray<string>): Effect.Effect<number, CacheStoreError> =>

@@ -7,8 +7,8 @@
 import { Effect } from "effect"
 import type { Redis } from "ioredis"
 import type { CacheStoreError } from "../../CacheError.ts"
-import type { Guard } from "./breaker.ts"
-import { type Connection, nodeKeyOf, STANDALONE, storeError } from "./connection.ts"
+import { type Connection, nodeKeyOf } from "./connection.ts"
+import { STANDALONE, storeError } from "./io.ts"
 import type { Router } from "./routing.ts"
 
 /** Escapes Redis glob characters, so a MATCH pattern built on a key matches it literally. */
@@ -18,7 +18,6 @@ export const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, "\\$&")
 export const make = (
   connection: Connection,
   router: Router,
-  guard: Guard,
   options: { readonly scanCount: number; readonly deleteBatchSize: number }
 ): ((pattern: string) => Effect.Effect<number, CacheStoreError>) => {
   const { cluster, standalone, exec, ready } = connection
@@ -52,40 +51,37 @@ export const make = (
   })
 
   const deletePrefix = (pattern: string): Effect.Effect<number, CacheStoreError> =>
-    guard(
-      "deletePrefix",
-      Effect.gen(function* () {
-        if (cluster !== undefined) yield* ready("deletePrefix")
-        const targets = yield* scanTargets
-        const counts = yield* Effect.forEach(
-          targets,
-          ({ node, redis }) =>
-            Effect.gen(function* () {
-              let cursor = "0"
-              let deleted = 0
-              let found: Array<string> = []
-              do {
-                const [next, keys] = yield* exec(
-                  "deletePrefix",
-                  node,
-                  () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
-                  cluster === undefined
-                )
-                cursor = next
-                found.push(...keys)
-                while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
-                  const batch = found.slice(0, deleteBatchSize)
-                  found = found.slice(deleteBatchSize)
-                  deleted += yield* unlinkAll("deletePrefix", batch)
-                }
-              } while (cursor !== "0")
-              return deleted
-            }),
-          { concurrency: "unbounded" }
-        )
-        return counts.reduce((n, m) => n + m, 0)
-      })
-    )
+    Effect.gen(function* () {
+      if (cluster !== undefined) yield* ready("deletePrefix")
+      const targets = yield* scanTargets
+      const counts = yield* Effect.forEach(
+        targets,
+        ({ node, redis }) =>
+          Effect.gen(function* () {
+            let cursor = "0"
+            let deleted = 0
+            let found: Array<string> = []
+            do {
+              const [next, keys] = yield* exec(
+                "deletePrefix",
+                node,
+                () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
+                cluster === undefined
+              )
+              cursor = next
+              found.push(...keys)
+              while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
+                const batch = found.slice(0, deleteBatchSize)
+                found = found.slice(deleteBatchSize)
+                deleted += yield* unlinkAll("deletePrefix", batch)
+              }
+            } while (cursor !== "0")
+            return deleted
+          }),
+        { concurrency: "unbounded" }
+      )
+      return counts.reduce((n, m) => n + m, 0)
+    })
 
   return deletePrefix
 }
