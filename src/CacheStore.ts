@@ -142,6 +142,7 @@ export interface StorePrimitives {
   readonly setOrdered?: CacheStore["Service"]["setOrdered"]
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
+  readonly deletePattern?: CacheStore["Service"]["deletePattern"]
 }
 
 /**
@@ -201,7 +202,8 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     getTagTimeUnsafe: primitives.getTagTimeUnsafe,
     setOrdered: primitives.setOrdered,
     time: primitives.time,
-    getShared: primitives.getShared
+    getShared: primitives.getShared,
+    deletePattern: primitives.deletePattern
   })
 
 /**

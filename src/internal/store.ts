@@ -132,6 +132,16 @@ export interface StoreService {
   readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
   /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
   readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
+  /**
+   * Deletes every entry whose key starts with `prefix` (a keyspace's
+   * `<namespace>:`) and whose key part after it matches the glob `pattern`
+   * (see `Cachet.invalidatePattern`; matched on the unescaped key with
+   * `internal/glob.ts`); returns how many existed. Loads of the keyspace
+   * that started before it must not store their result (a store that
+   * orders writes fences them as `deletePrefix` does). Optional: without
+   * it the runtime clears the whole keyspace with `deletePrefix`.
+   */
+  readonly deletePattern?: ((prefix: string, pattern: string) => Effect.Effect<number, CacheStoreError>) | undefined
   /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
   readonly getTagTimes: (
     tags: ReadonlyArray<string>

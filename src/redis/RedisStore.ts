@@ -76,6 +76,7 @@ import { Clock, Config, type Duration, Effect, Layer, Option, Result, type Scope
 import type { CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 import * as CacheStoreModule from "../CacheStore.ts"
 import { CacheStore, type EntryCodec, type StoredEntry } from "../CacheStore.ts"
+import * as Glob from "../internal/glob.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
 import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
@@ -487,6 +488,31 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         )
       })
 
+    // A pattern invalidation: the keyspace's clear record first (every load
+    // of the keyspace that started before it is fenced: a few fills lost,
+    // never a stale value stored), then SCAN with a MATCH that narrows to
+    // the pattern's literal start, each key tested exactly, UNLINK in batches.
+    const deletePattern: NonNullable<CacheStore["Service"]["deletePattern"]> = (prefix, pattern) =>
+      Effect.suspend(() => {
+        const matcher = Glob.compile(pattern)
+        if (typeof matcher === "string") {
+          return Effect.fail(Connection.storeError("deletePattern", "Protocol", new Error(matcher)))
+        }
+        const k = clearKey(prefix)
+        const head = fullKey(prefix)
+        return Effect.andThen(
+          guard(
+            "deletePattern",
+            exec("deletePattern", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear"))
+          ),
+          clearPattern(
+            `${Scan.globEscape(head)}${Glob.scanHint(matcher, 128)}`,
+            (key) => key.startsWith(head) && Glob.covers(matcher, key.slice(head.length)),
+            "deletePattern"
+          )
+        )
+      })
+
     // -- tags ----------------------------------------------------------------
 
     const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
@@ -554,6 +580,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       delete: del,
       deleteMany,
       deletePrefix,
+      deletePattern,
       getTagTimes,
       setTagTime,
       ping,

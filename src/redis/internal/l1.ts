@@ -64,6 +64,8 @@ export interface L1 {
   readonly set: (key: string, entry: StoredEntry, now: number) => void
   readonly delete: (key: string) => void
   readonly deletePrefix: (prefix: string) => void
+  /** Drops the entries under `prefix` whose key part after it `matches` (escaped, as stored). */
+  readonly deleteMatching: (prefix: string, matches: (keyPart: string) => boolean) => void
   /** Drops every entry and every cached tag record. */
   readonly clear: () => void
   /**
@@ -150,6 +152,10 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     lru.removePrefix(prefix)
   }
 
+  const deleteMatching = (prefix: string, matches: (keyPart: string) => boolean): void => {
+    for (const [key, slot] of map) if (key.startsWith(prefix) && matches(key.slice(prefix.length))) lru.remove(slot)
+  }
+
   const clear = (): void => {
     lru.clear()
     tags.clear()
@@ -215,6 +221,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     set,
     delete: deleteKey,
     deletePrefix,
+    deleteMatching,
     clear,
     tagTime,
     tagFetched,
