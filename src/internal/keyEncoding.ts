@@ -116,7 +116,7 @@ export const parseTemplate = (template: string): ParsedTemplate | string => {
 export const renderTemplate = (parsed: ParsedTemplate): ((params: Record<string, unknown>) => string) => {
   const { literals, params, kinds } = parsed
   const typed = kinds.some((k) => k !== "any")
-  const describe = (v: unknown) => (v === null ? "null" : typeof v === "number" ? String(v) : typeof v)
+  const describe = (v: unknown) => (v === null ? "null" : typeof v === "number" ? `the number ${v}` : typeof v)
   const untyped = (params_: Record<string, unknown>, name: string): string => {
     const v = params_[name]
     if (typeof v === "string") return escapeValue(v)
