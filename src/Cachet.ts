@@ -228,7 +228,7 @@ const readEntry = <P, A, EN>(
  * import { Effect, Option, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const program = Effect.gen(function*() {
  *   yield* Cachet.set(Users, { id: 1 }, "Ada")
  *   return yield* Cachet.get(Users, { id: 1 }) // Option.some("Ada")
@@ -254,7 +254,7 @@ export const get = <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute", staleFor: "1 hour" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute", staleFor: "1 hour" })
  * const state = Cachet.getEntry(Users, { id: 1 }).pipe(Effect.map((e) => e._tag === "Some" ? e.value.state : "gone"))
  * ```
  *
@@ -310,7 +310,7 @@ export const peek = <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const many = Cachet.getMany(Users, [{ id: 1 }, { id: 2 }]) // Effect<Array<Option<string>>>
  * ```
  *
@@ -358,7 +358,7 @@ export const getMany = <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const program = Cachet.set(Users, { id: 1 }, "Ada").pipe(Effect.provide(Cachet.layerMemory()))
  * ```
  *
@@ -429,7 +429,7 @@ const strictly = <O extends Strategy.Options>(
  * import { Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const evict = Cachet.invalidate(Users, { id: 1 })
  * ```
  *
@@ -683,7 +683,7 @@ export interface WarmResult {
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const warmUp = Cachet.warm(Users, [{ id: 1 }, { id: 2 }], (p) => Effect.succeed(`user ${p.id}`))
  * ```
  *
@@ -743,7 +743,7 @@ export const warm = <P, A, EN, E, R>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace, Strategy } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const findUser = Cachet.cached(Users, (p: { readonly id: number }) => Effect.succeed(`user ${p.id}`), Strategy.cacheAside)
  * const ada = findUser({ id: 1 })
  * ```

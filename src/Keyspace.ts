@@ -189,7 +189,7 @@ export interface NegativeOptions<EN> {
  * import { Schema } from "effect"
  * import { Keyspace } from "cachet"
  * const Users: Keyspace.Keyspace<{ readonly id: string | number }, string> =
- *   Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "5 minutes" })
+ *   Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "5 minutes" })
  * ```
  *
  * @since 0.1.0
@@ -288,7 +288,7 @@ export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
  * import { Schema } from "effect"
  * import type { Keyspace } from "cachet"
  * const options: Keyspace.Options<"user:{id}", string, never> = {
- *   name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute"
+ *   name: "user", key: "{id}", value: Schema.String, ttl: "1 minute"
  * }
  * ```
  *
@@ -439,7 +439,7 @@ const issueMessage = (error: Schema.SchemaError): string => error.message
  *
  * const Users = Keyspace.make({
  *   name: "user",
- *   key: "user:{id}",
+ *   key: "{id}", // stored as user:<id>: the name namespaces the key
  *   value: User,
  *   ttl: "5 minutes",
  *   staleFor: "1 hour",
@@ -624,8 +624,8 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
  * ```ts
  * import { Effect, Schema } from "effect"
  * import { Keyspace } from "cachet"
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
- * const key = Keyspace.key(Users, { id: 7 }) // Effect<"user:user:7">
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const key = Keyspace.key(Users, { id: 7 }) // Effect<"user:7">
  * ```
  *
  * @since 0.1.0
