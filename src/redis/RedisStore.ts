@@ -19,7 +19,8 @@
  *   escaped), a string `<time>:<expiresAt>` in the server's epoch
  *   milliseconds, with a TTL of the retention. A later time always wins;
  * - keyspace clear time: key `P:~clear:<keyspace>:`, the server time of
- *   the last `deletePrefix`, with a TTL of `tombstoneRetention`. Keyspace
+ *   the last `deletePrefix` or `deletePattern` of the keyspace, with a TTL
+ *   of `tombstoneRetention`. Keyspace
  *   names never start with `~`, so these keys never meet entry keys.
  *
  * Every write, invalidation and record is one Lua script (EVALSHA) that
@@ -119,8 +120,9 @@ export interface BreakerOptions {
  * - `commandTimeout`: bound of every Redis call. Default: the client's
  *   command timeout, else 500 ms.
  * - `maxEntryBytes`: largest encoded entry, in UTF-8 bytes. Default 1 MiB.
- * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix`. Default 1000.
- * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix`. Default 500.
+ * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix` and
+ *   `deletePattern`. Default 1000.
+ * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix` and `deletePattern`. Default 500.
  * - `breaker`: circuit breaker settings, or `false` for none.
  * - `tombstoneRetention`: how long an invalidated key keeps its tombstone
  *   (and a cleared keyspace its record), which refuses the write of a load
