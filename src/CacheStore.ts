@@ -143,6 +143,7 @@ export interface StorePrimitives {
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
   readonly deletePattern?: CacheStore["Service"]["deletePattern"]
+  readonly has?: CacheStore["Service"]["has"]
 }
 
 /**
@@ -203,7 +204,8 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     setOrdered: primitives.setOrdered,
     time: primitives.time,
     getShared: primitives.getShared,
-    deletePattern: primitives.deletePattern
+    deletePattern: primitives.deletePattern,
+    has: primitives.has
   })
 
 /**

@@ -187,6 +187,14 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       delete: (key) => Effect.sync(() => deleteUnsafe(key)),
       deleteMany: (keys) => Effect.sync(() => keys.filter(deleteUnsafe).length),
       deletePrefix: (prefix) => Effect.sync(() => lru.removePrefix(prefix)),
+      has: (keys) =>
+        Effect.sync(() => {
+          const now = clock.currentTimeMillisUnsafe()
+          return keys.map((key) => {
+            const node = map.get(key)
+            return node !== undefined && node.staleUntil > now
+          })
+        }),
       deletePattern: (prefix, pattern) =>
         Effect.sync(() => {
           const matcher = Glob.compile(pattern)

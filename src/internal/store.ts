@@ -142,6 +142,13 @@ export interface StoreService {
    * it the runtime clears the whole keyspace with `deletePrefix`.
    */
   readonly deletePattern?: ((prefix: string, pattern: string) => Effect.Effect<number, CacheStoreError>) | undefined
+  /**
+   * Whether each key holds an entry (not a tombstone), without decoding it,
+   * keeping a copy of it in the process, or marking it as used: a presence
+   * probe (keyspace versions' `versionMisses`). Optional: without it the
+   * runtime does not classify misses by version.
+   */
+  readonly has?: ((keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<boolean>, CacheStoreError>) | undefined
   /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
   readonly getTagTimes: (
     tags: ReadonlyArray<string>

@@ -224,6 +224,11 @@ const resolve = (options: Options): Resolved => {
 /** How long a node's clock anchor is trusted before a TIME call refreshes it (ms). */
 const ANCHOR_MAX_AGE = 10_000
 
+/** A tombstone's envelope (see `scripts.ts`): an invalidated key, no entry. */
+const TOMBSTONE = /^\{"o":\d+,"v":1,"x":1\}$/
+/** An envelope's `staleUntil` (`"s"`, before the data). */
+const STALE_UNTIL = /^\{"o":\d+,"v":1,"c":-?[\d.e+]+,"f":-?[\d.e+]+,"s":(-?[\d.e+]+)[,}]/
+
 const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0`
 
@@ -297,6 +302,26 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         const full = keys.map(fullKey)
         return guard("getMany", fetchRaw("getMany", full)).pipe(
           Effect.flatMap((raws) => decodeAll(keys, full, raws, codec))
+        )
+      })
+
+    // Presence only (keyspace versions): one MGET, nothing decoded; a
+    // tombstone is no entry.
+    const has: NonNullable<CacheStore["Service"]["has"]> = (keys) =>
+      Effect.suspend(() => {
+        if (keys.length === 0) return Effect.succeed([])
+        return guard("getMany", fetchRaw("getMany", keys.map(fullKey))).pipe(
+          Effect.map((raws) => {
+            const now = clock.currentTimeMillisUnsafe()
+            return raws.map((raw) => {
+              if (raw === null) return false
+              const head = raw.toString("latin1", 0, 128)
+              if (TOMBSTONE.test(head)) return false
+              // Reads check staleUntil against the Clock too (the Redis TTL is a backstop).
+              const staleUntil = STALE_UNTIL.exec(head)?.[1]
+              return staleUntil === undefined || Number(staleUntil) > now
+            })
+          })
         )
       })
 
@@ -583,6 +608,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       deleteMany,
       deletePrefix,
       deletePattern,
+      has,
       getTagTimes,
       setTagTime,
       ping,

@@ -242,6 +242,20 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
         assert.isDefined(yield* store.get(`${ns}:axb`, codec))
       }))
 
+    test("has (where the store has it): an entry yes; a deleted, expired or absent key no", (store, now) =>
+      Effect.gen(function* () {
+        if (store.has === undefined) return
+        const { codec } = makeCodec()
+        const ns = fresh("has")
+        yield* store.set(`${ns}:1`, entryAt(now, profile(1)), codec)
+        yield* store.set(`${ns}:2`, entryAt(now, profile(2)), codec)
+        yield* store.delete(`${ns}:2`)
+        yield* store.set(`${ns}:3`, { ...entryAt(now, profile(3)), freshUntil: now + 10, staleUntil: now + 10 }, codec)
+        yield* TestClock.adjust(20)
+        assert.deepStrictEqual(yield* store.has([`${ns}:1`, `${ns}:2`, `${ns}:4`]), [true, false, false])
+        assert.isFalse((yield* store.has([`${ns}:3`]))[0], "expired")
+      }))
+
     test("tag times: unset, recorded, never moved back, forgotten after retention", (store, now) =>
       Effect.gen(function* () {
         const tag = fresh("tag")

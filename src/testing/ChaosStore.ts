@@ -171,6 +171,7 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
         time: inner.time === undefined ? undefined : (key) => chaos("get", inner.time!(key)),
         getShared:
           inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec)),
+        has: inner.has === undefined ? undefined : (keys) => chaos("getMany", inner.has!(keys)),
         deletePattern:
           inner.deletePattern === undefined
             ? undefined

@@ -1,10 +1,11 @@
 /**
- * Issue #14, item 1 on a real Redis (one harness server for the file):
+ * Issue #14, items 1 and 5 on a real Redis (one harness server for the file):
  * `Cachet.invalidatePattern` on RedisStore (SCAN + exact filter + UNLINK in
  * batches, the clear record that fences loads of other processes) and on
  * TieredStore (the other instances' L1s drop matching keys only, over the
- * bus). The multi-instance test runs under `it.live`: pub/sub delivery is
- * real time.
+ * bus), and keyspace versions (the presence probe behind `versionMisses`,
+ * which copies nothing into a TieredStore's L1). The multi-instance tests
+ * run under `it.live`: pub/sub delivery and the probe's fiber are real time.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
@@ -115,6 +116,31 @@ describe.skipIf(!requireRedis())("invalidatePattern on Redis", () => {
       const before = (yield* statsOf(b)).l1Hits
       assert.deepStrictEqual(yield* on(b)(Cachet.get(Users, { id: 5 })), Option.some("v5"))
       assert.strictEqual((yield* statsOf(b)).l1Hits, before + 1, "a key the pattern does not cover stays in B's L1")
+    })
+  )
+
+  it.live("versions: a miss of version 2 where version 1 is stored is a versionMiss; the probe fills no L1", () =>
+    Effect.gen(function* () {
+      const prefix = `ver-${runId()}`
+      const V1 = Keyspace.make({ name: "acct", key: "{id}", value: Schema.String, ttl: "1 hour" })
+      const V2 = Keyspace.make({ name: "acct", key: "{id}", value: Schema.Number, ttl: "1 hour", version: 2 })
+      const old = yield* Layer.build(runtime(prefix))
+      yield* Effect.provide(Cachet.set(V1, { id: 1 }, "one"), old)
+      yield* Effect.provide(Cachet.set(V1, { id: 2 }, "two"), old)
+      yield* Effect.provide(Cachet.invalidate(V1, { id: 2 }), old) // a tombstone is no entry
+      const next = yield* instance({ l2: { url: server.get().url, prefix, commandTimeout: 300 }, bus: false })
+      for (const id of [1, 2, 3]) yield* on(next)(Effect.succeed(id).pipe(Strategy.cacheAside(V2, { id })))
+      yield* eventually(
+        Effect.map(on(next)(Cachet.stats), (s) => s.versionMisses === 1),
+        1_000,
+        "the probe counted the one miss an old entry explains",
+        5
+      )
+      const stats = yield* on(next)(Cachet.stats)
+      assert.strictEqual(stats.misses, 3)
+      assert.strictEqual(stats.decodeErrors, 0)
+      assert.strictEqual((yield* statsOf(next)).l1Entries, 3, "only the three version-2 entries are in the L1")
+      assert.deepStrictEqual(yield* Effect.provide(Cachet.get(V1, { id: 1 }), old), Option.some("one"))
     })
   )
 })

@@ -9,24 +9,16 @@
  * version is never read, never decoded with the wrong Schema, and never
  * deleted as corrupt (instances still on the old version keep reading it
  * during a rolling deploy). A hit costs nothing; a miss forks one
- * background read (`getMany`, one round trip on Redis) that never delays
- * the load.
+ * background presence check (`CacheStore.has`: one MGET on Redis, nothing
+ * decoded, nothing copied into a TieredStore's L1) that never delays the
+ * load. A store without `has` leaves misses unclassified.
  *
  * @internal
  */
-import { Effect, Result } from "effect"
-import type { EntryCodec, StoreService } from "../store.ts"
+import { Effect } from "effect"
+import type { StoreService } from "../store.ts"
 import type { Background } from "./background.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
-
-// Reads presence only: the data is never decoded with this version's Schema
-// (it is another version's), and nothing is reported as corrupt.
-const probeCodec = (keyspace: string): EntryCodec => ({
-  keyspace,
-  encode: () => Result.succeed(null),
-  decode: () => Result.succeed(null),
-  onCorrupt: () => {}
-})
 
 export interface Versions {
   /** Starts the probe of `key`'s earlier versions in the background; at once. */
@@ -34,35 +26,22 @@ export interface Versions {
 }
 
 export const make = (store: StoreService, background: Background): Versions => {
-  const codecs = new Map<string, EntryCodec>()
-  const codecOf = (name: string) => {
-    let codec = codecs.get(name)
-    if (codec === undefined) {
-      codec = probeCodec(name)
-      codecs.set(name, codec)
-    }
-    return codec
-  }
+  const has = store.has
   return {
     probe: (state, key) =>
       Effect.suspend(() => {
         const older = state.olderNamespaces
-        if (older === undefined) return Effect.void
+        if (older === undefined || has === undefined) return Effect.void
         const part = key.slice(state.namespace.length + 1)
-        const read = store
-          .getMany(
-            older.map((ns) => `${ns}:${part}`),
-            codecOf(state.keyspace.name)
-          )
-          .pipe(
-            Effect.map((entries) => {
-              const older = entries.some((e) => e !== undefined)
-              if (older) state.counters.versionMisses++
-              return older
-            }),
-            // A store that cannot answer: the miss is not classified.
-            Effect.ignore
-          )
+        const read = has(older.map((ns) => `${ns}:${part}`)).pipe(
+          Effect.map((present) => {
+            const older = present.some(Boolean)
+            if (older) state.counters.versionMisses++
+            return older
+          }),
+          // A store that cannot answer: the miss is not classified.
+          Effect.ignore
+        )
         return Effect.asVoid(background.fork(read, true))
       })
   }

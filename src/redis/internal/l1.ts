@@ -60,6 +60,8 @@ const GUARD_KEYS = 1024
 export interface L1 {
   /** An entry that has not expired (and marks it recently used). */
   readonly get: (key: string, now: number) => StoredEntry | undefined
+  /** Whether an unexpired entry is held, without marking it used. */
+  readonly peek: (key: string, now: number) => boolean
   /** Keeps an entry until the earlier of its `staleUntil` and `now + maxTtl`. */
   readonly set: (key: string, entry: StoredEntry, now: number) => void
   readonly delete: (key: string) => void
@@ -152,6 +154,11 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     lru.removePrefix(prefix)
   }
 
+  const peek = (key: string, now: number): boolean => {
+    const slot = map.get(key)
+    return slot !== undefined && slot.expiresAt > now
+  }
+
   const deleteMatching = (prefix: string, matches: (keyPart: string) => boolean): void => {
     for (const [key, slot] of map) if (key.startsWith(prefix) && matches(key.slice(prefix.length))) lru.remove(slot)
   }
@@ -222,6 +229,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     delete: deleteKey,
     deletePrefix,
     deleteMatching,
+    peek,
     clear,
     tagTime,
     tagFetched,

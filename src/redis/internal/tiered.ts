@@ -332,6 +332,23 @@ export const make = (
         )
       })
 
+    // Presence: an L1 copy, else the L2's answer; nothing is backfilled (the
+    // probe's keys are another version's, never read through this store).
+    const has: CacheStore["Service"]["has"] =
+      l2.has === undefined
+        ? undefined
+        : (keys) =>
+            Effect.suspend(() => {
+              const t = now()
+              const local = keys.map((key) => l1.peek(key, t))
+              const missing = keys.filter((_, i) => !local[i])
+              if (missing.length === 0) return Effect.succeed(local)
+              return Effect.map(l2.has!(missing), (remote) => {
+                let j = 0
+                return local.map((here) => here || remote[j++] === true)
+              })
+            })
+
     const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
       Effect.suspend(() => {
         const t = now()
@@ -417,6 +434,7 @@ export const make = (
       deleteMany,
       deletePrefix,
       deletePattern,
+      has,
       getTagTimes,
       setTagTime,
       ping: l2.ping,
