@@ -600,7 +600,8 @@ export const invalidateKeyspace = <P, A, EN, const O extends InvalidateKeyspaceO
  * other (see the README's "Coherence"): this process stops serving matching
  * entries at once, and the deletion is replayed in order when the store
  * answers; the count is then 0. With `{ onStoreError: "fail" }` it also
- * fails with `CacheStoreError`. A malformed pattern (`"[a"`, a trailing
+ * fails with `CacheStoreError`. On Redis the count includes the tombstones
+ * of matching keys invalidated within `tombstoneRetention`. A malformed pattern (`"[a"`, a trailing
  * `\`) fails with `CacheKeyError` and deletes nothing. It scans every key
  * of the store on Redis (SCAN cannot be narrowed by prefix): a tool for
  * occasional invalidations, not for every request.
