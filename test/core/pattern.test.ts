@@ -15,6 +15,7 @@ import * as Glob from "../../src/internal/glob.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
+import { names, param, patternArb, reference } from "./globReference.ts"
 
 const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 hour" })
 // A keyspace whose name starts with the other's.
@@ -22,53 +23,6 @@ const Users2 = Keyspace.make({ name: "user2", key: "{id}", value: Schema.String,
 const Posts = Keyspace.make({ name: "post", key: "org:{org}:post:{id}", value: Schema.String, ttl: "1 hour" })
 
 const present = <P>(ks: Keyspace.Keyspace<P, string>, params: P) => Effect.map(Cachet.peek(ks, params), Option.isSome)
-
-/**
- * The reference semantics, written independently of `internal/glob.ts`: the
- * glob as a JavaScript RegExp over the raw key, code point by code point.
- */
-const reference = (pattern: string): RegExp | undefined => {
-  const chars = Array.from(pattern)
-  let out = "^"
-  const esc = (c: string) => `\\u{${c.codePointAt(0)!.toString(16)}}`
-  for (let i = 0; i < chars.length; i++) {
-    const c = chars[i]!
-    if (c === "\\") {
-      if (i + 1 >= chars.length) return undefined
-      out += esc(chars[++i]!)
-    } else if (c === "*") out += "[^]*"
-    else if (c === "?") out += "[^]"
-    else if (c === "[") {
-      let j = i + 1
-      let set = ""
-      if (chars[j] === "^") {
-        set += "^"
-        j++
-      }
-      let items = 0
-      while (j < chars.length && chars[j] !== "]") {
-        let d = chars[j]!
-        if (d === "\\") d = chars[++j] ?? ""
-        if (d === "") return undefined
-        if (chars[j + 1] === "-" && j + 2 < chars.length && chars[j + 2] !== "]") {
-          let e = chars[j + 2]!
-          j += 3
-          if (e === "\\") e = chars[j++] ?? ""
-          if (e === "" || e.codePointAt(0)! < d.codePointAt(0)!) return undefined
-          set += `${esc(d)}-${esc(e)}`
-        } else {
-          set += esc(d)
-          j++
-        }
-        items++
-      }
-      if (j >= chars.length || items === 0) return undefined
-      out += `[${set}]`
-      i = j
-    } else out += esc(c)
-  }
-  return new RegExp(`${out}$`, "u")
-}
 
 describe("Cachet.invalidatePattern (memory store)", () => {
   it.effect("deletes the keyspace's entries whose key matches, returns the count, leaves the rest", () =>
@@ -217,21 +171,6 @@ describe("Cachet.invalidatePattern while the store does not answer", () => {
     }).pipe(Effect.provide(chaosLayer))
   )
 })
-
-// Keyspace names that are prefixes of each other, and parameters full of
-// glob characters, escapes, ":" and non-ASCII.
-const names = ["a", "ab", "a.b", "a-", "a_b"] as const
-const param = fc.oneof(
-  fc.string({
-    unit: fc.constantFrom("a", "b", "*", "?", "[", "]", "\\", ":", "%", "#", "^", "-", "é", "{", "}"),
-    maxLength: 6
-  }),
-  fc.integer({ min: -50, max: 50 })
-)
-const patternArb = fc.oneof(
-  fc.string({ unit: fc.constantFrom("a", "b", "*", "?", "[", "]", "\\", ":", "%", "^", "-", "é", "1"), maxLength: 6 }),
-  param.map((p) => Glob.globEscape(String(p)))
-)
 
 describe("property: a pattern never reaches outside its keyspace", () => {
   it.effect("every entry of another keyspace survives; inside, exactly the matching keys go", () =>
