@@ -3,8 +3,12 @@
  * `src/internal/glob.ts` (a RegExp over the raw key), and the fast-check
  * generators the pattern properties share (memory and Redis).
  */
+import { assert } from "@effect/vitest"
+import { Effect, Option, Schema } from "effect"
 import fc from "fast-check"
+import * as Cachet from "../../src/Cachet.ts"
 import * as Glob from "../../src/internal/glob.ts"
+import * as Keyspace from "../../src/Keyspace.ts"
 
 /**
  * The reference semantics, written independently of `internal/glob.ts`: the
@@ -67,3 +71,46 @@ export const patternArb = fc.oneof(
   fc.string({ unit: fc.constantFrom("a", "b", "*", "?", "[", "]", "\\", ":", "%", "^", "-", "é", "1"), maxLength: 6 }),
   param.map((p) => Glob.globEscape(String(p)))
 )
+
+/** One keyspace per name, keys `{id}`. */
+export const keyspacesOf = () =>
+  names.map((name) => Keyspace.make({ name, key: "{id}", value: Schema.String, ttl: "1 hour" }))
+
+/** The property's inputs: entries (keyspace index, id), the keyspace invalidated, the pattern. */
+export const patternInputs = (maxEntries: number) =>
+  [
+    fc.array(fc.tuple(fc.integer({ min: 0, max: names.length - 1 }), param), { minLength: 1, maxLength: maxEntries }),
+    fc.integer({ min: 0, max: names.length - 1 }),
+    patternArb
+  ] as const
+
+/**
+ * One run: store `entries`, invalidate `pattern` in `keyspaces[target]`, then
+ * every entry is present unless it is of that keyspace and the reference
+ * matches its id; the count is the number of distinct entries gone; a
+ * pattern the reference refuses fails.
+ */
+export const patternRun = (
+  keyspaces: ReturnType<typeof keyspacesOf>,
+  entries: ReadonlyArray<readonly [number, string | number]>,
+  target: number,
+  pattern: string
+): Effect.Effect<void, never, Cachet.Cachet> =>
+  Effect.gen(function* () {
+    const regex = reference(pattern)
+    for (const [k, id] of entries) yield* Cachet.set(keyspaces[k]!, { id }, "v")
+    const result = yield* Effect.result(Cachet.invalidatePattern(keyspaces[target]!, pattern))
+    assert.strictEqual(result._tag === "Failure", regex === undefined, `is ${JSON.stringify(pattern)} malformed`)
+    const gone = new Set<string>()
+    for (const [k, id] of entries) {
+      const matched = k === target && regex !== undefined && regex.test(String(id))
+      if (matched) gone.add(String(id))
+      const there = Option.isSome(yield* Cachet.peek(keyspaces[k]!, { id }))
+      assert.strictEqual(
+        there,
+        !matched,
+        `${names[k]}:${String(id)} after ${JSON.stringify(pattern)} on ${names[target]}`
+      )
+    }
+    if (result._tag === "Success") assert.strictEqual(result.success, gone.size)
+  }).pipe(Effect.orDie)

@@ -15,7 +15,7 @@ import * as Glob from "../../src/internal/glob.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
-import { names, param, patternArb, reference } from "./globReference.ts"
+import { keyspacesOf, param, patternArb, patternInputs, patternRun, reference } from "./globReference.ts"
 
 const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 hour" })
 // A keyspace whose name starts with the other's.
@@ -174,44 +174,13 @@ describe("Cachet.invalidatePattern while the store does not answer", () => {
 
 describe("property: a pattern never reaches outside its keyspace", () => {
   it.effect("every entry of another keyspace survives; inside, exactly the matching keys go", () =>
-    Effect.gen(function* () {
-      const keyspaces = names.map((name) => Keyspace.make({ name, key: "{id}", value: Schema.String, ttl: "1 hour" }))
-      yield* Effect.promise(() =>
-        fc.assert(
-          fc.asyncProperty(
-            fc.array(fc.tuple(fc.integer({ min: 0, max: names.length - 1 }), param), { minLength: 1, maxLength: 20 }),
-            fc.integer({ min: 0, max: names.length - 1 }),
-            patternArb,
-            async (entries, target, pattern) => {
-              const regex = reference(pattern)
-              const program = Effect.gen(function* () {
-                for (const [k, id] of entries) yield* Cachet.set(keyspaces[k]!, { id }, "v")
-                const result = yield* Effect.result(Cachet.invalidatePattern(keyspaces[target]!, pattern))
-                if (regex === undefined) {
-                  assert.strictEqual(result._tag, "Failure", `malformed ${JSON.stringify(pattern)} is refused`)
-                }
-                const seen = new Set<string>()
-                let expected = 0
-                for (const [k, id] of entries) {
-                  const key = `${k}:${String(id)}`
-                  const isNew = !seen.has(key)
-                  seen.add(key)
-                  const gone = k === target && regex !== undefined && regex.test(String(id))
-                  if (gone && isNew) expected++
-                  const there = yield* present(keyspaces[k]!, { id })
-                  assert.strictEqual(
-                    there,
-                    !gone,
-                    `${names[k]}:${String(id)} after ${JSON.stringify(pattern)} on ${names[target]}`
-                  )
-                }
-                if (result._tag === "Success") assert.strictEqual(result.success, expected)
-              })
-              await Effect.runPromise(program.pipe(Effect.provide(Cachet.layerMemory())))
-            }
-          ),
-          { numRuns: 300 }
-        )
+    Effect.promise(() => {
+      const keyspaces = keyspacesOf()
+      return fc.assert(
+        fc.asyncProperty(...patternInputs(20), (entries, target, pattern) =>
+          Effect.runPromise(patternRun(keyspaces, entries, target, pattern).pipe(Effect.provide(Cachet.layerMemory())))
+        ),
+        { numRuns: 300 }
       )
     })
   )

@@ -16,7 +16,7 @@ import { escapeValue } from "../../src/internal/keyEncoding.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
-import { names, param, patternArb, reference } from "../core/globReference.ts"
+import { keyspacesOf, patternInputs, patternRun } from "../core/globReference.ts"
 import { requireRedis } from "../harness/redis.ts"
 import { eventually, instance, on, statsOf, subscribed } from "../tiered/helpers.ts"
 import { rawClient, runId, sharedServer } from "./helpers.ts"
@@ -151,34 +151,17 @@ describe.skipIf(!requireRedis())("invalidatePattern on Redis", () => {
     () =>
       Effect.gen(function* () {
         yield* TestClock.setTime(Date.now())
-        const keyspaces = names.map((name) => Keyspace.make({ name, key: "{id}", value: Schema.String, ttl: "1 hour" }))
+        const keyspaces = keyspacesOf()
         // One runtime on a prefix full of glob characters; each run clears the keyspaces first.
         const ctx = yield* Layer.build(runtime(`fz*[?]${runId()}`))
         const services = yield* Effect.context<never>()
+        const clear = Effect.forEach(keyspaces, (ks) => Cachet.invalidateKeyspace(ks), { discard: true })
         yield* Effect.promise(() =>
           fc.assert(
-            fc.asyncProperty(
-              fc.array(fc.tuple(fc.integer({ min: 0, max: names.length - 1 }), param), { minLength: 1, maxLength: 12 }),
-              fc.integer({ min: 0, max: names.length - 1 }),
-              patternArb,
-              async (entries, target, pattern) => {
-                const regex = reference(pattern)
-                const program = Effect.gen(function* () {
-                  for (const ks of keyspaces) yield* Cachet.invalidateKeyspace(ks)
-                  for (const [k, id] of entries) yield* Cachet.set(keyspaces[k]!, { id }, "v")
-                  const result = yield* Effect.result(Cachet.invalidatePattern(keyspaces[target]!, pattern))
-                  assert.strictEqual(result._tag === "Failure", regex === undefined, pattern)
-                  const expected = new Set<string>()
-                  for (const [k, id] of entries) {
-                    const gone = k === target && regex !== undefined && regex.test(String(id))
-                    if (gone) expected.add(String(id))
-                    const there = Option.isSome(yield* Cachet.peek(keyspaces[k]!, { id }))
-                    assert.strictEqual(there, !gone, `${names[k]}:${String(id)} after ${JSON.stringify(pattern)}`)
-                  }
-                  if (result._tag === "Success") assert.strictEqual(result.success, expected.size)
-                })
-                await Effect.runPromiseWith(services)(program.pipe(Effect.provide(ctx)))
-              }
+            fc.asyncProperty(...patternInputs(12), (entries, target, pattern) =>
+              Effect.runPromiseWith(services)(
+                Effect.andThen(clear, patternRun(keyspaces, entries, target, pattern)).pipe(Effect.provide(ctx))
+              )
             ),
             { numRuns: 60 }
           )
