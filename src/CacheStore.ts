@@ -151,6 +151,14 @@ export interface StorePrimitives {
  * default to one call per key (a backend overrides them with MGET, pipelines
  * and the like), `ping` to success and `info` to nothing.
  *
+ * **Details**
+ *
+ * Two optional primitives have no default, because they need to see the
+ * backend's keys: `deletePattern` (without it `Cachet.invalidatePattern`
+ * clears the whole keyspace with `deletePrefix`) and `has` (without it
+ * misses of versioned keyspaces are not classified as `versionMisses`). The
+ * conformance suite checks both where a store has them.
+ *
  * @example
  * ```ts
  * import { Effect } from "effect"
