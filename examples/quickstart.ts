@@ -6,7 +6,7 @@ class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.
 // What is cached: a typed keyspace.
 const Users = Keyspace.make({
   name: "user",
-  key: "user:{id}", // params inferred: { id: string | number }
+  key: "{id}", // params inferred: { id: string | number }; stored as user:1 (the name namespaces it)
   value: User,
   ttl: "5 minutes",
   staleFor: "1 hour",

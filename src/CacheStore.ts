@@ -143,12 +143,22 @@ export interface StorePrimitives {
   readonly setOrdered?: CacheStore["Service"]["setOrdered"]
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
+  readonly deletePattern?: CacheStore["Service"]["deletePattern"]
+  readonly has?: CacheStore["Service"]["has"]
 }
 
 /**
  * Builds a store from its primitives: `getMany`, `setMany` and `deleteMany`
  * default to one call per key (a backend overrides them with MGET, pipelines
  * and the like), `ping` to success and `info` to nothing.
+ *
+ * **Details**
+ *
+ * Two optional primitives have no default, because they need to see the
+ * backend's keys: `deletePattern` (without it `Cachet.invalidatePattern`
+ * clears the whole keyspace with `deletePrefix`) and `has` (without it
+ * misses of versioned keyspaces are not classified as `versionMisses`). The
+ * conformance suite checks both where a store has them.
  *
  * @example
  * ```ts
@@ -203,7 +213,9 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     getFrontUnsafe: primitives.getFrontUnsafe,
     setOrdered: primitives.setOrdered,
     time: primitives.time,
-    getShared: primitives.getShared
+    getShared: primitives.getShared,
+    deletePattern: primitives.deletePattern,
+    has: primitives.has
   })
 
 /**

@@ -28,6 +28,8 @@ import {
   type CacheValueTooLarge
 } from "./CacheError.ts"
 import * as CacheStore from "./CacheStore.ts"
+import * as Glob from "./internal/glob.ts"
+import { namespaceOf } from "./internal/runtime/keyspaces.ts"
 import { make as makeRuntime } from "./internal/runtime/make.ts"
 import * as internal from "./internal/runtime/service.ts"
 import { FRESH, GONE, STALE } from "./internal/runtime/service.ts"
@@ -185,10 +187,11 @@ export interface Entry<A> {
   readonly tags: ReadonlyArray<string>
 }
 
-/** Reads a non-negative entry that is fresh or stale; counts hit/stale/miss. */
+/** Reads a non-negative entry that is fresh or stale; counts hit/stale/miss unless `quiet`. */
 const readEntry = <P, A, EN>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
-  params: P
+  params: P,
+  quiet?: boolean
 ): Effect.Effect<Option.Option<Entry<A>>, never, Cachet> =>
   Effect.flatMap(internal.service, (rt) => {
     if (rt.isClosed()) return Effect.succeed(Option.none())
@@ -198,10 +201,12 @@ const readEntry = <P, A, EN>(
     return Effect.map(Effect.orDie(rt.read(state, key, false)), (entry) => {
       const where = entry === undefined || entry.negative ? GONE : rt.stateNow(entry)
       if (where === GONE || entry === undefined) {
-        state.counters.misses++
+        if (quiet !== true) state.counters.misses++
         return Option.none()
       }
-      if (where === FRESH) state.counters.hits++
+      if (quiet === true) {
+        // Counts nothing.
+      } else if (where === FRESH) state.counters.hits++
       else state.counters.staleHits++
       return Option.some({
         value: entry.value as A,
@@ -223,7 +228,7 @@ const readEntry = <P, A, EN>(
  * import { Effect, Option, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const program = Effect.gen(function*() {
  *   yield* Cachet.set(Users, { id: 1 }, "Ada")
  *   return yield* Cachet.get(Users, { id: 1 }) // Option.some("Ada")
@@ -249,17 +254,52 @@ export const get = <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute", staleFor: "1 hour" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute", staleFor: "1 hour" })
  * const state = Cachet.getEntry(Users, { id: 1 }).pipe(Effect.map((e) => e._tag === "Some" ? e.value.state : "gone"))
  * ```
  *
  * @since 0.1.0
  * @category accessors
  */
-export const getEntry: <P, A, EN>(
+export const getEntry = <P, A, EN>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   params: P
-) => Effect.Effect<Option.Option<Entry<A>>, never, Cachet> = readEntry
+): Effect.Effect<Option.Option<Entry<A>>, never, Cachet> => readEntry(keyspace, params)
+
+/**
+ * The entry for `params` with its timeline, like {@link getEntry}, but
+ * counting no hit or miss: for inspecting the cache (a dashboard, a test, a
+ * debugging endpoint) without moving its hit rate.
+ *
+ * **Details**
+ *
+ * The read follows the same visibility rules as every read (tags, the
+ * invalidation journal, hidden keys), so what it shows is what a strategy
+ * would be served. A store failure is still counted as a store error and
+ * reads as `None`; a key error as a key error. The memory store and the L1
+ * of a `TieredStore` still note the read for their eviction policy.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option, Schema } from "effect"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const program = Effect.gen(function*() {
+ *   yield* Cachet.set(Users, { id: 1 }, "Ada")
+ *   const entry = yield* Cachet.peek(Users, { id: 1 }) // Option.some({ value: "Ada", state: "fresh", ... })
+ *   const stats = yield* Cachet.stats // hits and misses unchanged
+ *   return Option.map(entry, (e) => e.freshUntil - e.createdAt)
+ * }).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const peek = <P, A, EN>(
+  keyspace: Keyspace.Keyspace<P, A, EN>,
+  params: P
+): Effect.Effect<Option.Option<Entry<A>>, never, Cachet> => readEntry(keyspace, params, true)
 
 /**
  * Fresh values for many parameter sets, in one store round trip where the
@@ -270,7 +310,7 @@ export const getEntry: <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const many = Cachet.getMany(Users, [{ id: 1 }, { id: 2 }]) // Effect<Array<Option<string>>>
  * ```
  *
@@ -318,7 +358,7 @@ export const getMany = <P, A, EN>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const program = Cachet.set(Users, { id: 1 }, "Ada").pipe(Effect.provide(Cachet.layerMemory()))
  * ```
  *
@@ -347,7 +387,7 @@ export const set = <P, A, EN, const O extends Strategy.Options = {}>(
       const state = rt.stateOf(keyspace)
       let key: string
       try {
-        key = keyspace.keyUnsafe(params)
+        key = state.keyspace.keyUnsafe(params)
       } catch (error) {
         state.counters.keyErrors++
         return Effect.fail(
@@ -389,7 +429,7 @@ const strictly = <O extends Strategy.Options>(
  * import { Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const evict = Cachet.invalidate(Users, { id: 1 })
  * ```
  *
@@ -448,41 +488,170 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   )
 
 /**
+ * Options of {@link invalidateKeyspace}: the store error mode, and
+ * `allVersions` (default false) to clear the entries of every version of the
+ * keyspace, not only its current one.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const options: Cachet.InvalidateKeyspaceOptions = { allVersions: true, onStoreError: "fail" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface InvalidateKeyspaceOptions extends Strategy.Options {
+  readonly allVersions?: boolean | undefined
+}
+
+/**
  * Deletes every entry of a keyspace (on Redis: SCAN with an exact MATCH on
- * every master, UNLINK in batches).
+ * every master, UNLINK in batches), returning how many there were.
+ *
+ * **Details**
+ *
+ * Only the keyspace's current `version` by default. With
+ * `{ allVersions: true }` the entries of every version go too (`user:*`
+ * and `user@<n>:*`): after a deploy that bumped `version`, to free what the
+ * old one left rather than wait for its ttl.
  *
  * @example
  * ```ts
  * import { Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute", version: 2 })
  * const clearUsers = Cachet.invalidateKeyspace(Users)
+ * const clearEveryVersion = Cachet.invalidateKeyspace(Users, { allVersions: true })
  * ```
  *
  * @since 0.1.0
  * @category invalidation
  */
-export const invalidateKeyspace = <P, A, EN, const O extends Strategy.Options = {}>(
+export const invalidateKeyspace = <P, A, EN, const O extends InvalidateKeyspaceOptions = {}>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   options?: O
 ): Effect.Effect<number, Strategy.StrictError<O>, Cachet> =>
   Effect.flatMap(internal.service, (rt) => {
     const state = rt.stateOf(keyspace)
-    const prefix = `${keyspace.name}:`
-    rt.invalidateFlights(prefix, false)
-    return rt.store.deletePrefix(prefix).pipe(
+    const current = `${namespaceOf(keyspace)}:`
+    // Version 1 lives under `<name>:`, later ones under `<name>@<n>:`
+    // (names never contain "@", so `<name>@` is this keyspace's alone).
+    const prefixes =
+      options?.allVersions === true
+        ? [current, ...[`${keyspace.name}:`, `${keyspace.name}@`].filter((p) => p !== current)]
+        : [current]
+    let firstError: CacheStoreError | undefined
+    return Effect.map(
+      Effect.forEach(prefixes, (prefix) => {
+        rt.invalidateFlights(prefix, false)
+        return rt.store.deletePrefix(prefix).pipe(
+          Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
+          Effect.catch((error) => {
+            firstError ??= error
+            return rt
+              .storeFailed(state, "delete", error)
+              .pipe(
+                Effect.andThen(
+                  rt.journal(prefix === current ? { _tag: "Keyspace", state } : { _tag: "Keyspace", state, prefix })
+                ),
+                Effect.as(0)
+              )
+          })
+        )
+      }),
+      (counts) => counts.reduce((n, m) => n + m, 0)
+    ).pipe(Effect.flatMap((n) => Effect.as(strictly(options, firstError), n)))
+  })
+
+/**
+ * Deletes the entries of a keyspace whose key matches a glob, returning how
+ * many there were.
+ *
+ * **Details**
+ *
+ * The pattern is matched against an entry's key: the part after the
+ * keyspace, as the template renders it from the raw parameter values (for
+ * `key: "{id}"` the id; for `key: "org:{org}:user:{id}"` the whole
+ * `org:7:user:42`). Redis's glob syntax: `*` any run of characters, `?`
+ * one character, `[abc]`, `[a-z]`, `[^a-z]` one of (or none of) a set, `\`
+ * makes the next character literal. It never reaches outside the
+ * keyspace: the keyspace's own prefix is fixed, and the characters a
+ * parameter may contain (`*`, `[`, `:`) are escaped in stored keys, so the
+ * pattern is applied to each key of the keyspace, not handed to the store
+ * as text. A key longer than `maxKeyBytes` is stored hashed: it is deleted
+ * when a key with its readable start could match (a few more entries, never
+ * fewer).
+ *
+ * Per store: the memory store scans its entries; Redis runs SCAN on every
+ * master (a Cluster: each one) with a MATCH on the pattern's literal start,
+ * tests each key exactly and UNLINKs in batches, after recording a clear of
+ * the keyspace so that loads of the keyspace that started before it store
+ * nothing (any process; such loads count as `fencedWrites`); a
+ * `TieredStore` clears its L1, its L2, and tells the other instances' L1s
+ * on the bus. Loads in flight in this process of a matching key do not
+ * store their result. A store without pattern support clears the whole
+ * keyspace.
+ *
+ * **Gotchas**
+ *
+ * When the store does not answer, the invalidation is journalled like any
+ * other (see the README's "Coherence"): this process stops serving matching
+ * entries at once, and the deletion is replayed in order when the store
+ * answers; the count is then 0. With `{ onStoreError: "fail" }` it also
+ * fails with `CacheStoreError`. On Redis the count includes the tombstones
+ * of matching keys invalidated within `tombstoneRetention`. A malformed pattern (`"[a"`, a trailing
+ * `\`) fails with `CacheKeyError` and deletes nothing. It scans every key
+ * of the store on Redis (SCAN cannot be narrowed by prefix): a tool for
+ * occasional invalidations, not for every request.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const program = Effect.gen(function*() {
+ *   yield* Cachet.set(Users, { id: 41 }, "Ada")
+ *   yield* Cachet.set(Users, { id: 42 }, "Grace")
+ *   yield* Cachet.set(Users, { id: 7 }, "Edsger")
+ *   return yield* Cachet.invalidatePattern(Users, "4*") // 2
+ * }).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category invalidation
+ */
+export const invalidatePattern = <P, A, EN, const O extends Strategy.Options = {}>(
+  keyspace: Keyspace.Keyspace<P, A, EN>,
+  pattern: string,
+  options?: O
+): Effect.Effect<number, CacheKeyError | Strategy.StrictError<O>, Cachet> =>
+  Effect.flatMap(internal.service, (rt): Effect.Effect<number, CacheKeyError | CacheStoreError> => {
+    const state = rt.stateOf(keyspace)
+    const matcher = Glob.compile(pattern)
+    if (typeof matcher === "string") {
+      state.counters.keyErrors++
+      return Effect.fail(new CacheKeyError({ keyspace: keyspace.name, message: matcher }))
+    }
+    const prefix = `${state.namespace}:`
+    rt.invalidateFlightsWhere(prefix, (part) => Glob.covers(matcher, part))
+    const store = rt.store
+    const deleted =
+      store.deletePattern === undefined ? store.deletePrefix(prefix) : store.deletePattern(prefix, matcher.source)
+    return deleted.pipe(
       Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
       Effect.catch((error) =>
         rt
           .storeFailed(state, "delete", error)
           .pipe(
-            Effect.andThen(rt.journal({ _tag: "Keyspace", state })),
+            Effect.andThen(rt.journal({ _tag: "Pattern", state, matcher })),
             Effect.andThen(Effect.as(strictly(options, error), 0))
           )
       )
     )
-  })
+  }) as Effect.Effect<number, CacheKeyError | Strategy.StrictError<O>, Cachet>
 
 /**
  * What {@link warm} did.
@@ -515,7 +684,7 @@ export interface WarmResult {
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const warmUp = Cachet.warm(Users, [{ id: 1 }, { id: 2 }], (p) => Effect.succeed(`user ${p.id}`))
  * ```
  *
@@ -575,7 +744,7 @@ export const warm = <P, A, EN, E, R>(
  * import { Effect, Schema } from "effect"
  * import { Cachet, Keyspace, Strategy } from "cachet"
  *
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const findUser = Cachet.cached(Users, (p: { readonly id: number }) => Effect.succeed(`user ${p.id}`), Strategy.cacheAside)
  * const ada = findUser({ id: 1 })
  * ```

@@ -23,20 +23,73 @@ import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTempl
 /**
  * The parameters of a key template, inferred at the type level:
  * `"user:{id}:posts:{page}"` gives `{ readonly id: string | number; readonly page: string | number }`.
+ * A placeholder may declare its type: `"user:{id:number}/{slug:string}"`
+ * gives `{ readonly id: number; readonly slug: string }`.
  *
  * @example
  * ```ts
  * import type { Keyspace } from "cachet"
  * type P = Keyspace.TemplateParams<"user:{id}:posts:{page}">
  * const p: P = { id: 1, page: "2" }
+ * type Q = Keyspace.TemplateParams<"{id:number}/{slug:string}">
+ * const q: Q = { id: 1, slug: "ada" }
  * ```
  *
  * @since 0.1.0
  * @category type-level
  */
-export type TemplateParams<T extends string> = [ParamNames<T>] extends [never]
+export type TemplateParams<T extends string> = [Placeholders<T>] extends [never]
   ? {}
-  : { readonly [K in ParamNames<T>]: string | number }
+  : { readonly [S in Placeholders<T> as NameOfPlaceholder<S>]: TypeOfPlaceholder<S> }
+
+/**
+ * The placeholders of a key template as written (`"id"`, `"id:number"`), as a union.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type S = Keyspace.Placeholders<"user:{id:number}:{tab}"> // "id:number" | "tab"
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type Placeholders<T extends string> = T extends `${string}{${infer P}}${infer Rest}`
+  ? P | Placeholders<Rest>
+  : never
+
+/**
+ * The parameter name of a placeholder: `"id:number"` gives `"id"`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type N = Keyspace.NameOfPlaceholder<"id:number"> // "id"
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type NameOfPlaceholder<S extends string> = S extends `${infer N}:${string}` ? N : S
+
+/**
+ * The parameter type of a placeholder: `number` for `{id:number}`, `string`
+ * for `{id:string}`, `string | number` for `{id}`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type T = Keyspace.TypeOfPlaceholder<"id:number"> // number
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type TypeOfPlaceholder<S extends string> = S extends `${string}:number`
+  ? number
+  : S extends `${string}:string`
+    ? string
+    : string | number
 
 /**
  * The placeholder names of a key template, as a union.
@@ -44,13 +97,69 @@ export type TemplateParams<T extends string> = [ParamNames<T>] extends [never]
  * @example
  * ```ts
  * import type { Keyspace } from "cachet"
- * type N = Keyspace.ParamNames<"user:{id}:posts:{page}"> // "id" | "page"
+ * type N = Keyspace.ParamNames<"user:{id}:posts:{page:number}"> // "id" | "page"
  * ```
  *
  * @since 0.1.0
  * @category type-level
  */
-export type ParamNames<T extends string> = T extends `${string}{${infer P}}${infer Rest}` ? P | ParamNames<Rest> : never
+export type ParamNames<T extends string> = NameOfPlaceholder<Placeholders<T>>
+
+/**
+ * Why a key template is refused at the type level, as a message, or `never`
+ * when it is valid: a template typed as plain `string` (its parameters
+ * cannot be inferred), two placeholders not separated by text containing
+ * `:` (`"{a}{b}"`), or a placeholder type other than `number` or `string`.
+ * {@link make} turns the message into a compile error on `key`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type Ok = Keyspace.TemplateError<"user:{id}"> // never
+ * type Bad = Keyspace.TemplateError<"{a}{b}"> // "cachet: placeholders ... "
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type TemplateError<T extends string> = string extends T
+  ? "cachet: the key template is typed as string, so its parameters cannot be inferred: write it as a literal (or `as const`), or use a key function"
+  : Separated<T> extends false
+    ? 'cachet: placeholders must be separated by text containing ":" (for example "{a}:{b}"), so that keys stay unambiguous'
+    : BadKind<Placeholders<T>> extends never
+      ? never
+      : `cachet: placeholder {${BadKind<Placeholders<T>>}} declares an unknown type; use {name}, {name:number} or {name:string}`
+
+type Separated<T extends string> = T extends `${string}{${string}}${infer Rest}`
+  ? Rest extends `${infer Lit}{${string}}${string}`
+    ? Lit extends `${string}:${string}`
+      ? Separated<Rest>
+      : false
+    : true
+  : true
+
+type BadKind<S extends string> = S extends `${string}:${infer K}` ? (K extends "number" | "string" ? never : S) : never
+
+/**
+ * The check {@link make} adds to its options: nothing for a valid key,
+ * otherwise a required property `keyTemplateError` typed as the message, so
+ * that the compiler reports "Property 'keyTemplateError' is missing ... :
+ * <the message>" at the call.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type Fine = Keyspace.KeyCheck<"user:{id}"> // {}
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type KeyCheck<K> = K extends string
+  ? [TemplateError<K>] extends [never]
+    ? {}
+    : { readonly keyTemplateError: TemplateError<K> }
+  : {}
 
 /**
  * Negative caching: loader failures that match `error` are cached for `ttl`
@@ -81,7 +190,7 @@ export interface NegativeOptions<EN> {
  * import { Schema } from "effect"
  * import { Keyspace } from "cachet"
  * const Users: Keyspace.Keyspace<{ readonly id: string | number }, string> =
- *   Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "5 minutes" })
+ *   Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "5 minutes" })
  * ```
  *
  * @since 0.1.0
@@ -89,8 +198,24 @@ export interface NegativeOptions<EN> {
  */
 export interface Keyspace<in P, in out A, out EN = never> {
   readonly [TypeId]: typeof TypeId
-  /** The keyspace name: the first segment of every store key. */
+  /** The keyspace name. */
   readonly name: string
+  /**
+   * The version of the value Schema (`version` option; 1 when not given).
+   * Optional so that hand-built keyspaces stay valid.
+   */
+  readonly version?: number | undefined
+  /**
+   * The first segment of every store key: the name, with `@<version>` from
+   * version 2 on (`user`, `user@2`). Optional: the name when absent.
+   */
+  readonly namespace?: string | undefined
+  /**
+   * What makes two keyspace objects the same keyspace to a runtime (name,
+   * version, key, timeline; see the README's "Keys"). Optional: identity
+   * alone when absent.
+   */
+  readonly fingerprint?: string | undefined
   /** The value Schema. */
   readonly value: Schema.Codec<A, any, never, never>
   /** How long an entry is fresh, in milliseconds. */
@@ -149,6 +274,11 @@ export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
  * - `tags`: tags of an entry, from its parameters and value.
  * - `negative`: cache loader failures matching `error` for `ttl`.
  * - `maxKeyBytes`: keys longer than this (UTF-8) are hashed. Default 512.
+ * - `version`: the version of the value Schema, a positive integer (default
+ *   1). From version 2 on it is part of the namespace (`user@2:<key>`), so a
+ *   deploy that changes the Schema reads misses (counted as `versionMisses`)
+ *   instead of decode errors; `Cachet.invalidateKeyspace(ks, { allVersions:
+ *   true })` clears the old versions' entries.
  * - `singleFlight`: `{ scope: "process" }` (default): concurrent misses of a
  *   key run the loader once per process. `{ scope: "cluster" }`: once across
  *   every process sharing the store, through a lease (see
@@ -159,7 +289,7 @@ export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
  * import { Schema } from "effect"
  * import type { Keyspace } from "cachet"
  * const options: Keyspace.Options<"user:{id}", string, never> = {
- *   name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute"
+ *   name: "user", key: "{id}", value: Schema.String, ttl: "1 minute"
  * }
  * ```
  *
@@ -176,6 +306,7 @@ export interface Options<K, A, EN> {
   readonly negative?: NegativeOptions<EN> | undefined
   readonly maxKeyBytes?: number | undefined
   readonly singleFlight?: SingleFlightOptions | undefined
+  readonly version?: number | undefined
 }
 
 /**
@@ -287,7 +418,14 @@ const issueMessage = (error: Schema.SchemaError): string => error.message
  *
  * Invalid definitions throw at construction, with a message that names the
  * option: a bad name, a zero ttl, a template whose placeholders are not
- * separated by `:`, a value that is not a Schema.
+ * separated by `:`, a value that is not a Schema, a version that is not a
+ * positive integer. A template typed as plain `string`, adjacent
+ * placeholders (`"{a}{b}"`) and unknown placeholder types
+ * (`"{id:bool}"`) are compile errors too (see {@link TemplateError}).
+ *
+ * Typed placeholders are checked at runtime: `{id:number}` takes only a
+ * finite number, `{slug:string}` only a string; anything else is a
+ * `CacheKeyError` (strategies count it and bypass the cache).
  *
  * Entries with tags live at most the runtime's `tagRetention` (default 1 day),
  * so that a tag invalidation is never forgotten while an entry it covers is
@@ -302,7 +440,7 @@ const issueMessage = (error: Schema.SchemaError): string => error.message
  *
  * const Users = Keyspace.make({
  *   name: "user",
- *   key: "user:{id}",
+ *   key: "{id}", // stored as user:<id>: the name namespaces the key
  *   value: User,
  *   ttl: "5 minutes",
  *   staleFor: "1 hour",
@@ -314,7 +452,7 @@ const issueMessage = (error: Schema.SchemaError): string => error.message
  * @category constructors
  */
 export const make = <const K extends string | ((params: any) => string), A, EN = never>(
-  options: Options<K, A, EN>
+  options: Options<K, A, EN> & KeyCheck<K>
 ): Keyspace<ParamsOf<K>, A, EN> => {
   const name = options.name
   if (typeof name !== "string" || !keyspaceName.test(name)) {
@@ -360,6 +498,12 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     }
   }
 
+  const version = options.version ?? 1
+  if (!Number.isSafeInteger(version) || version < 1) {
+    fail(name, `option "version" must be a positive integer, got ${String(options.version)}`)
+  }
+  const namespace = version === 1 ? name : `${name}@${version}`
+
   let render: (params: any) => string
   // The placeholder of a one-placeholder template (keys memoised by its value).
   let single: string | undefined
@@ -379,7 +523,7 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
   } else {
     return fail(name, `option "key" must be a template string or a function`)
   }
-  const prefix = `${name}:`
+  const prefix = `${namespace}:`
   const renderKey = (params: unknown): string => {
     try {
       return prefix + limitKey(render(params), maxKeyBytes)
@@ -431,6 +575,17 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
   return {
     [TypeId]: TypeId,
     name,
+    version,
+    namespace,
+    fingerprint: JSON.stringify([
+      namespace,
+      typeof key === "string" ? key : String(key),
+      ttl,
+      staleFor,
+      maxKeyBytes,
+      negative?.ttl ?? null,
+      singleFlight ?? null
+    ]),
     value: options.value,
     ttl,
     staleFor,
@@ -478,8 +633,8 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
  * ```ts
  * import { Effect, Schema } from "effect"
  * import { Keyspace } from "cachet"
- * const Users = Keyspace.make({ name: "user", key: "user:{id}", value: Schema.String, ttl: "1 minute" })
- * const key = Keyspace.key(Users, { id: 7 }) // Effect<"user:user:7">
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const key = Keyspace.key(Users, { id: 7 }) // Effect<"user:7">
  * ```
  *
  * @since 0.1.0

@@ -54,3 +54,69 @@ describe("public API docs", () => {
     })
   }
 })
+
+// README examples: a ```ts block right after `<!-- docs:compile -->` must
+// type-check as written (against the package itself: `import ... from
+// "cachet"`); one after `<!-- docs:run -->` must also run, exit 0. They are
+// written under the repository (so that "cachet" resolves to this package)
+// and removed after.
+const readmeBlocks = (): Array<{ readonly code: string; readonly run: boolean; readonly line: number }> => {
+  const lines = readFileSync("README.md", "utf8").split("\n")
+  const blocks: Array<{ code: string; run: boolean; line: number }> = []
+  lines.forEach((line, i) => {
+    const marker = /^<!-- docs:(compile|run) -->$/.exec(line.trim())
+    if (!marker) return
+    let start = i + 1
+    while (lines[start]?.trim() === "") start++
+    if (lines[start] !== "```ts") throw new Error(`README.md:${i + 1}: a docs marker must precede a \`\`\`ts block`)
+    const end = lines.indexOf("```", start + 1)
+    blocks.push({ code: lines.slice(start + 1, end).join("\n"), run: marker[1] === "run", line: start + 1 })
+  })
+  return blocks
+}
+
+describe("README examples", () => {
+  it("every marked block type-checks, and the runnable ones run", { timeout: 180_000 }, async () => {
+    const { execFile } = await import("node:child_process")
+    const { mkdirSync, rmSync, writeFileSync } = await import("node:fs")
+    const { promisify } = await import("node:util")
+    const run = promisify(execFile)
+    const blocks = readmeBlocks()
+    assert.isAtLeast(blocks.length, 6, "the README's marked examples")
+    const dir = ".docs-check"
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(dir)
+    try {
+      const files = blocks.map((block) => {
+        const file = join(dir, `readme-${block.line}.ts`)
+        writeFileSync(file, `${block.code}\nexport {}\n`)
+        return { ...block, file }
+      })
+      writeFileSync(
+        join(dir, "tsconfig.json"),
+        JSON.stringify({
+          extends: "../tsconfig.json",
+          // Examples declare what they show, not all of it used.
+          compilerOptions: { noUnusedLocals: false, noUnusedParameters: false },
+          include: ["*.ts"]
+        })
+      )
+      const tsc = await run(process.execPath, [
+        "node_modules/typescript/bin/tsc",
+        "-p",
+        join(dir, "tsconfig.json")
+      ]).then(
+        () => "",
+        (error: { stdout?: string }) => error.stdout ?? String(error)
+      )
+      assert.strictEqual(tsc, "", "README examples type-check (file names carry the README line)")
+      for (const block of files.filter((b) => b.run)) {
+        await run(process.execPath, [block.file], { timeout: 30_000 }).catch((error: { stderr?: string }) => {
+          throw new Error(`README.md:${block.line}: the example failed: ${error.stderr ?? String(error)}`)
+        })
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

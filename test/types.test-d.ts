@@ -1,6 +1,6 @@
 import { Context, Effect, type Layer, type Option, Schema } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
-import type { CacheStoreError } from "../src/CacheError.ts"
+import type { CacheKeyError, CacheStoreError } from "../src/CacheError.ts"
 import * as CacheStore from "../src/CacheStore.ts"
 import * as Cachet from "../src/Cachet.ts"
 import * as Keyspace from "../src/Keyspace.ts"
@@ -153,6 +153,65 @@ describe("Cachet typing", () => {
     >()
     // @ts-expect-error the loader must produce a User
     Cachet.warm(Users, [{ id: 1 }], () => Effect.succeed("nope"))
+  })
+})
+
+describe("issue #14: keys, versions, patterns, peek", () => {
+  it("typed placeholders infer their types; untyped ones stay string | number", () => {
+    expectTypeOf<Keyspace.TemplateParams<"user:{id:number}/{slug:string}">>().toEqualTypeOf<{
+      readonly id: number
+      readonly slug: string
+    }>()
+    const Pages = Keyspace.make({ name: "page", key: "{id:number}:{slug:string}:{tab}", value: User, ttl: 1 })
+    expectTypeOf<Keyspace.Params<typeof Pages>>().toEqualTypeOf<{
+      readonly id: number
+      readonly slug: string
+      readonly tab: string | number
+    }>()
+    expectTypeOf<Keyspace.ParamNames<"{id:number}:{tab}">>().toEqualTypeOf<"id" | "tab">()
+    // @ts-expect-error a string where a number is declared
+    Cachet.get(Pages, { id: "7", slug: "a", tab: 1 })
+  })
+
+  it("a template typed as plain string, adjacent placeholders and unknown types are compile errors", () => {
+    const template: string = "user:{id}"
+    // @ts-expect-error the parameters of a string-typed template cannot be inferred
+    Keyspace.make({ name: "s", key: template, value: User, ttl: 1 })
+    // @ts-expect-error placeholders must be separated by text containing ":"
+    Keyspace.make({ name: "s", key: "{a}{b}", value: User, ttl: 1 })
+    // @ts-expect-error only number and string
+    Keyspace.make({ name: "s", key: "{a:bool}", value: User, ttl: 1 })
+    expectTypeOf<Keyspace.TemplateError<"user:{id}:{page:number}">>().toEqualTypeOf<never>()
+    expectTypeOf<Keyspace.TemplateError<string>>().toExtend<string>()
+  })
+
+  it("version adds nothing to the keyspace's type", () => {
+    const V2 = Keyspace.make({ name: "v", key: "{id}", value: User, ttl: 1, version: 2 })
+    expectTypeOf(V2).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, never>>()
+  })
+
+  it("invalidatePattern: CacheKeyError always (a malformed pattern), CacheStoreError with onStoreError: fail", () => {
+    expectTypeOf(Cachet.invalidatePattern(Users, "4*")).toEqualTypeOf<
+      Effect.Effect<number, CacheKeyError, Cachet.Cachet>
+    >()
+    expectTypeOf(Cachet.invalidatePattern(Users, "4*", { onStoreError: "fail" })).toEqualTypeOf<
+      Effect.Effect<number, CacheKeyError | CacheStoreError, Cachet.Cachet>
+    >()
+  })
+
+  it("invalidateKeyspace: allVersions adds nothing; onStoreError: fail adds CacheStoreError", () => {
+    expectTypeOf(Cachet.invalidateKeyspace(Users, { allVersions: true })).toEqualTypeOf<
+      Effect.Effect<number, never, Cachet.Cachet>
+    >()
+    expectTypeOf(Cachet.invalidateKeyspace(Users, { allVersions: true, onStoreError: "fail" })).toEqualTypeOf<
+      Effect.Effect<number, CacheStoreError, Cachet.Cachet>
+    >()
+  })
+
+  it("peek never fails and needs only Cachet", () => {
+    expectTypeOf(Cachet.peek(Users, { id: 1 })).toEqualTypeOf<
+      Effect.Effect<Option.Option<Cachet.Entry<User>>, never, Cachet.Cachet>
+    >()
   })
 })
 

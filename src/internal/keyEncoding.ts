@@ -53,6 +53,10 @@ export const escapePart = (s: string): string =>
 const literalText = /^[A-Za-z0-9_.\-:/@=+,;!~$&'()]*$/
 const placeholder = /\{([^{}]*)\}/g
 const paramName = /^[A-Za-z_][A-Za-z0-9_]*$/
+const paramKind = /^(?:string|number)$/
+
+/** What a placeholder accepts: `{id}` a string or a number, `{id:number}`, `{id:string}`. */
+export type ParamKind = "any" | "number" | "string"
 
 /** A keyspace name: what may stand before the first `:` of a store key. */
 export const keyspaceName = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,99}$/
@@ -61,6 +65,8 @@ export const keyspaceName = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,99}$/
 export interface ParsedTemplate {
   readonly literals: ReadonlyArray<string>
   readonly params: ReadonlyArray<string>
+  /** The declared kind of each placeholder, aligned with `params`. */
+  readonly kinds: ReadonlyArray<ParamKind>
 }
 
 /**
@@ -70,10 +76,18 @@ export interface ParsedTemplate {
 export const parseTemplate = (template: string): ParsedTemplate | string => {
   const literals: Array<string> = []
   const params: Array<string> = []
+  const kinds: Array<ParamKind> = []
   let last = 0
   for (const match of template.matchAll(placeholder)) {
     literals.push(template.slice(last, match.index))
-    const name = match[1] ?? ""
+    const spec = match[1] ?? ""
+    const colon = spec.indexOf(":")
+    const name = colon < 0 ? spec : spec.slice(0, colon)
+    const kind = colon < 0 ? "any" : spec.slice(colon + 1)
+    if (kind !== "any" && !paramKind.test(kind)) {
+      return `placeholder {${spec}} declares the type ${JSON.stringify(kind)}; use {${name}}, {${name}:number} or {${name}:string}`
+    }
+    kinds.push(kind as ParamKind)
     if (!paramName.test(name)) {
       return `placeholder {${name}} is not a valid parameter name (letters, digits and _, not starting with a digit)`
     }
@@ -92,7 +106,7 @@ export const parseTemplate = (template: string): ParsedTemplate | string => {
       return `placeholders {${params[i - 1]}} and {${params[i]}} must be separated by text containing ":" so that keys stay unambiguous`
     }
   }
-  return { literals, params }
+  return { literals, params, kinds }
 }
 
 /**
@@ -100,13 +114,35 @@ export const parseTemplate = (template: string): ParsedTemplate | string => {
  * missing or non-scalar parameter (the caller turns it into `CacheKeyError`).
  */
 export const renderTemplate = (parsed: ParsedTemplate): ((params: Record<string, unknown>) => string) => {
-  const { literals, params } = parsed
-  const value = (params_: Record<string, unknown>, name: string): string => {
+  const { literals, params, kinds } = parsed
+  const typed = kinds.some((k) => k !== "any")
+  const describe = (v: unknown) => (v === null ? "null" : typeof v === "number" ? `the number ${v}` : typeof v)
+  const untyped = (params_: Record<string, unknown>, name: string): string => {
     const v = params_[name]
     if (typeof v === "string") return escapeValue(v)
     if (typeof v === "number" || typeof v === "bigint") return String(v)
-    throw new Error(`parameter ${name} must be a string or a number, got ${v === null ? "null" : typeof v}`)
+    throw new Error(`parameter ${name} must be a string or a number, got ${describe(v)}`)
   }
+  // Declared kinds are checked where they are declared: `{id:number}` takes
+  // only finite numbers (not "7", NaN or Infinity), `{slug:string}` only strings.
+  const kindOf = new Map(params.map((p, i) => [p, kinds[i]!] as const))
+  const value = !typed
+    ? untyped
+    : (params_: Record<string, unknown>, name: string): string => {
+        const kind = kindOf.get(name)
+        if (kind === "any") return untyped(params_, name)
+        const v = params_[name]
+        if (kind === "number") {
+          if (typeof v === "number" && Number.isFinite(v)) return String(v)
+          throw new Error(
+            `parameter ${name} is declared {${name}:number} and must be a finite number, got ${
+              typeof v === "string" ? `the string ${JSON.stringify(v.slice(0, 40))}` : describe(v)
+            }`
+          )
+        }
+        if (typeof v === "string") return escapeValue(v)
+        throw new Error(`parameter ${name} is declared {${name}:string} and must be a string, got ${describe(v)}`)
+      }
   // Specialised for the common shapes: a hit computes its key on every call.
   if (params.length === 0) {
     const key = literals[0] ?? ""

@@ -11,6 +11,7 @@
 import { Clock, Effect } from "effect"
 import { CacheValueTooLarge } from "../CacheError.ts"
 import * as Eviction from "./eviction.ts"
+import * as Glob from "./glob.ts"
 import { flatten } from "./keyEncoding.ts"
 import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
@@ -206,6 +207,27 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       delete: (key) => Effect.sync(() => deleteUnsafe(key)),
       deleteMany: (keys) => Effect.sync(() => keys.filter(deleteUnsafe).length),
       deletePrefix: (prefix) => Effect.sync(() => lru.removePrefix(prefix)),
+      has: (keys) =>
+        Effect.sync(() => {
+          const now = clock.currentTimeMillisUnsafe()
+          return keys.map((key) => {
+            const node = map.get(key)
+            return node !== undefined && node.staleUntil > now
+          })
+        }),
+      deletePattern: (prefix, pattern) =>
+        Effect.sync(() => {
+          const matcher = Glob.compile(pattern)
+          if (typeof matcher === "string") return 0
+          const now = clock.currentTimeMillisUnsafe()
+          let count = 0
+          for (const [key, node] of map) {
+            if (!key.startsWith(prefix) || !Glob.covers(matcher, key.slice(prefix.length))) continue
+            lru.remove(node)
+            if (node.staleUntil > now) count++
+          }
+          return count
+        }),
       getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
       setTagTime: (tag, time, retainMillis) => Effect.sync(() => setTagTimeUnsafe(tag, time, retainMillis)),
       ping: Effect.void,

@@ -139,6 +139,23 @@ export interface StoreService {
   readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
   /** Deletes every entry whose key starts with `prefix` (a keyspace's keys). */
   readonly deletePrefix: (prefix: string) => Effect.Effect<number, CacheStoreError>
+  /**
+   * Deletes every entry whose key starts with `prefix` (a keyspace's
+   * `<namespace>:`) and whose key part after it matches the glob `pattern`
+   * (see `Cachet.invalidatePattern`; matched on the unescaped key with
+   * `internal/glob.ts`); returns how many existed. Loads of the keyspace
+   * that started before it must not store their result (a store that
+   * orders writes fences them as `deletePrefix` does). Optional: without
+   * it the runtime clears the whole keyspace with `deletePrefix`.
+   */
+  readonly deletePattern?: ((prefix: string, pattern: string) => Effect.Effect<number, CacheStoreError>) | undefined
+  /**
+   * Whether each key holds an entry (not a tombstone), without decoding it,
+   * keeping a copy of it in the process, or marking it as used: a presence
+   * probe (keyspace versions' `versionMisses`). Optional: without it the
+   * runtime does not classify misses by version.
+   */
+  readonly has?: ((keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<boolean>, CacheStoreError>) | undefined
   /** When each tag was last invalidated (epoch ms), aligned with `tags`. */
   readonly getTagTimes: (
     tags: ReadonlyArray<string>

@@ -43,8 +43,15 @@
  * {"v":1,"i":"<instance>","s":<seq>,"t":"del","k":[...]}
  * {"v":1,"i":"<instance>","s":<seq>,"t":"tag","g":[["<tag>",<time>,<retainMillis>],...]}
  * {"v":1,"i":"<instance>","s":<seq>,"t":"pfx","p":"<keyspace>:"}
+ * {"v":1,"i":"<instance>","s":<seq>,"t":"pat","p":"<keyspace>:","m":"<glob over the key>"}
  * {"v":1,"i":"<instance>","s":<seq>,"t":"clr"}
  * ```
+ *
+ * A `pat` message (`Cachet.invalidatePattern`) tells listeners to drop the
+ * keys under the prefix whose unescaped key matches the glob. Instances of a
+ * cachet version before it drop such a message as malformed (counted in
+ * `malformed`): during a rolling upgrade their L1 copies then live at most
+ * `l1MaxTtl`. A listener that cannot parse the glob drops the whole prefix.
  *
  * This module does not keep anything itself and does not decide what a
  * message means: `TieredStore` does. It does not deliver exactly once (nobody
@@ -65,7 +72,7 @@ import { connection } from "./internal/io.ts"
  * @example
  * ```ts
  * import type { RedisBus } from "cachet/redis"
- * const message: RedisBus.Message = { _tag: "Delete", keys: ["user:user:7"] }
+ * const message: RedisBus.Message = { _tag: "Delete", keys: ["user:7"] }
  * ```
  *
  * @since 0.1.0

@@ -19,7 +19,8 @@
  *   escaped), a string `<time>:<expiresAt>` in the server's epoch
  *   milliseconds, with a TTL of the retention. A later time always wins;
  * - keyspace clear time: key `P:~clear:<keyspace>:`, the server time of
- *   the last `deletePrefix`, with a TTL of `tombstoneRetention`. Keyspace
+ *   the last `deletePrefix` or `deletePattern` of the keyspace, with a TTL
+ *   of `tombstoneRetention`. Keyspace
  *   names never start with `~`, so these keys never meet entry keys.
  *
  * Every write, invalidation and record is one Lua script (EVALSHA) that
@@ -90,6 +91,7 @@ import { Clock, Config, type Duration, Effect, Layer, Option, Result, type Scope
 import type { CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 import * as CacheStoreModule from "../CacheStore.ts"
 import { CacheStore, type EntryCodec, type MemoryOptions, type StoredEntry } from "../CacheStore.ts"
+import * as Glob from "../internal/glob.ts"
 import { escapeValue } from "../internal/keyEncoding.ts"
 import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
@@ -184,8 +186,9 @@ export interface FallbackOptions extends Omit<MemoryOptions, "maxTags"> {}
  * - `commandTimeout`: bound of every Redis call. Default: the client's
  *   command timeout, else 500 ms.
  * - `maxEntryBytes`: largest encoded entry, in UTF-8 bytes. Default 1 MiB.
- * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix`. Default 1000.
- * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix`. Default 500.
+ * - `scanCount`: `COUNT` hint of the `SCAN` behind `deletePrefix` and
+ *   `deletePattern`. Default 1000.
+ * - `deleteBatchSize`: keys per `UNLINK` in `deletePrefix` and `deletePattern`. Default 500.
  * - `breaker`: circuit breaker settings, or `false` for none.
  * - `tombstoneRetention`: how long an invalidated key keeps its tombstone
  *   (and a cleared keyspace its record), which refuses the write of a load
@@ -300,6 +303,11 @@ const resolve = (options: Options): Resolved => {
 /** How long a node's clock anchor is trusted before a TIME call refreshes it (ms). */
 const ANCHOR_MAX_AGE = 10_000
 
+/** A tombstone's envelope (see `scripts.ts`): an invalidated key, no entry. */
+const TOMBSTONE = /^\{"o":\d+,"v":1,"x":1\}$/
+/** An envelope's `staleUntil` (`"s"`, before the data). */
+const STALE_UNTIL = /^\{"o":\d+,"v":1,"c":-?[\d.e+]+,"f":-?[\d.e+]+,"s":(-?[\d.e+]+)[,}]/
+
 const DELETE_IF_SAME_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0`
 
@@ -386,6 +394,26 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         if (keys.length === 0) return Effect.succeed([])
         const full = keys.map(fullKey)
         return fetchRaw("getMany", full, true).pipe(Effect.flatMap((raws) => decodeAll(keys, full, raws, codec)))
+      })
+
+    // Presence only (keyspace versions): one MGET, nothing decoded; a
+    // tombstone is no entry.
+    const has: NonNullable<CacheStore["Service"]["has"]> = (keys) =>
+      Effect.suspend(() => {
+        if (keys.length === 0) return Effect.succeed([])
+        return fetchRaw("getMany", keys.map(fullKey)).pipe(
+          Effect.map((raws) => {
+            const now = clock.currentTimeMillisUnsafe()
+            return raws.map((raw) => {
+              if (raw === null) return false
+              const head = raw.toString("latin1", 0, 128)
+              if (TOMBSTONE.test(head)) return false
+              // Reads check staleUntil against the Clock too (the Redis TTL is a backstop).
+              const staleUntil = STALE_UNTIL.exec(head)?.[1]
+              return staleUntil === undefined || Number(staleUntil) > now
+            })
+          })
+        )
       })
 
     // -- writing -------------------------------------------------------------
@@ -563,6 +591,28 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         )
       })
 
+    // A pattern invalidation: the keyspace's clear record first (every load
+    // of the keyspace that started before it is fenced: a few fills lost,
+    // never a stale value stored), then SCAN with a MATCH that narrows to
+    // the pattern's literal start, each key tested exactly, UNLINK in batches.
+    const deletePattern: NonNullable<CacheStore["Service"]["deletePattern"]> = (prefix, pattern) =>
+      Effect.suspend(() => {
+        const matcher = Glob.compile(pattern)
+        if (typeof matcher === "string") {
+          return Effect.fail(Connection.storeError("deletePattern", "Protocol", new Error(matcher)))
+        }
+        const k = clearKey(prefix)
+        const head = fullKey(prefix)
+        return Effect.andThen(
+          exec("deletePattern", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear")),
+          clearPattern(
+            `${Scan.globEscape(head)}${Glob.scanHint(matcher, 128)}`,
+            (key) => key.startsWith(head) && Glob.covers(matcher, key.slice(head.length)),
+            "deletePattern"
+          )
+        )
+      })
+
     // -- tags ----------------------------------------------------------------
 
     const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
@@ -625,6 +675,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       delete: del,
       deleteMany,
       deletePrefix,
+      deletePattern,
+      has,
       getTagTimes,
       setTagTime,
       ping,

@@ -223,6 +223,39 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
         for (const k of outside) assert.isDefined(yield* store.get(k, codec), k)
       }))
 
+    test("deletePattern (where the store has it) deletes exactly the matching keys under the prefix", (store, now) =>
+      Effect.gen(function* () {
+        if (store.deletePattern === undefined) return
+        const { codec } = makeCodec()
+        const ns = fresh("pat")
+        // Keys as the runtime stores them: escaped values (`a*b` is `a%2Ab`).
+        const matching = [`${ns}:4`, `${ns}:41`, `${ns}:4%2Ab`, `${ns}:4%3Ax`]
+        const inside = [`${ns}:5`, `${ns}:14`, `${ns}:x4`]
+        const outside = [`${ns}2:4`, `${ns}x:41`, `${ns.slice(0, -1)}:4`]
+        for (const k of [...matching, ...inside, ...outside]) yield* store.set(k, entryAt(now, profile(1)), codec)
+        assert.strictEqual(yield* store.deletePattern(`${ns}:`, "4*"), matching.length)
+        for (const k of matching) assert.isUndefined(yield* store.get(k, codec), k)
+        for (const k of [...inside, ...outside]) assert.isDefined(yield* store.get(k, codec), k)
+        yield* store.set(`${ns}:a%2Ab`, entryAt(now, profile(1)), codec)
+        yield* store.set(`${ns}:axb`, entryAt(now, profile(1)), codec)
+        assert.strictEqual(yield* store.deletePattern(`${ns}:`, "a\\*b"), 1, "an escaped * is the literal *")
+        assert.isDefined(yield* store.get(`${ns}:axb`, codec))
+      }))
+
+    test("has (where the store has it): an entry yes; a deleted, expired or absent key no", (store, now) =>
+      Effect.gen(function* () {
+        if (store.has === undefined) return
+        const { codec } = makeCodec()
+        const ns = fresh("has")
+        yield* store.set(`${ns}:1`, entryAt(now, profile(1)), codec)
+        yield* store.set(`${ns}:2`, entryAt(now, profile(2)), codec)
+        yield* store.delete(`${ns}:2`)
+        yield* store.set(`${ns}:3`, { ...entryAt(now, profile(3)), freshUntil: now + 10, staleUntil: now + 10 }, codec)
+        yield* TestClock.adjust(20)
+        assert.deepStrictEqual(yield* store.has([`${ns}:1`, `${ns}:2`, `${ns}:4`]), [true, false, false])
+        assert.isFalse((yield* store.has([`${ns}:3`]))[0], "expired")
+      }))
+
     test("tag times: unset, recorded, never moved back, forgotten after retention", (store, now) =>
       Effect.gen(function* () {
         const tag = fresh("tag")

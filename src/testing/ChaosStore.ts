@@ -62,6 +62,7 @@ export type Op =
   | "delete"
   | "deleteMany"
   | "deletePrefix"
+  | "deletePattern"
   | "getTagTimes"
   | "setTagTime"
   | "ping"
@@ -169,7 +170,12 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
             : (key, entry, codec, elapsed) => chaos("set", inner.setOrdered!(key, entry, codec, elapsed)),
         time: inner.time === undefined ? undefined : (key) => chaos("get", inner.time!(key)),
         getShared:
-          inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec))
+          inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec)),
+        has: inner.has === undefined ? undefined : (keys) => chaos("getMany", inner.has!(keys)),
+        deletePattern:
+          inner.deletePattern === undefined
+            ? undefined
+            : (prefix, pattern) => chaos("deletePattern", inner.deletePattern!(prefix, pattern))
       })
       const control = ChaosControl.of({
         set: (next) =>

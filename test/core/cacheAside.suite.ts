@@ -510,13 +510,35 @@ export const cacheAsideSuite = (
       }).pipe(Effect.provide(Memory))
     )
 
-    it.effect("two different keyspaces with one name are refused", () =>
+    it.effect("two different keyspaces with one name: the second is reported and bypasses the cache", () =>
       Effect.gen(function* () {
         const A = Keyspace.make({ name: "dup", key: "{id}", value: Schema.String, ttl: 1_000 })
         const B = Keyspace.make({ name: "dup", key: "{id}", value: Schema.Number, ttl: 1_000 })
         yield* Cachet.set(A, { id: 1 }, "a")
-        const exit = yield* Effect.exit(Cachet.set(B, { id: 1 }, 1))
-        assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+        const error = yield* Effect.flip(Cachet.set(B, { id: 1 }, 1))
+        assert.strictEqual(error._tag, "CacheKeyError")
+        assert.match(error.message, /two different keyspaces are named "dup"/)
+        // Reads of B go to the loader, every time; A is untouched.
+        let loads = 0
+        const readB = Effect.sync(() => ++loads).pipe(Strategy.cacheAside(B, { id: 1 }))
+        assert.strictEqual(yield* readB, 1)
+        assert.strictEqual(yield* readB, 2)
+        assert.deepStrictEqual(yield* Cachet.get(A, { id: 1 }), Option.some("a"))
+        const stats = (yield* Cachet.stats).keyspaces.dup!
+        assert.strictEqual(stats.duplicateKeyspaces, 1)
+        assert.strictEqual(stats.keyErrors, 3)
+      }).pipe(Effect.provide(Memory))
+    )
+
+    it.effect("one definition made twice (one factory, one Schema) is the same keyspace", () =>
+      Effect.gen(function* () {
+        const value = Schema.String
+        const make = () => Keyspace.make({ name: "twice", key: "{id}", value, ttl: 1_000 })
+        const A = make()
+        const B = make()
+        yield* Cachet.set(A, { id: 1 }, "a")
+        assert.deepStrictEqual(yield* Cachet.get(B, { id: 1 }), Option.some("a"))
+        assert.strictEqual((yield* Cachet.stats).keyspaces.twice!.duplicateKeyspaces, 0)
       }).pipe(Effect.provide(Memory))
     )
   })

@@ -102,11 +102,13 @@ describe("Keyspace.make", () => {
     ],
     [
       "adjacent placeholders",
+      // @ts-expect-error: a compile error too (Keyspace.TemplateError); checked at runtime for untyped callers
       () => Keyspace.make({ name: "a", key: "{x}{y}", value: Schema.String, ttl: 1 }),
       /must be separated by text containing ":"/
     ],
     [
       "placeholders separated without ':'",
+      // @ts-expect-error: a compile error too (Keyspace.TemplateError); checked at runtime for untyped callers
       () => Keyspace.make({ name: "a", key: "{x}-{y}", value: Schema.String, ttl: 1 }),
       /separated/
     ],

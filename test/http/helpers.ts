@@ -68,6 +68,8 @@ const zero: Cachet.KeyspaceStats = {
   revalidations: 0,
   revalidationFailures: 0,
   fencedWrites: 0,
+  versionMisses: 0,
+  duplicateKeyspaces: 0,
   journaled: 0,
   journalOverflows: 0,
   writeBehindQueued: 0,

@@ -9,6 +9,7 @@ import { Effect, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
 import * as Cachet from "../../src/Cachet.ts"
+import { escapeValue } from "../../src/internal/keyEncoding.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as IoRedis from "../../src/redis/IoRedis.ts"
 import { slotOf } from "../../src/redis/internal/routing.ts"
@@ -108,6 +109,47 @@ describe.skipIf(!requireRedis())("RedisStore (cluster)", () => {
         const entries = finalKeys.filter((k) => !k.includes(":~clear:"))
         assert.strictEqual(entries.filter((k) => k.includes(":user2:")).length, 120, "neighbours keep theirs")
         assert.isTrue(finalKeys.includes("unrelated"))
+      }),
+    30_000
+  )
+
+  it.effect(
+    "invalidatePattern deletes exactly the matching keys of its keyspace on every master",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.now())
+        const prefix = `p*[${runId()}`
+        const ns = escapeValue(prefix)
+        const ctx = yield* Layer.build(runtime(prefix))
+        const ids = Array.from({ length: 60 }, (_, i) => i)
+        yield* Effect.provide(
+          Effect.forEach(
+            ids,
+            (id) =>
+              Effect.all([
+                Cachet.set(Users, { id }, { id, org: 1 }),
+                Cachet.set(Users2, { id }, id),
+                Cachet.set(UsersArchive, { id: `4*${id}` }, id)
+              ]),
+            { discard: true }
+          ),
+          ctx
+        )
+        const mine = (keys: ReadonlyArray<string>) => keys.filter((k) => k.startsWith(`${ns}:`))
+        const before = (yield* keysPerNode).map(mine)
+        for (const keys of before) assert.isAbove(keys.length, 0, "keys live on every master")
+        // user:4 and user:40..49; not user2's, not the archive's "4*..." ids.
+        assert.strictEqual(yield* Effect.provide(Cachet.invalidatePattern(Users, "user:4*"), ctx), 11)
+        const after = (yield* keysPerNode).flatMap(mine)
+        const gone = before.flat().filter((k) => !after.includes(k))
+        assert.deepStrictEqual(
+          gone.sort(),
+          [4, ...Array.from({ length: 10 }, (_, i) => 40 + i)].map((id) => `${ns}:user:user:${id}`).sort()
+        )
+        assert.isTrue(after.includes(`${ns}:~clear:user:`), "the clear record fences older loads")
+        // Glob characters in parameters are literal: "4\*1*" is 4*1 and 4*10..19.
+        assert.strictEqual(yield* Effect.provide(Cachet.invalidatePattern(UsersArchive, "4\\*1*"), ctx), 11)
+        assert.strictEqual(yield* Effect.provide(Cachet.invalidatePattern(UsersArchive, "4\\*1*"), ctx), 0)
       }),
     30_000
   )

@@ -67,6 +67,8 @@ export interface Flights {
     loader: Loader
   ) => Effect.Effect<void, never, unknown> | undefined
   readonly invalidate: (keyOrPrefix: string, exact: boolean) => void
+  /** Marks in-flight loads under `prefix` whose key part after it `covers` (pattern invalidation). */
+  readonly invalidateWhere: (prefix: string, covers: (keyPart: string) => boolean) => void
   /** At close: releases whoever still waits on a flight whose load was interrupted before it started. */
   readonly releaseAll: () => void
 }
@@ -86,6 +88,8 @@ export interface Deps {
   readonly pendingWrite: (key: string) => PendingWrite | undefined
   /** The store's clock, when the store orders writes on it (`CacheStore.time`). */
   readonly storeTime: ((key: string) => Effect.Effect<number, CacheStoreError>) | undefined
+  /** Classifies a miss of a versioned keyspace (see `versions.ts`); never delays the load. */
+  readonly probeVersions?: ((state: KeyspaceState, key: string) => Effect.Effect<void>) | undefined
 }
 
 export const make = ({
@@ -98,7 +102,8 @@ export const make = ({
   isClosed,
   hasPending,
   pendingWrite,
-  storeTime
+  storeTime,
+  probeVersions
 }: Deps): Flights => {
   const flights = new Map<string, Flight>()
   const { write, read, stateNow, storeFailed } = entries
@@ -217,6 +222,10 @@ export const make = ({
   ): Effect.Effect<FlightResult> =>
     Effect.gen(function* () {
       const startedAt = clock.currentTimeMillisUnsafe()
+      // A miss (not a reload) of a versioned keyspace: was it the deploy?
+      if (state.olderNamespaces !== undefined && !flight.background && !leased && probeVersions !== undefined) {
+        yield* probeVersions(state, key)
+      }
       const since = leased ? flight.since : (flight.since = yield* loadStart(state, key))
       const stillValid = () => !flight.invalidated
       // Write-behind: a key with a queued write answers with that value
@@ -341,6 +350,15 @@ export const make = ({
     }
   }
 
+  const invalidateWhere: Flights["invalidateWhere"] = (prefix, covers) => {
+    for (const [key, flight] of flights) {
+      if (key.startsWith(prefix) && covers(key.slice(prefix.length))) {
+        flight.invalidated = true
+        flights.delete(key)
+      }
+    }
+  }
+
   const releaseAll = () => {
     for (const flight of flights.values()) {
       Deferred.doneUnsafe(flight.deferred, Effect.succeed({ exit: Exit.interrupt(), storeError: undefined }))
@@ -348,5 +366,5 @@ export const make = ({
     flights.clear()
   }
 
-  return { load, revalidate, invalidate, releaseAll }
+  return { load, revalidate, invalidate, invalidateWhere, releaseAll }
 }

@@ -12,17 +12,24 @@
  */
 import { type Clock, Effect } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
+import * as Glob from "../glob.ts"
 import { escapePart } from "../keyEncoding.ts"
 import type { StoredEntry, StoreService } from "../store.ts"
 import type { Background } from "./background.ts"
-import type { KeyspaceState } from "./keyspaces.ts"
+import { type KeyspaceState, namespaceOf } from "./keyspaces.ts"
 import type { Counters } from "./stats.ts"
 
 /** One invalidation the store has not taken yet. */
 export type JournalOp =
   | { readonly _tag: "Key"; readonly state: KeyspaceState; readonly key: string }
   | { readonly _tag: "Tag"; readonly tag: string; readonly retainMillis: number }
-  | { readonly _tag: "Keyspace"; readonly state: KeyspaceState }
+  | { readonly _tag: "Keyspace"; readonly state: KeyspaceState; readonly prefix?: string | undefined }
+  | {
+      /** A pattern invalidation (`Cachet.invalidatePattern`): scoped to its keyspace. */
+      readonly _tag: "Pattern"
+      readonly state: KeyspaceState
+      readonly matcher: Glob.Matcher
+    }
 
 export interface Journal {
   /** Whether anything is journalled or bypassed (the hit path checks this first). */
@@ -57,6 +64,10 @@ const decrement = (map: Map<string, number>, key: string) => {
   else map.set(key, n)
 }
 
+/** The prefix a keyspace operation clears: its namespace's, unless it names one (older versions). */
+const prefixOf = (op: { readonly state: KeyspaceState; readonly prefix?: string | undefined }): string =>
+  op.prefix ?? `${op.state.namespace}:`
+
 export const make = ({
   store,
   clock,
@@ -73,11 +84,19 @@ export const make = ({
   const keys = new Map<string, number>()
   const tags = new Map<string, number>()
   const prefixes = new Map<string, number>()
+  // Pending pattern invalidations: few (an outage's worth), checked in order.
+  const patterns: Array<{ readonly prefix: string; readonly matcher: Glob.Matcher }> = []
   // Keyspaces that overflowed: bypassed until cleared in the store. `all`:
   // a tag overflowed, which may cover any keyspace.
   const bypass = new Set<string>()
   let bypassAll = false
   let replaying = false
+
+  // A resync clears the keyspace's current namespace (by name: states are keyed by name).
+  const resyncOf = (name: string): Effect.Effect<number, CacheStoreError> => {
+    const state = states().find((s) => s.keyspace.name === name)
+    return store.deletePrefix(`${state?.namespace ?? name}:`)
+  }
 
   const active = () => ops.length !== 0 || bypass.size !== 0 || bypassAll
 
@@ -90,14 +109,23 @@ export const make = ({
       case "Tag":
         return store.setTagTime(escapePart(op.tag), clock.currentTimeMillisUnsafe(), op.retainMillis)
       case "Keyspace":
-        return store.deletePrefix(`${op.state.keyspace.name}:`)
+        return store.deletePrefix(prefixOf(op))
+      case "Pattern": {
+        const prefix = `${namespaceOf(op.state.keyspace)}:`
+        return store.deletePattern === undefined
+          ? store.deletePrefix(prefix)
+          : store.deletePattern(prefix, op.matcher.source)
+      }
     }
   }
 
   const release = (op: JournalOp) => {
     if (op._tag === "Key") decrement(keys, op.key)
     else if (op._tag === "Tag") decrement(tags, escapePart(op.tag))
-    else decrement(prefixes, `${op.state.keyspace.name}:`)
+    else if (op._tag === "Pattern") {
+      const i = patterns.findIndex((p) => p.matcher === op.matcher)
+      if (i >= 0) patterns.splice(i, 1)
+    } else decrement(prefixes, prefixOf(op))
   }
 
   /** One pass: every pending operation in order, then the resyncs; stops at the first failure. */
@@ -111,7 +139,7 @@ export const make = ({
     }
     const resync = bypassAll ? states().map((s) => s.keyspace.name) : [...bypass]
     for (const name of resync) {
-      const ok = yield* Effect.match(store.deletePrefix(`${name}:`), { onFailure: () => false, onSuccess: () => true })
+      const ok = yield* Effect.match(resyncOf(name), { onFailure: () => false, onSuccess: () => true })
       if (!ok) return false
       bypass.delete(name)
     }
@@ -150,7 +178,9 @@ export const make = ({
       ops.push(op)
       if (op._tag === "Key") increment(keys, op.key)
       else if (op._tag === "Tag") increment(tags, escapePart(op.tag))
-      else increment(prefixes, `${op.state.keyspace.name}:`)
+      else if (op._tag === "Pattern") {
+        patterns.push({ prefix: `${namespaceOf(op.state.keyspace)}:`, matcher: op.matcher })
+      } else increment(prefixes, prefixOf(op))
       return Effect.andThen(
         warn(
           "journal:push",
@@ -170,7 +200,12 @@ export const make = ({
   const hides: Journal["hides"] = (state, key, entry) => {
     if (bypassAll || bypass.has(state.keyspace.name)) return true
     if (keys.has(key)) return true
-    if (prefixes.size !== 0 && prefixes.has(`${state.keyspace.name}:`)) return true
+    if (prefixes.size !== 0 && prefixes.has(`${state.namespace}:`)) return true
+    if (patterns.length !== 0) {
+      for (const p of patterns) {
+        if (key.startsWith(p.prefix) && Glob.covers(p.matcher, key.slice(p.prefix.length))) return true
+      }
+    }
     if (tags.size !== 0) for (const tag of entry.tags) if (tags.has(tag)) return true
     return false
   }

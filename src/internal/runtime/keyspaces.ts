@@ -5,7 +5,7 @@
  * @internal
  */
 import { Metric } from "effect"
-import type { CacheKeyError } from "../../CacheError.ts"
+import { CacheKeyError } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import type { EntryCodec } from "../store.ts"
 import { Counters, type Metrics, registerKeyspace } from "./stats.ts"
@@ -18,9 +18,28 @@ export interface KeyspaceState {
   readonly loadDuration: Metric.Histogram<number>
   /** Mean loader run time in ms (moving average); -1 before the first load. */
   meanLoadMillis: number
+  /** The first segment of the keyspace's store keys (`user`, `user@2`). */
+  readonly namespace: string
+  /**
+   * The namespaces of the keyspace's earlier versions (at most the last
+   * 8), probed on a miss to count `versionMisses`; `undefined` at version 1.
+   */
+  readonly olderNamespaces: ReadonlyArray<string> | undefined
 }
 
+/** The first segment of a keyspace's store keys (hand-built keyspaces: the name). */
+export const namespaceOf = (keyspace: Keyspace<any, any, any>): string => keyspace.namespace ?? keyspace.name
+
+/** Earlier versions probed on a miss. */
+const OLDER_VERSIONS_PROBED = 8
+
 type WarnUnsafe = (what: string, message: string, annotations?: Record<string, unknown>) => void
+
+const describe = (keyspace: Keyspace<any, any, any>): string => {
+  if (keyspace.fingerprint === undefined) return "a hand-built keyspace"
+  const [namespace, key, ttl] = JSON.parse(keyspace.fingerprint) as [string, string, number]
+  return `${namespace} with key ${JSON.stringify(key.length > 60 ? `${key.slice(0, 57)}...` : key)}, ttl ${ttl} ms`
+}
 
 export interface Keyspaces {
   /** Per-keyspace state, created on first use. */
@@ -35,14 +54,18 @@ const loadBoundaries = Metric.exponentialBoundaries({ start: 0.0005, factor: 2, 
 export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
   const states = new Map<string, KeyspaceState>()
 
-  const register = (keyspace: Keyspace<any, any, any>, existing: KeyspaceState | undefined): KeyspaceState => {
-    if (existing !== undefined) {
-      // Two keyspace objects with one name would share keys: refuse.
-      throw new Error(
-        `cachet: two different keyspaces are named ${JSON.stringify(keyspace.name)}; keyspace names must be unique`
-      )
-    }
+  // Keyspaces that share a name with a different registered one: they
+  // bypass the cache (every key is a CacheKeyError), counted and logged.
+  const conflicts = new WeakMap<Keyspace<any, any, any>, KeyspaceState>()
+
+  const register = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
     const counters = new Counters()
+    const namespace = namespaceOf(keyspace)
+    const version = keyspace.version ?? 1
+    const olderNamespaces: Array<string> = []
+    for (let v = Math.max(1, version - OLDER_VERSIONS_PROBED); v < version; v++) {
+      olderNamespaces.push(v === 1 ? keyspace.name : `${keyspace.name}@${v}`)
+    }
     const state: KeyspaceState = {
       keyspace,
       counters,
@@ -65,17 +88,59 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
         { keyspace: keyspace.name },
         loadBoundaries
       ),
-      meanLoadMillis: -1
+      meanLoadMillis: -1,
+      namespace,
+      olderNamespaces: olderNamespaces.length === 0 ? undefined : olderNamespaces
     }
     registerKeyspace(metrics, keyspace.name, counters)
     states.set(keyspace.name, state)
     return state
   }
 
+  /**
+   * A second keyspace object with a registered name. The same definition
+   * (equal fingerprints and the same value Schema object: one factory
+   * called twice) shares the state; a
+   * different one would share keys with another Schema or timeline: it is
+   * reported now (an error log, naming both) and bypasses the cache, each
+   * key a counted `CacheKeyError`, rather than a defect on first use.
+   */
+  const conflict = (keyspace: Keyspace<any, any, any>, existing: KeyspaceState): KeyspaceState => {
+    const known = conflicts.get(keyspace)
+    if (known !== undefined) return known
+    const first = existing.keyspace
+    const same =
+      keyspace.fingerprint !== undefined &&
+      keyspace.fingerprint === first.fingerprint &&
+      keyspace.value === first.value &&
+      keyspace.negative?.error === first.negative?.error
+    if (same) {
+      conflicts.set(keyspace, existing)
+      return existing
+    }
+    const message = `two different keyspaces are named ${JSON.stringify(keyspace.name)} (${describe(
+      existing.keyspace
+    )} and ${describe(keyspace)}); the second bypasses the cache: keyspace names must be unique, or bump "version"`
+    const refused: Keyspace<any, any, any> = {
+      ...keyspace,
+      keyUnsafe: () => {
+        throw new CacheKeyError({ keyspace: keyspace.name, message })
+      }
+    }
+    const state: KeyspaceState = { ...existing, keyspace: refused }
+    conflicts.set(keyspace, state)
+    existing.counters.duplicateKeyspaces++
+    // Its own kind of warning per conflict: never rate-limited away.
+    warnUnsafe(`duplicate:${keyspace.name}:${existing.counters.duplicateKeyspaces}`, `cachet: ${message}`, {
+      keyspace: keyspace.name
+    })
+    return state
+  }
+
   const stateOf = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
     const existing = states.get(keyspace.name)
     if (existing !== undefined && existing.keyspace === keyspace) return existing
-    return register(keyspace, existing)
+    return existing === undefined ? register(keyspace) : conflict(keyspace, existing)
   }
 
   const keyOf = (state: KeyspaceState, params: unknown): string | undefined => {

@@ -20,6 +20,7 @@ import * as Pending from "./pending.ts"
 import type { RuntimeOptions, RuntimeService } from "./service.ts"
 import { type CacheStats, Counters, type KeyspaceStats, makeMetrics, registerStore, statsOf } from "./stats.ts"
 import * as Tags from "./tags.ts"
+import * as Versions from "./versions.ts"
 import * as WriteBehind from "./writeBehind.ts"
 
 /** Builds the runtime in the current scope, on the `CacheStore` in context. */
@@ -81,7 +82,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       isClosed,
       hasPending: () => !pending.isEmpty(),
       pendingWrite: pending.lookup,
-      storeTime: store.time
+      storeTime: store.time,
+      probeVersions: Versions.make(store, background).probe
     })
 
     const storeInfo = yield* store.info
@@ -148,6 +150,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       journalDepth: journal.depth,
       tagRetention,
       invalidateFlights: flights.invalidate,
+      invalidateFlightsWhere: flights.invalidateWhere,
       isClosed,
       stats,
       salt,

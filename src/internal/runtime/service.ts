@@ -128,6 +128,8 @@ export interface RuntimeService {
    * result: the load of `key` when `exact`, else of every key starting with it.
    */
   readonly invalidateFlights: Flights["invalidate"]
+  /** Marks in-flight loads under a prefix whose key part is covered (pattern invalidation). */
+  readonly invalidateFlightsWhere: Flights["invalidateWhere"]
   /** Whether the layer is closing or has closed. */
   readonly isClosed: () => boolean
   /** A snapshot of the counters. */

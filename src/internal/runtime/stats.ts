@@ -34,6 +34,10 @@ export class Counters {
   writeBehindRetries = 0
   writeBehindCoalesced = 0
   writeBehindDeadLetters = 0
+  /** Misses of a versioned keyspace where an earlier version still held the key. */
+  versionMisses = 0
+  /** Different keyspaces seen with this keyspace's name (each bypasses the cache). */
+  duplicateKeyspaces = 0
   readonly storeErrorsByOp: Record<StoreOp, number> = { get: 0, set: 0, delete: 0, tags: 0 }
 }
 
@@ -84,6 +88,17 @@ export interface KeyspaceStats {
   readonly writeBehindCoalesced: number
   /** Write-behind operations given up (retries exhausted, or still queued at shutdown). */
   readonly writeBehindDeadLetters: number
+  /**
+   * Misses of a keyspace at `version` 2 or more where an earlier version's
+   * entry of the same key was still stored (a deploy that changed the
+   * Schema): a subset of `misses`.
+   */
+  readonly versionMisses: number
+  /**
+   * Keyspace objects with this name but another definition that a runtime
+   * met: each bypasses the cache (its keys are `keyErrors`).
+   */
+  readonly duplicateKeyspaces: number
   /** (hits + staleHits) / (hits + staleHits + misses); 0 before any request. */
   readonly hitRate: number
 }
@@ -127,6 +142,8 @@ export const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     writeBehindRetries: sum((c) => c.writeBehindRetries),
     writeBehindCoalesced: sum((c) => c.writeBehindCoalesced),
     writeBehindDeadLetters: sum((c) => c.writeBehindDeadLetters),
+    versionMisses: sum((c) => c.versionMisses),
+    duplicateKeyspaces: sum((c) => c.duplicateKeyspaces),
     hitRate: requests === 0 ? 0 : (hits + staleHits) / requests
   }
 }
@@ -274,6 +291,12 @@ export const registerKeyspace = (metrics: Metrics, name: string, counters: Count
     "Invalidations that found the journal full",
     attrs,
     () => counters.journalOverflows
+  )
+  metrics.counter(
+    "version_misses_total",
+    "Misses where an earlier version of the keyspace still held the key",
+    attrs,
+    () => counters.versionMisses
   )
   metrics.counter(
     "fenced_writes_total",

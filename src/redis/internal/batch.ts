@@ -122,7 +122,7 @@ export const make = (
         return waiter
       })
       if (keys.length === 0) return resume(Exit.succeed(out))
-      waiters.forEach((w, i) => enqueue(nodes[i]!, w))
+      for (let i = 0; i < waiters.length; i++) enqueue(nodes[i]!, waiters[i]!)
       return Effect.sync(() => {
         for (const w of waiters) w.done = true
       })

@@ -8,6 +8,7 @@
  * {"v":1,"i":"...","s":n,"t":"del","k":["<key>",...]}
  * {"v":1,"i":"...","s":n,"t":"tag","g":[["<tag>",<time>,<retainMillis>],...]}
  * {"v":1,"i":"...","s":n,"t":"pfx","p":"<key prefix>"}
+ * {"v":1,"i":"...","s":n,"t":"pat","p":"<key prefix>","m":"<glob over the key after it>"}
  * {"v":1,"i":"...","s":n,"t":"clr"}
  * ```
  *
@@ -37,6 +38,7 @@ export type Message =
       readonly tags: ReadonlyArray<{ readonly tag: string; readonly time: number; readonly retainMillis: number }>
     }
   | { readonly _tag: "DeletePrefix"; readonly prefix: string }
+  | { readonly _tag: "DeletePattern"; readonly prefix: string; readonly pattern: string }
   | { readonly _tag: "Clear" }
 
 /** Why a listener must drop everything it learnt from the bus. */
@@ -131,6 +133,7 @@ const Wire = Schema.Union([
     g: Schema.Array(Schema.Tuple([Schema.String, Schema.Finite, Schema.Finite]))
   }),
   Schema.Struct({ ...Header, t: Schema.Literal("pfx"), p: Schema.String }),
+  Schema.Struct({ ...Header, t: Schema.Literal("pat"), p: Schema.String, m: Schema.String }),
   Schema.Struct({ ...Header, t: Schema.Literal("clr") })
 ])
 const decodeWire = Schema.decodeUnknownResult(Schema.fromJsonString(Wire))
@@ -154,6 +157,8 @@ export const encode = (message: Message, instance: string, seq: number): string 
       return JSON.stringify({ ...head, t: "tag", g: message.tags.map((t) => [t.tag, t.time, t.retainMillis]) })
     case "DeletePrefix":
       return JSON.stringify({ ...head, t: "pfx", p: message.prefix })
+    case "DeletePattern":
+      return JSON.stringify({ ...head, t: "pat", p: message.prefix, m: message.pattern })
     case "Clear":
       return JSON.stringify({ ...head, t: "clr" })
   }
@@ -173,7 +178,9 @@ export const decode = (raw: string): Envelope | undefined => {
           ? { _tag: "Tags", tags: w.g.map(([tag, time, retainMillis]) => ({ tag, time, retainMillis })) }
           : w.t === "pfx"
             ? { _tag: "DeletePrefix", prefix: w.p }
-            : { _tag: "Clear" }
+            : w.t === "pat"
+              ? { _tag: "DeletePattern", prefix: w.p, pattern: w.m }
+              : { _tag: "Clear" }
   return { instance: w.i, seq: w.s, message }
 }
 

@@ -60,10 +60,14 @@ const GUARD_KEYS = 1024
 export interface L1 {
   /** An entry that has not expired (and marks it recently used). */
   readonly get: (key: string, now: number) => StoredEntry | undefined
+  /** Whether an unexpired entry is held, without marking it used. */
+  readonly peek: (key: string, now: number) => boolean
   /** Keeps an entry until the earlier of its `staleUntil` and `now + maxTtl`. */
   readonly set: (key: string, entry: StoredEntry, now: number) => void
   readonly delete: (key: string) => void
   readonly deletePrefix: (prefix: string) => void
+  /** Drops the entries under `prefix` whose key part after it `matches` (escaped, as stored). */
+  readonly deleteMatching: (prefix: string, matches: (keyPart: string) => boolean) => void
   /** Drops every entry and every cached tag record. */
   readonly clear: () => void
   /**
@@ -152,6 +156,15 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     lru.removePrefix(prefix)
   }
 
+  const peek = (key: string, now: number): boolean => {
+    const slot = map.get(key)
+    return slot !== undefined && slot.expiresAt > now
+  }
+
+  const deleteMatching = (prefix: string, matches: (keyPart: string) => boolean): void => {
+    for (const [key, slot] of map) if (key.startsWith(prefix) && matches(key.slice(prefix.length))) lru.remove(slot)
+  }
+
   const clear = (): void => {
     lru.clear()
     tags.clear()
@@ -217,6 +230,8 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     set,
     delete: deleteKey,
     deletePrefix,
+    deleteMatching,
+    peek,
     clear,
     tagTime,
     tagFetched,

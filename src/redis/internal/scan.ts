@@ -7,53 +7,59 @@
 import { Effect } from "effect"
 import type { Redis } from "ioredis"
 import type { CacheStoreError } from "../../CacheError.ts"
+import * as Glob from "../../internal/glob.ts"
 import { type Connection, nodeKeyOf } from "./connection.ts"
 import { STANDALONE, storeError } from "./io.ts"
 import type { Router } from "./routing.ts"
 
 /** Escapes Redis glob characters, so a MATCH pattern built on a key matches it literally. */
-export const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, "\\$&")
+export const globEscape: (s: string) => string = Glob.globEscape
 
-/** Deletes every key matching `pattern` (a glob-escaped prefix and `*`); returns how many existed. */
+/**
+ * Deletes every key matching `pattern` (a Redis glob) and, when given,
+ * `filter` (the exact test, on the full key); returns how many existed.
+ */
 export const make = (
   connection: Connection,
   router: Router,
   options: { readonly scanCount: number; readonly deleteBatchSize: number }
-): ((pattern: string) => Effect.Effect<number, CacheStoreError>) => {
+): ((
+  pattern: string,
+  filter?: ((key: string) => boolean) | undefined,
+  op?: string | undefined
+) => Effect.Effect<number, CacheStoreError>) => {
   const { cluster, standalone, exec, ready } = connection
   const { unlinkAll } = router
   const { scanCount, deleteBatchSize } = options
   /** The masters to scan, each with its node key; all slots must be served. */
-  const scanTargets: Effect.Effect<
-    ReadonlyArray<{ readonly node: string; readonly redis: Redis }>,
-    CacheStoreError
-  > = Effect.suspend(() => {
-    if (cluster === undefined) return Effect.succeed([{ node: STANDALONE, redis: standalone! }])
-    if (cluster.status !== "ready") {
-      return Effect.fail(
-        storeError("deletePrefix", "Unavailable", new Error(`cluster is ${cluster.status}, not ready`))
-      )
-    }
-    const masters = new Map(cluster.nodes("master").map((redis) => [nodeKeyOf(redis), redis] as const))
-    for (let slot = 0; slot < 16384; slot++) {
-      const owner = cluster.slots[slot]?.[0]
-      if (owner === undefined || !masters.has(owner)) {
-        return Effect.fail(
-          storeError(
-            "deletePrefix",
-            "Unavailable",
-            new Error(`slot ${slot} has no known master; cannot scan every key`)
-          )
-        )
+  const scanTargets = (
+    op: string
+  ): Effect.Effect<ReadonlyArray<{ readonly node: string; readonly redis: Redis }>, CacheStoreError> =>
+    Effect.suspend(() => {
+      if (cluster === undefined) return Effect.succeed([{ node: STANDALONE, redis: standalone! }])
+      if (cluster.status !== "ready") {
+        return Effect.fail(storeError(op, "Unavailable", new Error(`cluster is ${cluster.status}, not ready`)))
       }
-    }
-    return Effect.succeed([...masters].map(([node, redis]) => ({ node, redis })))
-  })
+      const masters = new Map(cluster.nodes("master").map((redis) => [nodeKeyOf(redis), redis] as const))
+      for (let slot = 0; slot < 16384; slot++) {
+        const owner = cluster.slots[slot]?.[0]
+        if (owner === undefined || !masters.has(owner)) {
+          return Effect.fail(
+            storeError(op, "Unavailable", new Error(`slot ${slot} has no known master; cannot scan every key`))
+          )
+        }
+      }
+      return Effect.succeed([...masters].map(([node, redis]) => ({ node, redis })))
+    })
 
-  const deletePrefix = (pattern: string): Effect.Effect<number, CacheStoreError> =>
+  const deletePrefix = (
+    pattern: string,
+    filter?: ((key: string) => boolean) | undefined,
+    op = "deletePrefix"
+  ): Effect.Effect<number, CacheStoreError> =>
     Effect.gen(function* () {
-      if (cluster !== undefined) yield* ready("deletePrefix")
-      const targets = yield* scanTargets
+      if (cluster !== undefined) yield* ready(op)
+      const targets = yield* scanTargets(op)
       const counts = yield* Effect.forEach(
         targets,
         ({ node, redis }) =>
@@ -63,17 +69,18 @@ export const make = (
             let found: Array<string> = []
             do {
               const [next, keys] = yield* exec(
-                "deletePrefix",
+                op,
                 node,
                 () => redis.scan(cursor, "MATCH", pattern, "COUNT", scanCount),
                 cluster === undefined
               )
               cursor = next
-              found.push(...keys)
+              if (filter === undefined) found.push(...keys)
+              else for (const key of keys) if (filter(key)) found.push(key)
               while (found.length >= deleteBatchSize || (cursor === "0" && found.length > 0)) {
                 const batch = found.slice(0, deleteBatchSize)
                 found = found.slice(deleteBatchSize)
-                deleted += yield* unlinkAll("deletePrefix", batch)
+                deleted += yield* unlinkAll(op, batch)
               }
             } while (cursor !== "0")
             return deleted

@@ -20,6 +20,7 @@
 import { Clock, Effect, type Scope } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
 import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../../CacheStore.ts"
+import * as Glob from "../../internal/glob.ts"
 import type { BusService, BusStats, Message } from "./bus.ts"
 import * as L1 from "./l1.ts"
 import type { LeaseStats } from "./lease.ts"
@@ -111,6 +112,16 @@ export const make = (
               l1.deletePrefix(message.prefix)
               l1.touchAll()
               return
+            case "DeletePattern": {
+              // A pattern this version cannot read (malformed, or from a
+              // newer syntax): drop the whole prefix rather than keep a copy
+              // the sender meant to invalidate.
+              const matcher = Glob.compile(message.pattern)
+              if (typeof matcher === "string") l1.deletePrefix(message.prefix)
+              else l1.deleteMatching(message.prefix, (part) => Glob.covers(matcher, part))
+              l1.touchAll()
+              return
+            }
             case "Clear":
               return reset()
           }
@@ -312,6 +323,46 @@ export const make = (
         { _tag: "DeletePrefix", prefix }
       )
 
+    // Like deletePrefix: L1, L2, L1 again, then the bus (other L1s drop
+    // their matching copies), whatever the L2 said. Without an L2 that
+    // matches patterns, the L2 clears the whole prefix.
+    const deletePattern: NonNullable<CacheStore["Service"]["deletePattern"]> = (prefix, pattern) =>
+      Effect.suspend(() => {
+        const matcher = Glob.compile(pattern)
+        const local =
+          typeof matcher === "string"
+            ? () => {
+                l1.deletePrefix(prefix)
+                l1.touchAll()
+              }
+            : () => {
+                l1.deleteMatching(prefix, (part) => Glob.covers(matcher, part))
+                l1.touchAll()
+              }
+        return deleting(
+          local,
+          l2.deletePattern === undefined ? l2.deletePrefix(prefix) : l2.deletePattern(prefix, pattern),
+          { _tag: "DeletePattern", prefix, pattern }
+        )
+      })
+
+    // Presence: an L1 copy, else the L2's answer; nothing is backfilled (the
+    // probe's keys are another version's, never read through this store).
+    const has: CacheStore["Service"]["has"] =
+      l2.has === undefined
+        ? undefined
+        : (keys) =>
+            Effect.suspend(() => {
+              const t = now()
+              const local = keys.map((key) => l1.peek(key, t))
+              const missing = keys.filter((_, i) => !local[i])
+              if (missing.length === 0) return Effect.succeed(local)
+              return Effect.map(l2.has!(missing), (remote) => {
+                let j = 0
+                return local.map((here) => here || remote[j++] === true)
+              })
+            })
+
     const getTagTimes: CacheStore["Service"]["getTagTimes"] = (tags) =>
       Effect.suspend(() => {
         const t = now()
@@ -399,6 +450,8 @@ export const make = (
       delete: del,
       deleteMany,
       deletePrefix,
+      deletePattern,
+      has,
       getTagTimes,
       setTagTime,
       ping: l2.ping,
