@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import {
   type CacheEncodeError,
   CacheKeyError,
@@ -73,6 +73,9 @@ export type Cachet = internal.Cachet
  * - `metricPrefix`: prefix of metric names. Default `"cachet"`.
  * - `writeBehind`: the write-behind queue (bounds, batching, retry schedule,
  *   shutdown deadline, `onDeadLetter`); see `Strategy.WriteBehindOptions`.
+ * - `tracing`: `"loads"` (default), `"all"` or `"off"`; see {@link TracingMode}.
+ * - `traceKeys`: spans carry the key as `cachet.key`. Default false.
+ * - `eventsCapacity`: events queued per {@link events} subscriber. Default 1024.
  *
  * @example
  * ```ts
@@ -199,10 +202,12 @@ const readEntry = <P, A, EN>(
       const where = entry === undefined || entry.negative ? GONE : rt.stateNow(entry)
       if (where === GONE || entry === undefined) {
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, key)
         return Option.none()
       }
       if (where === FRESH) state.counters.hits++
       else state.counters.staleHits++
+      rt.observe.emitKey(where === FRESH ? "Hit" : "Stale", state, key)
       return Option.some({
         value: entry.value as A,
         state: where === STALE ? "stale" : "fresh",
@@ -294,9 +299,11 @@ export const getMany = <P, A, EN>(
         const entry = key === undefined ? undefined : byKey.get(key)
         if (entry === undefined || entry.negative || rt.stateNow(entry) !== FRESH) {
           state.counters.misses++
+          if (key !== undefined) rt.observe.emitKey("Miss", state, key)
           return Option.none<A>()
         }
         state.counters.hits++
+        rt.observe.emitKey("Hit", state, key!)
         return Option.some(entry.value as A)
       })
     })
@@ -371,6 +378,13 @@ export const set = <P, A, EN, const O extends Strategy.Options = {}>(
     Cachet
   >
 
+/** An `Invalidate` event, when anybody listens (journalled or not: the invalidation applies here). */
+const emitInvalidate = (rt: internal.RuntimeService, keyspace: string | undefined, tag: string | undefined) => {
+  if (rt.observe.listening()) {
+    rt.observe.emit({ _tag: "Invalidate", keyspace, tag, at: rt.clock.currentTimeMillisUnsafe() })
+  }
+}
+
 const strictly = <O extends Strategy.Options>(
   options: O | undefined,
   error: CacheStoreError | undefined
@@ -436,6 +450,7 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
     rt
       .invalidateTag(tag)
       .pipe(
+        Effect.ensuring(Effect.sync(() => emitInvalidate(rt, undefined, tag))),
         Effect.catch((error) =>
           rt
             .storeFailed(undefined, "tags", error)
@@ -472,6 +487,7 @@ export const invalidateKeyspace = <P, A, EN, const O extends Strategy.Options = 
     const prefix = `${keyspace.name}:`
     rt.invalidateFlights(prefix, false)
     return rt.store.deletePrefix(prefix).pipe(
+      Effect.ensuring(Effect.sync(() => emitInvalidate(rt, keyspace.name, undefined))),
       Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
       Effect.catch((error) =>
         rt
@@ -608,3 +624,166 @@ export const cached = <P, A, EN, E, R>(
  * @category accessors
  */
 export const stats: Effect.Effect<CacheStats, never, Cachet> = Effect.flatMap(internal.service, (rt) => rt.stats)
+
+/**
+ * What the runtime spans through Effect's tracer (`Cachet.layer({ tracing })`).
+ *
+ * **Details**
+ *
+ * - `"loads"` (default): `cachet.load` (a loader run, with the write of its
+ *   result), `cachet.revalidate` (a background reload),
+ *   `cachet.writeBehind.flush` (one batch), and `cachet.store.<op>` for the
+ *   store calls of loads, writes and invalidations (`set`, `setMany`,
+ *   `delete`, `deleteMany`, `deletePrefix`, `setTagTime`). Hits and store
+ *   reads are not spanned: a memory hit costs what it costs without tracing.
+ * - `"all"`: also `cachet.get` around every read (hits included) and
+ *   `cachet.store.get`/`getMany` around every store read. Costs a span per
+ *   hit (several times a memory hit's cost).
+ * - `"off"`: no spans.
+ *
+ * Attributes: `cachet.keyspace`; `cachet.result` on loads (`"miss"`,
+ * `"stale"` or `"fenced"`: the store refused the write because the key was
+ * written or invalidated since the load started) and on reads (`"hit"`,
+ * `"miss"`, `"stale"`); `cachet.key` only with `traceKeys: true` (keys may
+ * hold user data). A load runs in a fiber of the layer, with the caller's
+ * span as its parent.
+ *
+ * **Gotchas**
+ *
+ * Spans go to the `Tracer` in context: effect's default one records nothing.
+ * Provide an exporter (effect/observability's `Otlp.layerJson`) to see them.
+ *
+ * @example
+ * ```ts
+ * import { Cachet } from "cachet"
+ * const mode: Cachet.TracingMode = "loads"
+ * const CacheLive = Cachet.layerMemory({ tracing: mode })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type TracingMode = internal.TracingMode
+
+/**
+ * One event of {@link events}: a read's result (`Hit`, `Miss`, `Stale`), a
+ * loader run (`Load`, with its time and outcome, `background` for a
+ * revalidation), an entry written or deleted (`Set`, `Delete`), a tag or
+ * keyspace invalidated (`Invalidate`), a TieredStore bus reset that dropped
+ * the L1 (`BusReset`), a write-behind operation given up (`DeadLetter`).
+ * `at` is the runtime's clock (ms).
+ *
+ * **Gotchas**
+ *
+ * Events carry keys (they stay in the process); spans carry them only when
+ * asked. `Miss` and `Stale` say what the read found: a stale entry that a
+ * cache-aside read then reloads is a `Stale` followed by a `Load`.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const describe = (e: Cachet.CacheEvent) =>
+ *   e._tag === "Load" ? `${e.keyspace} loaded in ${e.millis} ms` : e._tag
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CacheEvent = internal.CacheEvent
+
+/**
+ * The cache's events as a `Stream`: every subscriber (each run of the
+ * stream) gets its own bounded queue (`eventsCapacity`, default 1024).
+ *
+ * **Details**
+ *
+ * An event that finds a subscriber's queue full is dropped for that
+ * subscriber and counted (`Cachet.health`'s `events.dropped`): a reader
+ * that stops reading never slows the cache down or grows its memory.
+ * Without a subscriber no event is built: a hit then pays one number check.
+ *
+ * **Gotchas**
+ *
+ * The subscription starts when the stream runs: events before that are not
+ * seen. Fork the reader, then wait for `health`'s `events.subscribers`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Cachet } from "cachet"
+ *
+ * const logEvents = Cachet.events.pipe(
+ *   Stream.filter((e) => e._tag === "DeadLetter" || e._tag === "BusReset"),
+ *   Stream.runForEach((e) => Effect.logWarning(`cache: ${e._tag}`))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const events: Stream.Stream<CacheEvent, never, Cachet> = Stream.unwrap(
+  Effect.flatMap(internal.service, (rt) => Effect.map(rt.observe.subscribe, Stream.fromQueue))
+)
+
+/**
+ * A health report of the cache (see {@link health}).
+ *
+ * - `status`: `"down"` when the store did not answer its ping,
+ *   `"degraded"` when it answers but a breaker is not closed, the bus is
+ *   not subscribed, invalidations wait in the journal or a keyspace
+ *   bypasses the cache, else `"ok"`.
+ * - `store`: its name, whether the ping succeeded, how long it took (ms,
+ *   the runtime's clock) and its error.
+ * - `breakers`: one per breaker of the store (`node`, `state`); empty for a
+ *   store without breakers.
+ * - `bus`: TieredStore's bus (subscribed, subscriptions, gaps, and the last
+ *   reset of the L1 with its time and reason), else `undefined`.
+ * - `journalDepth`, `writeBehindQueued`, `events` (subscribers, dropped),
+ *   and per keyspace its write-behind depth and whether it is bypassed.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const httpStatus = (h: Cachet.Health) => (h.status === "down" ? 503 : 200)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Health = internal.Health
+
+/**
+ * The state of one keyspace in a {@link Health} report.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const bypassed = (h: Cachet.Health) => Object.entries(h.keyspaces).filter(([, k]: [string, Cachet.KeyspaceHealth]) => k.bypassed)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type KeyspaceHealth = internal.KeyspaceHealth
+
+/**
+ * Checks the cache now: pings the store (timed), reads its breakers and
+ * bus, the journal's depth and the write-behind queue. Never fails: a store
+ * that does not answer is `status: "down"`. The ping is bounded by the
+ * store's command timeout.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cachet } from "cachet"
+ *
+ * const program = Effect.gen(function*() {
+ *   const health = yield* Cachet.health
+ *   return `${health.status}: ${health.store.name} in ${health.store.latencyMillis} ms`
+ * }).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const health: Effect.Effect<Health, never, Cachet> = Effect.flatMap(internal.service, (rt) => rt.health)

@@ -71,6 +71,34 @@ export interface MemoryOptions {
   readonly seed?: number | undefined
 }
 
+/** The state of one circuit breaker (see `CacheStore.BreakerHealth`). */
+export interface BreakerHealth {
+  /** The node it guards (`"redis"` for a store with one breaker; `host:port` per node of a Cluster). */
+  readonly node: string
+  readonly state: "closed" | "open" | "half-open"
+}
+
+/** The state of an invalidation bus (see `CacheStore.BusHealth`). */
+export interface BusHealth {
+  /** Whether the subscription is confirmed now. */
+  readonly subscribed: boolean
+  /** Times the subscription was (re)confirmed. */
+  readonly subscriptions: number
+  /** Gaps seen in a peer's sequence (messages lost). */
+  readonly gaps: number
+  /** The last time (the runtime's clock, ms) the L1 was dropped after a gap or a resubscription. */
+  readonly lastReset: { readonly at: number; readonly reason: "subscribed" | "gap" } | undefined
+}
+
+/** What a store can tell about itself beyond `ping` (see `CacheStore.StoreHealth`). */
+export interface StoreHealth {
+  readonly breakers: ReadonlyArray<BreakerHealth>
+  readonly bus?: BusHealth | undefined
+}
+
+/** Something a store saw that the runtime reports as a cache event (see `Cachet.CacheEvent`). */
+export type StoreEvent = { readonly _tag: "BusReset"; readonly reason: "subscribed" | "gap" }
+
 /** The store service (see `CacheStore.CacheStore`). */
 export interface StoreService {
   /** A short name for logs and errors (`"memory"`, `"redis"`). */
@@ -149,4 +177,16 @@ export interface StoreService {
   readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
   /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
   readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
+  /**
+   * Breaker and bus state, for `Cachet.health`. Optional: a store without
+   * breakers or a bus leaves it out. A Cluster store reports one breaker
+   * per node once its breakers are per node.
+   */
+  readonly health?: Effect.Effect<StoreHealth> | undefined
+  /**
+   * Registers a listener for the store's own events (a bus reset); returns
+   * its removal. Called synchronously; the listener must not throw.
+   * Optional: stores without such events leave it out.
+   */
+  readonly subscribe?: ((listener: (event: StoreEvent) => void) => () => void) | undefined
 }

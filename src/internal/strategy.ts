@@ -73,26 +73,66 @@ export const readThrough = (
       const entry = rt.readSync(state, key, now)
       if (entry !== undefined && now < entry.freshUntil) {
         state.counters.hits++
+        // Events or traced reads: off by default, and then one number read.
+        if (rt.observe.active !== 0) return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer
         }
         return serve(entry)
       }
+      if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
       return onEntry(rt, state, key, params, loader, entry, strict)
     }
     return Effect.flatMap(rt.read(state, key, strict), (entry) => {
       if (entry !== undefined && rt.stateNow(entry) === FRESH) {
         state.counters.hits++
+        if (rt.observe.active !== 0) return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer
         }
         return serve(entry)
       }
+      if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
       return onEntry(rt, state, key, params, loader, entry, strict)
     })
   })
+
+/** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
+const fresh = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  entry: StoredEntry,
+  onFresh: OnFresh | undefined
+): Effect.Effect<unknown, unknown, unknown> =>
+  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, entry)) ?? serve(entry)
+
+/**
+ * A read that was not a fresh hit, when it is observed: its event ("stale"
+ * when the entry is past freshness but inside its stale window, else
+ * "miss"; what the strategy then does with it is its own) and, with
+ * tracing "all", its `cachet.get` span.
+ */
+const observed = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  entry: StoredEntry | undefined,
+  strict: boolean,
+  onEntry: OnEntry
+): Effect.Effect<unknown, unknown, unknown> =>
+  rt.observe.read(
+    entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE ? "stale" : "miss",
+    state,
+    key,
+    onEntry(rt, state, key, params, loader, entry, strict)
+  )
 
 /**
  * Loads through single-flight and answers from the load: the value on
@@ -100,7 +140,7 @@ export const readThrough = (
  * (stale-if-error), else the loader's failure.
  */
 export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, strict) =>
-  Effect.flatMap(rt.load(state, key, params, loader), ({ exit, storeError }) => {
+  Effect.flatMap(rt.load(state, key, params, loader, entry !== undefined), ({ exit, storeError }) => {
     if (Exit.isSuccess(exit)) {
       state.counters.misses++
       return strict && storeError !== undefined ? Effect.fail(storeError) : exit

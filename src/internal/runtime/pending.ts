@@ -9,6 +9,7 @@ import type { CacheStoreError } from "../../CacheError.ts"
 import type { Background } from "./background.ts"
 import type { PendingWrite } from "./flights.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
+import type { Observe } from "./observe.ts"
 import * as WriteBehind from "./writeBehind.ts"
 
 export interface Pending {
@@ -33,9 +34,11 @@ export interface Deps {
   readonly background: Background
   /** Drops the cache's copy of `key` (flights and store): the source will never have it. */
   readonly drop: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+  /** Dead-letter events and the flush span. */
+  readonly observe: Observe
 }
 
-export const make = ({ options, clock, background, drop }: Deps): Pending => {
+export const make = ({ options, clock, background, drop, observe }: Deps): Pending => {
   const lookups: Array<(key: string) => PendingWrite | undefined> = []
 
   const lookup = (key: string): PendingWrite | undefined => {
@@ -59,6 +62,16 @@ export const make = ({ options, clock, background, drop }: Deps): Pending => {
   const reportDeadLetter: Pending["reportDeadLetter"] = (state, letter, callback) =>
     Effect.gen(function* () {
       state.counters.writeBehindDeadLetters++
+      if (observe.listening()) {
+        observe.emit({
+          _tag: "DeadLetter",
+          keyspace: letter.keyspace,
+          key: letter.key,
+          op: letter.op,
+          reason: letter.reason,
+          at: clock.currentTimeMillisUnsafe()
+        })
+      }
       yield* Effect.logError(
         `cachet: write-behind gave up on ${letter.op} ${letter.key} after ${letter.attempts} attempt(s) (${letter.reason})`
       ).pipe(
@@ -84,6 +97,7 @@ export const make = ({ options, clock, background, drop }: Deps): Pending => {
     written: (p) => {
       p.state.counters.writeBehindWrites++
     },
+    flushSpan: observe.flushSpan,
     deadLetter: (p, cause, reason) =>
       reportDeadLetter(
         p.state,
