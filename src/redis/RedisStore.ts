@@ -13,6 +13,11 @@
  *   (`o` the server time that orders it against invalidations, written by
  *   the Lua script; `n` only on negative entries; `d` is the value encoded
  *   by the keyspace codec), with a Redis TTL of `staleUntil - now` (PX);
+ * - compressed entry (with `compress`, values whose JSON is at least
+ *   `minBytes`): the same header without `d`, plus `"z":"br"|"gz"|"zs"`,
+ *   then a newline byte and the compressed JSON of `d`. Readers read both
+ *   forms whatever their own `compress` option, so turning it on or off
+ *   needs no flush;
  * - tombstone (an invalidated key): `{"o":time,"v":1,"x":1}` under the
  *   entry's key for `tombstoneRetention`; it reads as absent;
  * - tag invalidation time: key `P:~tag:<tag>` (the tag as given, already
@@ -81,6 +86,7 @@ import { positiveInt as positiveIntOption } from "../internal/numbers.ts"
 import * as IoRedis from "./IoRedis.ts"
 import * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
+import * as Compression from "./internal/compression.ts"
 import * as Connection from "./internal/connection.ts"
 import * as envelope from "./internal/envelope.ts"
 import * as ioInternal from "./internal/io.ts"
@@ -111,6 +117,52 @@ export interface BreakerOptions {
 }
 
 /**
+ * Compression of large values (`RedisStore.layer({ compress })`), with
+ * node's zlib.
+ *
+ * - `codec`: `"brotli"` (default, quality 4), `"gzip"` (level 6) or
+ *   `"zstd"` (level 3; Node 22.15 / 23.8 and later: elsewhere the option
+ *   throws at construction).
+ * - `minBytes`: values whose JSON is at least this many bytes are
+ *   compressed. Default 1024.
+ * - `level`: the codec's level (brotli 0-11, gzip 1-9, zstd 1-19).
+ *
+ * **Details**
+ *
+ * Compression runs in the call that writes, decompression in the read that
+ * decodes (synchronously, like JSON parsing). `maxEntryBytes` bounds the
+ * JSON before compression, and bounds decompression too: bytes that would
+ * inflate past it read as a corrupt entry. Corrupt compressed bytes are a
+ * counted miss (`decodeErrors`), deleted like any unreadable entry.
+ *
+ * **Gotchas**
+ *
+ * The trade is CPU for bytes: on a 1 KB value compression costs more than
+ * it saves on loopback; it pays on large values and slow links (see the
+ * bench's Redis compression rows). Entries stay readable both ways, so
+ * enabling, disabling or changing the codec needs no flush, but a reader on
+ * a Node without zstd reads zstd entries as misses.
+ *
+ * @example
+ * ```ts
+ * import { RedisStore } from "cachet/redis"
+ * const layer = RedisStore.layer({
+ *   url: "redis://localhost:6379",
+ *   prefix: "myapp",
+ *   compress: { minBytes: 1024, codec: "brotli" }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CompressOptions {
+  readonly codec?: "brotli" | "gzip" | "zstd" | undefined
+  readonly minBytes?: number | undefined
+  readonly level?: number | undefined
+}
+
+/**
  * Options of the store.
  *
  * - `prefix`: namespace of every key of this store (required, not empty;
@@ -125,6 +177,8 @@ export interface BreakerOptions {
  *   (and a cleared keyspace its record), which refuses the write of a load
  *   that started before the invalidation. Default 2 minutes: raise it when
  *   loaders can run longer.
+ * - `compress`: compress large values (see {@link CompressOptions}). Off by
+ *   default.
  *
  * @example
  * ```ts
@@ -143,6 +197,7 @@ export interface Options {
   readonly deleteBatchSize?: number | undefined
   readonly breaker?: BreakerOptions | false | undefined
   readonly tombstoneRetention?: Duration.Input | undefined
+  readonly compress?: CompressOptions | undefined
 }
 
 /**
@@ -179,6 +234,7 @@ interface Resolved {
   readonly deleteBatchSize: number
   readonly breaker: { readonly failures: number; readonly openFor: number } | undefined
   readonly tombstoneRetention: number
+  readonly compress: Compression.Resolved | undefined
 }
 
 const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
@@ -210,7 +266,8 @@ const resolve = (options: Options): Resolved => {
       "tombstoneRetention",
       options.tombstoneRetention,
       2 * 60 * 1000
-    )
+    ),
+    compress: Compression.resolve(options.compress)
   }
 }
 
@@ -229,7 +286,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const io = yield* IoRedis.IoRedis
     const clock = yield* Clock.Clock
     const timeout = resolved.commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
-    const { namespace, maxEntryBytes } = resolved
+    const { namespace, maxEntryBytes, compress } = resolved
     const connection = yield* Connection.make(io, timeout)
     const { client, cluster, standalone, exec, ready } = connection
     const guard = yield* Breaker.make(resolved.breaker)
@@ -271,7 +328,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       raws: ReadonlyArray<Buffer | null>,
       codec: EntryCodec
     ): Effect.Effect<Array<StoredEntry | undefined>> =>
-      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
+      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt, maxEntryBytes)
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
@@ -299,7 +356,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
 
     // -- writing -------------------------------------------------------------
 
-    type Write = readonly [key: string, json: string, ttl: number]
+    type Write = readonly [key: string, json: string | Buffer, ttl: number]
 
     const prepare = (
       key: string,
@@ -307,7 +364,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       codec: EntryCodec,
       now: number
     ): Result.Result<Write, CacheEncodeError | CacheValueTooLarge> => {
-      const json = envelope.encode(key, entry, codec, maxEntryBytes)
+      const json = envelope.encode(key, entry, codec, maxEntryBytes, compress)
       if (Result.isFailure(json)) return Result.fail(json.failure)
       return Result.succeed([fullKey(key), json.success, Math.ceil(entry.staleUntil - now)])
     }
@@ -559,7 +616,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       ping,
       info: Effect.succeed(undefined),
       setOrdered,
-      time
+      time,
+      health: Effect.map(guard.health, (breakers) => ({ breakers }))
     })
   })
 

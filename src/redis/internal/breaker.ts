@@ -7,6 +7,7 @@
 import { Cause, Duration, Effect, Exit, Option, type Scope, Stream } from "effect"
 import { CircuitBreaker } from "effect/persistence"
 import type { CacheStoreError } from "../../CacheError.ts"
+import type { BreakerHealth } from "../../internal/store.ts"
 import { storeError } from "./connection.ts"
 
 const BREAKER_KEY = "redis"
@@ -14,10 +15,16 @@ const BREAKER_KEY = "redis"
 /** Runs a call through the breaker (or as is, with the breaker off). */
 export type Guard = <A>(op: string, effect: Effect.Effect<A, CacheStoreError>) => Effect.Effect<A, CacheStoreError>
 
+/** A guard that can also report its breakers' states (`Cachet.health`); none with the breaker off. */
+export type GuardWithHealth = Guard & { readonly health: Effect.Effect<ReadonlyArray<BreakerHealth>> }
+
+const healthOf = (state: CircuitBreaker.State["_tag"]): BreakerHealth["state"] =>
+  state === "Closed" ? "closed" : state === "Open" ? "open" : "half-open"
+
 /** The breaker of one store, living in the current scope; `undefined` settings turn it off. */
 export const make = (
   settings: { readonly failures: number; readonly openFor: number } | undefined
-): Effect.Effect<Guard, never, Scope.Scope> =>
+): Effect.Effect<GuardWithHealth, never, Scope.Scope> =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const breaker =
@@ -94,5 +101,15 @@ export const make = (
       )
     }
 
-    return guard
+    // One breaker today, named for the store; per-node breakers report one entry per node.
+    const health: Effect.Effect<ReadonlyArray<BreakerHealth>> =
+      breaker === undefined
+        ? Effect.succeed([])
+        : breaker.state(BREAKER_KEY).pipe(
+            Effect.map((state) => [{ node: BREAKER_KEY, state: healthOf(state._tag) }]),
+            // The breaker's own store is in memory; should it fail, say open.
+            Effect.orElseSucceed(() => [{ node: BREAKER_KEY, state: "open" as const }])
+          )
+
+    return Object.assign(guard, { health })
   })
