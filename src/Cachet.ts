@@ -447,19 +447,17 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   options?: O
 ): Effect.Effect<void, Strategy.StrictError<O>, Cachet> =>
   Effect.flatMap(internal.service, (rt) =>
-    rt
-      .invalidateTag(tag)
-      .pipe(
-        Effect.ensuring(Effect.sync(() => emitInvalidate(rt, undefined, tag))),
-        Effect.catch((error) =>
-          rt
-            .storeFailed(undefined, "tags", error)
-            .pipe(
-              Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
-              Effect.andThen(strictly(options, error))
-            )
-        )
+    rt.invalidateTag(tag).pipe(
+      Effect.ensuring(Effect.sync(() => emitInvalidate(rt, undefined, tag))),
+      Effect.catch((error) =>
+        rt
+          .storeFailed(undefined, "tags", error)
+          .pipe(
+            Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
+            Effect.andThen(strictly(options, error))
+          )
       )
+    )
   )
 
 /**

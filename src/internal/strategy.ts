@@ -74,7 +74,8 @@ export const readThrough = (
       if (entry !== undefined && now < entry.freshUntil) {
         state.counters.hits++
         // Events or traced reads: off by default, and then one number read.
-        if (rt.observe.active !== 0) return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
+        if (rt.observe.active !== 0)
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer
@@ -87,7 +88,8 @@ export const readThrough = (
     return Effect.flatMap(rt.read(state, key, strict), (entry) => {
       if (entry !== undefined && rt.stateNow(entry) === FRESH) {
         state.counters.hits++
-        if (rt.observe.active !== 0) return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
+        if (rt.observe.active !== 0)
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer

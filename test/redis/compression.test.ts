@@ -10,8 +10,8 @@ import * as zlib from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"
 import { type Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import fc from "fast-check"
-import * as Cachet from "../../src/Cachet.ts"
 import { CacheStore, type EntryCodec } from "../../src/CacheStore.ts"
+import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as IoRedis from "../../src/redis/IoRedis.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
@@ -217,8 +217,12 @@ describe.skipIf(!requireRedis())("RedisStore compress", () => {
   )
 
   it("invalid compress options fail at the call, naming the option", () => {
-    const make = (compress: RedisStore.CompressOptions) => () => RedisStore.layer({ url: "redis://x", prefix: "p", compress })
-    assert.throws(make({ codec: "lz4" as never }), /option "compress.codec" must be "brotli", "gzip" or "zstd", got lz4/)
+    const make = (compress: RedisStore.CompressOptions) => () =>
+      RedisStore.layer({ url: "redis://x", prefix: "p", compress })
+    assert.throws(
+      make({ codec: "lz4" as never }),
+      /option "compress.codec" must be "brotli", "gzip" or "zstd", got lz4/
+    )
     assert.throws(make({ minBytes: -1 }), /option "compress.minBytes" must be a non-negative integer, got -1/)
     assert.throws(make({ codec: "gzip", level: 12 }), /option "compress.level" must be an integer from 1 to 9/)
     assert.throws(make({ codec: "brotli", level: 1.5 }), /option "compress.level" must be an integer from 0 to 11/)

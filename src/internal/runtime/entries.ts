@@ -101,7 +101,17 @@ export const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): bool
   }
 }
 
-export const make = ({ store, clock, floors, tags, journal, warn, globalCounters, isClosed, observe }: Deps): Entries => {
+export const make = ({
+  store,
+  clock,
+  floors,
+  tags,
+  journal,
+  warn,
+  globalCounters,
+  isClosed,
+  observe
+}: Deps): Entries => {
   const hidden = floors.map
 
   const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>

@@ -178,7 +178,11 @@ export const make = ({
         }),
         span
       )
-    ).pipe(Effect.catchCause((cause) => (result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result))))
+    ).pipe(
+      Effect.catchCause((cause) =>
+        result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result)
+      )
+    )
   }
 
   const startFlight = (

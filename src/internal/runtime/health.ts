@@ -82,10 +82,7 @@ export const make = ({ store, clock, observe, journalDepth, states, bypassed }: 
     const ok = Exit.isSuccess(ping)
     const status = !ok
       ? "down"
-      : breakers.some((b) => b.state !== "closed") ||
-          (bus !== undefined && !bus.subscribed) ||
-          depth > 0 ||
-          anyBypassed
+      : breakers.some((b) => b.state !== "closed") || (bus !== undefined && !bus.subscribed) || depth > 0 || anyBypassed
         ? "degraded"
         : "ok"
     return {

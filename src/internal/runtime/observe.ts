@@ -202,7 +202,9 @@ export const traceStore = (store: StoreService, mode: TracingMode, traceKeys: bo
   return {
     ...store,
     get: reads ? (key, codec) => span<any, any>("get", ofKey(key))(store.get(key, codec)) : store.get,
-    getMany: reads ? (keys, codec) => span<any, any>("getMany", ofKeys(keys))(store.getMany(keys, codec)) : store.getMany,
+    getMany: reads
+      ? (keys, codec) => span<any, any>("getMany", ofKeys(keys))(store.getMany(keys, codec))
+      : store.getMany,
     getShared:
       reads && getShared !== undefined
         ? (key, codec) => span<any, any>("getShared", ofKey(key))(getShared(key, codec))
