@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option, type Queue, type Scope, Stream } from "effect"
 import {
   type CacheEncodeError,
   CacheKeyError,
@@ -690,6 +690,36 @@ export type TracingMode = internal.TracingMode
 export type CacheEvent = internal.CacheEvent
 
 /**
+ * A subscription to the cache's events for the current scope: a bounded
+ * queue (see {@link events}) that receives every event from now on, until
+ * the scope closes. For code that must not miss the events right after it
+ * subscribes (tests, a startup check); {@link events} is the same as a
+ * `Stream`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Queue, Schema } from "effect"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const seen = Effect.scoped(
+ *   Effect.gen(function*() {
+ *     const events = yield* Cachet.subscribeEvents
+ *     yield* Cachet.set(Users, { id: 1 }, "Ada")
+ *     return yield* Queue.takeAll(events) // [{ _tag: "Set", keyspace: "user", key: "user:1", at: 0 }]
+ *   })
+ * ).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const subscribeEvents: Effect.Effect<Queue.Dequeue<CacheEvent>, never, Cachet | Scope.Scope> = Effect.flatMap(
+  internal.service,
+  (rt) => rt.observe.subscribe
+)
+
+/**
  * The cache's events as a `Stream`: every subscriber (each run of the
  * stream) gets its own bounded queue (`eventsCapacity`, default 1024).
  *
@@ -703,7 +733,7 @@ export type CacheEvent = internal.CacheEvent
  * **Gotchas**
  *
  * The subscription starts when the stream runs: events before that are not
- * seen. Fork the reader, then wait for `health`'s `events.subscribers`.
+ * seen. To subscribe first and read later, use {@link subscribeEvents}.
  *
  * @example
  * ```ts
@@ -720,7 +750,7 @@ export type CacheEvent = internal.CacheEvent
  * @category accessors
  */
 export const events: Stream.Stream<CacheEvent, never, Cachet> = Stream.unwrap(
-  Effect.flatMap(internal.service, (rt) => Effect.map(rt.observe.subscribe, Stream.fromQueue))
+  Effect.map(subscribeEvents, Stream.fromQueue)
 )
 
 /**

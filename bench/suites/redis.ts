@@ -16,7 +16,7 @@ import { Cachet, Strategy } from "../../src/index.ts"
 import { idSequence, keyOf, makeUser, type User, Users } from "../lib/fixtures.ts"
 import { type Batch, type Contender, runThroughput, timeConcurrentAsync, timeSequentialAsync } from "../lib/measure.ts"
 import { type OwnRedis, redisUnavailable, startRedis } from "../lib/redis.ts"
-import { type ScenarioResult, throughputColumns } from "../lib/report.ts"
+import { type ScenarioResult, skippedScenarios, throughputColumns } from "../lib/report.ts"
 import type { Suite, SuiteOptions } from "../lib/suite.ts"
 
 const KEYS = 1_000
@@ -77,17 +77,7 @@ const cursor = () => {
 
 const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> => {
   const unavailable = redisUnavailable()
-  if (unavailable !== undefined) {
-    return ["redis-hit", "redis-getmany"].map((id) => ({
-      id,
-      title: id,
-      workload: "",
-      columns: [],
-      rows: [],
-      notes: [],
-      skipped: unavailable
-    }))
-  }
+  if (unavailable !== undefined) return skippedScenarios(["redis-hit", "redis-getmany"], unavailable)
   const redis = await startRedis()
   const closers: Array<() => Promise<unknown>> = []
   try {
