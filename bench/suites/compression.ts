@@ -37,6 +37,7 @@ const runCompression = async (options: SuiteOptions): Promise<Array<ScenarioResu
     )
   const redis = await startRedis()
   const { RedisStore } = await import("../../src/redis/index.ts")
+  const strlen = async (key: string) => Number(await Effect.runPromise(redis.server.command("STRLEN", key)))
   const runtimes: Array<ManagedRuntime.ManagedRuntime<Cachet.Cachet, never>> = []
   try {
     const results: Array<ScenarioResult> = []
@@ -69,7 +70,7 @@ const runCompression = async (options: SuiteOptions): Promise<Array<ScenarioResu
           )
         await op(0)
         stored.push(
-          `${codec ?? "plain JSON"} ${Number(Effect.runPromise(redis.server.command("STRLEN", `${prefix}:doc:0`))).toLocaleString("en")} B`
+          `${codec ?? "plain JSON"} ${(await strlen(`${prefix}:doc:0`)).toLocaleString("en")} B`
         )
         contenders.push({
           name: codec === undefined ? "cachet, no compression" : `cachet, compress ${codec}`,
