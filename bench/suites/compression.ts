@@ -69,9 +69,7 @@ const runCompression = async (options: SuiteOptions): Promise<Array<ScenarioResu
             )
           )
         await op(0)
-        stored.push(
-          `${codec ?? "plain JSON"} ${(await strlen(`${prefix}:doc:0`)).toLocaleString("en")} B`
-        )
+        stored.push(`${codec ?? "plain JSON"} ${(await strlen(`${prefix}:doc:0`)).toLocaleString("en")} B`)
         contenders.push({
           name: codec === undefined ? "cachet, no compression" : `cachet, compress ${codec}`,
           batch: () => timeSequentialAsync(size.perBatch, op)

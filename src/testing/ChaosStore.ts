@@ -169,7 +169,10 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
             : (key, entry, codec, elapsed) => chaos("set", inner.setOrdered!(key, entry, codec, elapsed)),
         time: inner.time === undefined ? undefined : (key) => chaos("get", inner.time!(key)),
         getShared:
-          inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec))
+          inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec)),
+        // Health and events are the inner store's (faults apply to its calls, not to these reports).
+        health: inner.health,
+        subscribe: inner.subscribe
       })
       const control = ChaosControl.of({
         set: (next) =>

@@ -1,11 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Schedule, Schema, Stream } from "effect"
+import { Context, Effect, Fiber, Layer, Queue, Schedule, Schema, Stream } from "effect"
+import { HttpServerResponse } from "effect/http"
 import { TestClock } from "effect/testing"
 import * as CacheStore from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
+import { HttpCache } from "../../src/http/index.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
+import { request, server } from "../http/helpers.ts"
 
 const Items = Keyspace.make({
   name: "item",
@@ -144,6 +147,28 @@ describe("Cachet.events", () => {
     }).pipe(
       Effect.provide(Cachet.layerMemory({ writeBehind: { flushInterval: "1 second", retry: Schedule.recurs(0) } }))
     )
+  )
+})
+
+describe("Cachet.events of the HTTP cache", () => {
+  // The HTTP cache counts a miss when its load answered: its Miss follows the Load.
+  it.effect("a response cache's reads are events too: load, set, miss, hit, stale", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const events = yield* Cachet.subscribeEvents
+        const { serve } = server(HttpCache.middleware({ ttl: "10 seconds", staleFor: "1 minute" }), () =>
+          Effect.succeed(HttpServerResponse.text("x"))
+        )
+        yield* serve(request("/a"))
+        yield* serve(request("/a"))
+        yield* TestClock.adjust("15 seconds")
+        yield* serve(request("/a"))
+        yield* settle
+        const seen = yield* Queue.takeAll(events)
+        assert.deepStrictEqual(seen.map((e) => e._tag).slice(0, 5), ["Load", "Set", "Miss", "Hit", "Stale"])
+        assert.isTrue(seen.every((e) => !("keyspace" in e) || e.keyspace === "http"))
+      })
+    ).pipe(Effect.provide(Cachet.layerMemory()))
   )
 })
 
