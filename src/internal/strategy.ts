@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Random } from "effect"
+import { Cause, Context, Effect, Exit, Random, type Tracer } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
@@ -85,20 +85,24 @@ export const readThrough = (
       if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
       return onEntry(rt, state, key, params, loader, entry, strict)
     }
-    return Effect.flatMap(rt.read(state, key, strict), (entry) => {
-      if (entry !== undefined && rt.stateNow(entry) === FRESH) {
-        state.counters.hits++
-        if (rt.observe.active !== 0)
-          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
-        if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry)
-          if (answer !== undefined) return answer
+    // A store outside the process: with tracing "all" the read's span
+    // (`cachet.get`) starts before the store call, which it then contains.
+    const readRemote = (span: Tracer.Span | undefined) =>
+      Effect.flatMap(rt.read(state, key, strict), (entry) => {
+        if (entry !== undefined && rt.stateNow(entry) === FRESH) {
+          state.counters.hits++
+          if (rt.observe.active !== 0)
+            return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh), span)
+          if (onFresh !== undefined) {
+            const answer = onFresh(rt, state, key, params, loader, entry)
+            if (answer !== undefined) return answer
+          }
+          return serve(entry)
         }
-        return serve(entry)
-      }
-      if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
-      return onEntry(rt, state, key, params, loader, entry, strict)
-    })
+        if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span)
+        return onEntry(rt, state, key, params, loader, entry, strict)
+      })
+    return rt.observe.tracing === "all" ? rt.observe.traceRead(state, key, readRemote) : readRemote(undefined)
   })
 
 /** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
@@ -127,13 +131,15 @@ const observed = (
   loader: Effect.Effect<unknown, unknown, unknown>,
   entry: StoredEntry | undefined,
   strict: boolean,
-  onEntry: OnEntry
+  onEntry: OnEntry,
+  span?: Tracer.Span
 ): Effect.Effect<unknown, unknown, unknown> =>
   rt.observe.read(
     entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE ? "stale" : "miss",
     state,
     key,
-    onEntry(rt, state, key, params, loader, entry, strict)
+    onEntry(rt, state, key, params, loader, entry, strict),
+    span
   )
 
 /**

@@ -22,7 +22,7 @@
  *
  * @internal
  */
-import { type Clock, Effect, Queue, type Scope } from "effect"
+import { type Clock, Effect, Queue, type Scope, type Tracer } from "effect"
 import type { StoreService } from "../store.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
 
@@ -93,7 +93,18 @@ export interface Observe {
     result: "hit" | "miss" | "stale",
     state: KeyspaceState,
     key: string,
-    answer: Effect.Effect<A, E, R>
+    answer: Effect.Effect<A, E, R>,
+    /** The read's span when it was started before the store call (`traceRead`). */
+    span?: Tracer.Span
+  ) => Effect.Effect<A, E, R>
+  /**
+   * With tracing `"all"`: runs `read` in a `cachet.get` span started now,
+   * before the store call (a remote read), and hands it the span.
+   */
+  readonly traceRead: <A, E, R>(
+    state: KeyspaceState,
+    key: string,
+    read: (span: Tracer.Span) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E, R>
   /** `cachet.writeBehind.flush` around a batch, unless tracing is off. */
   readonly flushSpan: (<A, E, R>(size: number, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) | undefined
@@ -153,15 +164,23 @@ export const make = (clock: Clock.Clock, options: Options): Observe => {
         })
     ),
     attributes,
-    read: (result, state, key, answer) => {
+    read: (result, state, key, answer, span) => {
       if (queues.size !== 0) {
         emit({ _tag: resultOf[result], keyspace: state.keyspace.name, key, at: clock.currentTimeMillisUnsafe() })
       }
       if (!traceReads) return answer
+      if (span !== undefined) {
+        span.attribute("cachet.result", result)
+        return answer
+      }
       const attrs = attributes(state, key)
       attrs["cachet.result"] = result
       return Effect.withSpan(answer, "cachet.get", { attributes: attrs })
     },
+    traceRead: (state, key, read) =>
+      Effect.useSpan("cachet.get", { attributes: attributes(state, key) }, (span) =>
+        Effect.withParentSpan(read(span), span)
+      ),
     flushSpan:
       options.tracing === "off"
         ? undefined

@@ -1,20 +1,23 @@
 /**
- * `Cachet.health` and bus events on real Redis: the breaker's state as the
+ * Observability on real Redis: `Cachet.health` (the breaker's state as the
  * server goes away and comes back, TieredStore's bus subscription and its
- * resets (also as `Cachet.events`).
+ * resets, also as `Cachet.events`), and the spans of a remote store (a hit
+ * is a GET to Redis, and still unspanned by default).
  *
  * Real time (`it.live`): the server's outage, the breaker's open period and
  * pub/sub reconnections run on real timers; every wait is bounded polling.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Schema, Stream } from "effect"
+import { Effect, Fiber, Layer, Option, Schema, Stream, Tracer } from "effect"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as TieredStore from "../../src/redis/TieredStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { RedisServer, requireRedis } from "../harness/redis.ts"
-import { eventually, runId } from "./helpers.ts"
+import { eventually, runId, sharedServer } from "./helpers.ts"
+
+const shared = sharedServer()
 
 const Numbers = Keyspace.make({ name: "n", key: "{id}", value: Schema.Number, ttl: "1 minute" })
 
@@ -109,5 +112,53 @@ describe.skipIf(!requireRedis())("Cachet.health on Redis", () => {
         assert.isAtLeast(after.bus!.lastReset!.at, first.bus!.lastReset!.at)
       }).pipe(Effect.scoped),
     30_000
+  )
+})
+
+describe.skipIf(!requireRedis())("tracing on Redis", () => {
+  it.live('a miss is cachet.load over cachet.store.set; a hit (a Redis GET) starts no span; "all" spans it', () =>
+    Effect.gen(function* () {
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        }
+      })
+      const run = <A, E>(options: Cachet.Options, effect: Effect.Effect<A, E, Cachet.Cachet>) =>
+        effect.pipe(
+          Effect.provide(
+            Cachet.layer(options).pipe(
+              Layer.provide(RedisStore.layer({ url: shared.get().url, prefix: `tr-${runId()}` }))
+            )
+          ),
+          Effect.provide(Layer.succeed(Tracer.Tracer, tracer))
+        )
+      const read = Effect.succeed(5).pipe(Strategy.cacheAside(Numbers, { id: 1 }))
+      yield* run({}, Effect.andThen(read, read))
+      assert.deepStrictEqual(
+        spans.map((s) => s.name),
+        ["cachet.load", "cachet.store.set"]
+      )
+      const set = spans[1]!
+      assert.strictEqual(Option.getOrUndefined(set.parent)?.spanId, spans[0]!.spanId)
+      assert.strictEqual(set.attributes.get("cachet.store"), "redis")
+      assert.strictEqual(set.attributes.get("cachet.keyspace"), "n")
+
+      spans.length = 0
+      yield* run({ tracing: "all" }, Effect.andThen(read, read))
+      assert.deepStrictEqual(
+        spans.map((s) => [s.name, s.attributes.get("cachet.result")]),
+        [
+          ["cachet.get", "miss"],
+          ["cachet.store.get", undefined],
+          ["cachet.load", "miss"],
+          ["cachet.store.set", undefined],
+          ["cachet.get", "hit"],
+          ["cachet.store.get", undefined]
+        ]
+      )
+    })
   )
 })
