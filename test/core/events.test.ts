@@ -1,26 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Queue, Schedule, Schema, Stream } from "effect"
+import { Context, Effect, Fiber, Layer, Queue, Schedule, Stream } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { TestClock } from "effect/testing"
 import * as CacheStore from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import { HttpCache } from "../../src/http/index.ts"
-import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
 import { request, server } from "../http/helpers.ts"
-
-const Items = Keyspace.make({
-  name: "item",
-  key: "{id}",
-  value: Schema.Number,
-  ttl: "10 seconds",
-  staleFor: "1 minute"
-})
-
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
+import { Items, settle } from "./observe.ts"
 
 /** Waits (fiber yields, no time) until `n` subscribers read events. */
 const subscribed = (n: number) =>

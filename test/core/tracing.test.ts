@@ -1,36 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Option, Schedule, Schema, Tracer } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Schedule, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as Cachet from "../../src/Cachet.ts"
-import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
-
-const Items = Keyspace.make({
-  name: "item",
-  key: "{id}",
-  value: Schema.Number,
-  ttl: "10 seconds",
-  staleFor: "1 minute"
-})
-
-/** An in-memory tracer: every span it starts, in start order. */
-const recordingTracer = () => {
-  const spans: Array<Tracer.NativeSpan> = []
-  const tracer = Tracer.make({
-    span(options) {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    }
-  })
-  const named = (name: string) => spans.filter((s) => s.name === name)
-  const cachet = () => spans.filter((s) => s.name.startsWith("cachet."))
-  return { spans, tracer, named, cachet }
-}
-
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
+import { Items, recordingTracer, settle } from "./observe.ts"
 
 /** Runs `program` on a memory runtime with `options`, every fiber on the recording tracer. */
 const traced = <A, E>(

@@ -14,6 +14,7 @@ import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as TieredStore from "../../src/redis/TieredStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
+import { recordingTracer } from "../core/observe.ts"
 import { RedisServer, requireRedis } from "../harness/redis.ts"
 import { eventually, runId, sharedServer } from "./helpers.ts"
 
@@ -118,14 +119,7 @@ describe.skipIf(!requireRedis())("Cachet.health on Redis", () => {
 describe.skipIf(!requireRedis())("tracing on Redis", () => {
   it.live('a miss is cachet.load over cachet.store.set; a hit (a Redis GET) starts no span; "all" spans it', () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = recordingTracer()
       const run = <A, E>(options: Cachet.Options, effect: Effect.Effect<A, E, Cachet.Cachet>) =>
         effect.pipe(
           Effect.provide(
