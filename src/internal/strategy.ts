@@ -87,22 +87,39 @@ export const readThrough = (
     }
     // A store outside the process: with tracing "all" the read's span
     // (`cachet.get`) starts before the store call, which it then contains.
-    const readRemote = (span: Tracer.Span | undefined) =>
-      Effect.flatMap(rt.read(state, key, strict), (entry) => {
-        if (entry !== undefined && rt.stateNow(entry) === FRESH) {
-          state.counters.hits++
-          if (rt.observe.active !== 0)
-            return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh), span)
-          if (onFresh !== undefined) {
-            const answer = onFresh(rt, state, key, params, loader, entry)
-            if (answer !== undefined) return answer
-          }
-          return serve(entry)
-        }
-        if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span)
-        return onEntry(rt, state, key, params, loader, entry, strict)
-      })
-    return rt.observe.tracing === "all" ? rt.observe.traceRead(state, key, readRemote) : readRemote(undefined)
+    if (rt.observe.tracing === "all") {
+      return rt.observe.traceRead(state, key, (span) =>
+        readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, span)
+      )
+    }
+    return readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, undefined)
+  })
+
+/** `readThrough` on a store outside the process (no synchronous read). */
+const readRemote = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  strict: boolean,
+  onEntry: OnEntry,
+  onFresh: OnFresh | undefined,
+  span: Tracer.Span | undefined
+): Effect.Effect<unknown, unknown, unknown> =>
+  Effect.flatMap(rt.read(state, key, strict), (entry) => {
+    if (entry !== undefined && rt.stateNow(entry) === FRESH) {
+      state.counters.hits++
+      if (rt.observe.active !== 0)
+        return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh), span)
+      if (onFresh !== undefined) {
+        const answer = onFresh(rt, state, key, params, loader, entry)
+        if (answer !== undefined) return answer
+      }
+      return serve(entry)
+    }
+    if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span)
+    return onEntry(rt, state, key, params, loader, entry, strict)
   })
 
 /** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
