@@ -3,7 +3,7 @@
  * then the targets of issue 7 with PASS/MISS.
  *
  * Options:
- *   --only a,b        run only these suites (memory, stampede, redis, swr, footprint, hitratio)
+ *   --only a,b        run only these suites (memory, stampede, redis, compression, swr, footprint, hitratio)
  *   --rounds N        rounds per throughput scenario (default 3)
  *   --time MS         tinybench time budget per contender per round (default 400)
  *   --warmup MS       tinybench warm-up budget per contender per round (default 200)
@@ -24,6 +24,7 @@ import {
   toJson
 } from "./lib/report.ts"
 import type { Suite, SuiteOptions } from "./lib/suite.ts"
+import { compressionSuite } from "./suites/compression.ts"
 import { footprintSuite } from "./suites/footprint.ts"
 import { hitratioSuite } from "./suites/hitratio.ts"
 import { memorySuite } from "./suites/memory.ts"
@@ -32,7 +33,15 @@ import { stampedeSuite } from "./suites/stampede.ts"
 import { swrSuite } from "./suites/swr.ts"
 import { targets } from "./targets.ts"
 
-const suites: ReadonlyArray<Suite> = [memorySuite, stampedeSuite, redisSuite, swrSuite, footprintSuite, hitratioSuite]
+const suites: ReadonlyArray<Suite> = [
+  memorySuite,
+  stampedeSuite,
+  redisSuite,
+  compressionSuite,
+  swrSuite,
+  footprintSuite,
+  hitratioSuite
+]
 
 const { values } = parseArgs({
   options: {

@@ -94,6 +94,65 @@ export interface EntryCodec extends Store.EntryCodec {}
 export interface StoreInfo extends Store.StoreInfo {}
 
 /**
+ * The state of one circuit breaker of a store, as `Cachet.health` reports it.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const open = (b: CacheStore.BreakerHealth) => b.state === "open"
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BreakerHealth extends Store.BreakerHealth {}
+
+/**
+ * The state of a store's invalidation bus (TieredStore), as `Cachet.health`
+ * reports it: whether it is subscribed, and when the L1 was last dropped.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const lastGap = (b: CacheStore.BusHealth) => (b.lastReset?.reason === "gap" ? b.lastReset.at : undefined)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BusHealth extends Store.BusHealth {}
+
+/**
+ * What a store reports about itself beyond `ping` (its optional `health`
+ * member): breaker states, and its bus when it has one.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const healthy: CacheStore.StoreHealth = { breakers: [{ node: "standalone", state: "closed" }] }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreHealth extends Store.StoreHealth {}
+
+/**
+ * An event a store reports to the runtime through its optional `subscribe`
+ * member (today: a bus reset of TieredStore, which dropped its L1).
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "cachet"
+ * const reset: CacheStore.StoreEvent = { _tag: "BusReset", reason: "gap" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type StoreEvent = Store.StoreEvent
+
+/**
  * The store interface.
  *
  * @example
@@ -145,6 +204,8 @@ export interface StorePrimitives {
   readonly getShared?: CacheStore["Service"]["getShared"]
   readonly deletePattern?: CacheStore["Service"]["deletePattern"]
   readonly has?: CacheStore["Service"]["has"]
+  readonly health?: CacheStore["Service"]["health"]
+  readonly subscribe?: CacheStore["Service"]["subscribe"]
 }
 
 /**
@@ -215,7 +276,9 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     time: primitives.time,
     getShared: primitives.getShared,
     deletePattern: primitives.deletePattern,
-    has: primitives.has
+    has: primitives.has,
+    health: primitives.health,
+    subscribe: primitives.subscribe
   })
 
 /**

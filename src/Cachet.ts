@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, type Queue, type Scope, Stream } from "effect"
 import {
   type CacheEncodeError,
   CacheKeyError,
@@ -75,6 +75,9 @@ export type Cachet = internal.Cachet
  * - `metricPrefix`: prefix of metric names. Default `"cachet"`.
  * - `writeBehind`: the write-behind queue (bounds, batching, retry schedule,
  *   shutdown deadline, `onDeadLetter`); see `Strategy.WriteBehindOptions`.
+ * - `tracing`: `"loads"` (default), `"all"` or `"off"`; see {@link TracingMode}.
+ * - `traceKeys`: spans carry the key as `cachet.key`. Default false.
+ * - `eventsCapacity`: events queued per {@link events} subscriber. Default 1024.
  *
  * @example
  * ```ts
@@ -201,13 +204,17 @@ const readEntry = <P, A, EN>(
     return Effect.map(Effect.orDie(rt.read(state, key, false)), (entry) => {
       const where = entry === undefined || entry.negative ? GONE : rt.stateNow(entry)
       if (where === GONE || entry === undefined) {
-        if (quiet !== true) state.counters.misses++
+        if (quiet !== true) {
+          state.counters.misses++
+          rt.observe.emitKey("Miss", state, key)
+        }
         return Option.none()
       }
       if (quiet === true) {
         // Counts nothing.
       } else if (where === FRESH) state.counters.hits++
       else state.counters.staleHits++
+      rt.observe.emitKey(where === FRESH ? "Hit" : "Stale", state, key)
       return Option.some({
         value: entry.value as A,
         state: where === STALE ? "stale" : "fresh",
@@ -334,9 +341,11 @@ export const getMany = <P, A, EN>(
         const entry = key === undefined ? undefined : byKey.get(key)
         if (entry === undefined || entry.negative || rt.stateNow(entry) !== FRESH) {
           state.counters.misses++
+          if (key !== undefined) rt.observe.emitKey("Miss", state, key)
           return Option.none<A>()
         }
         state.counters.hits++
+        rt.observe.emitKey("Hit", state, key!)
         return Option.some(entry.value as A)
       })
     })
@@ -411,6 +420,13 @@ export const set = <P, A, EN, const O extends Strategy.Options = {}>(
     Cachet
   >
 
+/** An `Invalidate` event, when anybody listens (journalled or not: the invalidation applies here). */
+const emitInvalidate = (rt: internal.RuntimeService, keyspace: string | undefined, tag: string | undefined) => {
+  if (rt.observe.listening()) {
+    rt.observe.emit({ _tag: "Invalidate", keyspace, tag, at: rt.clock.currentTimeMillisUnsafe() })
+  }
+}
+
 const strictly = <O extends Strategy.Options>(
   options: O | undefined,
   error: CacheStoreError | undefined
@@ -473,18 +489,17 @@ export const invalidateTag = <const O extends Strategy.Options = {}>(
   options?: O
 ): Effect.Effect<void, Strategy.StrictError<O>, Cachet> =>
   Effect.flatMap(internal.service, (rt) =>
-    rt
-      .invalidateTag(tag)
-      .pipe(
-        Effect.catch((error) =>
-          rt
-            .storeFailed(undefined, "tags", error)
-            .pipe(
-              Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
-              Effect.andThen(strictly(options, error))
-            )
-        )
+    rt.invalidateTag(tag).pipe(
+      Effect.ensuring(Effect.sync(() => emitInvalidate(rt, undefined, tag))),
+      Effect.catch((error) =>
+        rt
+          .storeFailed(undefined, "tags", error)
+          .pipe(
+            Effect.andThen(rt.journal({ _tag: "Tag", tag, retainMillis: rt.tagRetention })),
+            Effect.andThen(strictly(options, error))
+          )
       )
+    )
   )
 
 /**
@@ -562,7 +577,10 @@ export const invalidateKeyspace = <P, A, EN, const O extends InvalidateKeyspaceO
         )
       }),
       (counts) => counts.reduce((n, m) => n + m, 0)
-    ).pipe(Effect.flatMap((n) => Effect.as(strictly(options, firstError), n)))
+    ).pipe(
+      Effect.ensuring(Effect.sync(() => emitInvalidate(rt, keyspace.name, undefined))),
+      Effect.flatMap((n) => Effect.as(strictly(options, firstError), n))
+    )
   })
 
 /**
@@ -641,6 +659,7 @@ export const invalidatePattern = <P, A, EN, const O extends Strategy.Options = {
     const deleted =
       store.deletePattern === undefined ? store.deletePrefix(prefix) : store.deletePattern(prefix, matcher.source)
     return deleted.pipe(
+      Effect.ensuring(Effect.sync(() => emitInvalidate(rt, keyspace.name, undefined))),
       Effect.tap((n) => Effect.sync(() => (state.counters.deletes += n))),
       Effect.catch((error) =>
         rt
@@ -777,3 +796,196 @@ export const cached = <P, A, EN, E, R>(
  * @category accessors
  */
 export const stats: Effect.Effect<CacheStats, never, Cachet> = Effect.flatMap(internal.service, (rt) => rt.stats)
+
+/**
+ * What the runtime spans through Effect's tracer (`Cachet.layer({ tracing })`).
+ *
+ * **Details**
+ *
+ * - `"loads"` (default): `cachet.load` (a loader run, with the write of its
+ *   result), `cachet.revalidate` (a background reload),
+ *   `cachet.writeBehind.flush` (one batch), and `cachet.store.<op>` for the
+ *   store calls of loads, writes and invalidations (`set`, `setMany`,
+ *   `delete`, `deleteMany`, `deletePrefix`, `setTagTime`). Hits and store
+ *   reads are not spanned: a memory hit costs what it costs without tracing.
+ * - `"all"`: also `cachet.get` around every read (hits included) and
+ *   `cachet.store.get`/`getMany` around every store read. Costs a span per
+ *   hit (several times a memory hit's cost).
+ * - `"off"`: no spans.
+ *
+ * Attributes: `cachet.keyspace`; `cachet.result` on loads (`"miss"`,
+ * `"stale"` or `"fenced"`: the store refused the write because the key was
+ * written or invalidated since the load started) and on reads (`"hit"`,
+ * `"miss"`, `"stale"`); `cachet.key` only with `traceKeys: true` (keys may
+ * hold user data). A load runs in a fiber of the layer, with the caller's
+ * span as its parent.
+ *
+ * **Gotchas**
+ *
+ * Spans go to the `Tracer` in context: effect's default one records nothing.
+ * Provide an exporter (effect/observability's `Otlp.layerJson`) to see them.
+ *
+ * @example
+ * ```ts
+ * import { Cachet } from "cachet"
+ * const mode: Cachet.TracingMode = "loads"
+ * const CacheLive = Cachet.layerMemory({ tracing: mode })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type TracingMode = internal.TracingMode
+
+/**
+ * One event of {@link events}: a read's result (`Hit`, `Miss`, `Stale`), a
+ * loader run (`Load`, with its time and outcome, `background` for a
+ * revalidation), an entry written or deleted (`Set`, `Delete`), a tag or
+ * keyspace invalidated (`Invalidate`), a TieredStore bus reset that dropped
+ * the L1 (`BusReset`), a write-behind operation given up (`DeadLetter`).
+ * `at` is the runtime's clock (ms).
+ *
+ * **Gotchas**
+ *
+ * Events carry keys (they stay in the process); spans carry them only when
+ * asked. `Miss` and `Stale` say what the read found: a stale entry that a
+ * cache-aside read then reloads is a `Stale` followed by a `Load`.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const describe = (e: Cachet.CacheEvent) =>
+ *   e._tag === "Load" ? `${e.keyspace} loaded in ${e.millis} ms` : e._tag
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CacheEvent = internal.CacheEvent
+
+/**
+ * A subscription to the cache's events for the current scope: a bounded
+ * queue (see {@link events}) that receives every event from now on, until
+ * the scope closes. For code that must not miss the events right after it
+ * subscribes (tests, a startup check); {@link events} is the same as a
+ * `Stream`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Queue, Schema } from "effect"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const seen = Effect.scoped(
+ *   Effect.gen(function*() {
+ *     const events = yield* Cachet.subscribeEvents
+ *     yield* Cachet.set(Users, { id: 1 }, "Ada")
+ *     return yield* Queue.takeAll(events) // [{ _tag: "Set", keyspace: "user", key: "user:1", at: 0 }]
+ *   })
+ * ).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const subscribeEvents: Effect.Effect<Queue.Dequeue<CacheEvent>, never, Cachet | Scope.Scope> = Effect.flatMap(
+  internal.service,
+  (rt) => rt.observe.subscribe
+)
+
+/**
+ * The cache's events as a `Stream`: every subscriber (each run of the
+ * stream) gets its own bounded queue (`eventsCapacity`, default 1024).
+ *
+ * **Details**
+ *
+ * An event that finds a subscriber's queue full is dropped for that
+ * subscriber and counted (`Cachet.health`'s `events.dropped`): a reader
+ * that stops reading never slows the cache down or grows its memory.
+ * Without a subscriber no event is built: a hit then pays one number check.
+ *
+ * **Gotchas**
+ *
+ * The subscription starts when the stream runs: events before that are not
+ * seen. To subscribe first and read later, use {@link subscribeEvents}.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Cachet } from "cachet"
+ *
+ * const logEvents = Cachet.events.pipe(
+ *   Stream.filter((e) => e._tag === "DeadLetter" || e._tag === "BusReset"),
+ *   Stream.runForEach((e) => Effect.logWarning(`cache: ${e._tag}`))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const events: Stream.Stream<CacheEvent, never, Cachet> = Stream.unwrap(
+  Effect.map(subscribeEvents, Stream.fromQueue)
+)
+
+/**
+ * A health report of the cache (see {@link health}).
+ *
+ * - `status`: `"down"` when the store did not answer its ping,
+ *   `"degraded"` when it answers but a breaker is not closed, the bus is
+ *   not subscribed, invalidations wait in the journal or a keyspace
+ *   bypasses the cache, else `"ok"`.
+ * - `store`: its name, whether the ping succeeded, how long it took (ms,
+ *   the runtime's clock) and its error.
+ * - `breakers`: one per breaker of the store (`node`, `state`); empty for a
+ *   store without breakers.
+ * - `bus`: TieredStore's bus (subscribed, subscriptions, gaps, and the last
+ *   reset of the L1 with its time and reason), else `undefined`.
+ * - `journalDepth`, `writeBehindQueued`, `events` (subscribers, dropped),
+ *   and per keyspace its write-behind depth and whether it is bypassed.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const httpStatus = (h: Cachet.Health) => (h.status === "down" ? 503 : 200)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Health = internal.Health
+
+/**
+ * The state of one keyspace in a {@link Health} report.
+ *
+ * @example
+ * ```ts
+ * import type { Cachet } from "cachet"
+ * const bypassed = (h: Cachet.Health) => Object.entries(h.keyspaces).filter(([, k]: [string, Cachet.KeyspaceHealth]) => k.bypassed)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type KeyspaceHealth = internal.KeyspaceHealth
+
+/**
+ * Checks the cache now: pings the store (timed), reads its breakers and
+ * bus, the journal's depth and the write-behind queue. Never fails: a store
+ * that does not answer is `status: "down"`. The ping is bounded by the
+ * store's command timeout.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cachet } from "cachet"
+ *
+ * const program = Effect.gen(function*() {
+ *   const health = yield* Cachet.health
+ *   return `${health.status}: ${health.store.name} in ${health.store.latencyMillis} ms`
+ * }).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const health: Effect.Effect<Health, never, Cachet> = Effect.flatMap(internal.service, (rt) => rt.health)

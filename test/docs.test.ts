@@ -1,6 +1,13 @@
+import { execFile } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { requireRedis } from "./harness/redis.ts"
+import { sharedServer } from "./redis/helpers.ts"
+
+const run = promisify(execFile)
 
 // Docs are product: every public export (src/*.ts and the entry points'
 // modules, not src/**/internal) has a JSDoc block with a summary, an example
@@ -118,5 +125,53 @@ describe("README examples", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+// README examples marked `<!-- example: <file> -->` are the files as written
+// (which `tsc -p .` compiles, examples/ included), and the suite runs them.
+describe("README examples shown as files", () => {
+  const readme = readFileSync("README.md", "utf8")
+  const marked = [...readme.matchAll(/<!-- example: (\S+) -->\n```ts\n([\s\S]*?)\n```/g)].map((m) => ({
+    file: m[1]!,
+    block: m[2]!
+  }))
+
+  it("the marked examples are there", () => {
+    assert.deepStrictEqual(marked.map((m) => m.file).sort(), [
+      "examples/readme/compression.ts",
+      "examples/readme/observability.ts"
+    ])
+  })
+
+  for (const { file, block } of marked) {
+    it(`${file} is shown exactly as the file`, () => {
+      assert.strictEqual(block.trim(), readFileSync(file, "utf8").trim())
+    })
+  }
+
+  it("the observability example runs as written", { timeout: 30_000 }, async () => {
+    const { stdout } = await run(process.execPath, ["examples/readme/observability.ts"])
+    assert.strictEqual(
+      stdout.trim(),
+      [
+        "spans: GET /products/:id, cachet.load, cachet.store.set, GET /products/:id",
+        "load: miss",
+        "events: Miss, Load, Set, Hit",
+        "health: ok, store memory, journal 0"
+      ].join("\n")
+    )
+  })
+
+  describe.skipIf(!requireRedis())("on a harness Redis", () => {
+    const redis = sharedServer()
+    it("the compression example runs as written", { timeout: 30_000 }, async () => {
+      const { stdout } = await run(process.execPath, ["examples/readme/compression.ts"], {
+        env: { ...process.env, REDIS_URL: redis.get().url }
+      })
+      assert.strictEqual(stdout.trim(), "read back: true, decode errors: 0")
+      const raw = await Effect.runPromise(redis.get().command("STRLEN", "readme:page:home"))
+      assert.isBelow(Number(raw), 10_000, "stored compressed")
+    })
   })
 })

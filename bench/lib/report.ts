@@ -31,6 +31,10 @@ export interface ScenarioResult {
 }
 
 /** The standard columns of a throughput scenario. */
+/** Scenarios that could not run here, each saying why. */
+export const skippedScenarios = (ids: ReadonlyArray<string>, reason: string): Array<ScenarioResult> =>
+  ids.map((id) => ({ id, title: id, workload: "", columns: [], rows: [], notes: [], skipped: reason }))
+
 export const throughputColumns: ReadonlyArray<Column> = [
   { key: "ops", label: "ops/s", format: (v) => formatOps(v) },
   {

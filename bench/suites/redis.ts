@@ -19,7 +19,7 @@ import { Cachet, Keyspace, Strategy } from "../../src/index.ts"
 import { idSequence, keyOf, makeUser, User, Users } from "../lib/fixtures.ts"
 import { type Batch, type Contender, runThroughput, timeConcurrentAsync, timeSequentialAsync } from "../lib/measure.ts"
 import { type OwnRedis, redisUnavailable, startRedis } from "../lib/redis.ts"
-import { type ScenarioResult, throughputColumns } from "../lib/report.ts"
+import { type ScenarioResult, skippedScenarios, throughputColumns } from "../lib/report.ts"
 import type { Suite, SuiteOptions } from "../lib/suite.ts"
 
 const KEYS = 1_000
@@ -106,17 +106,7 @@ const cursor = () => {
 
 const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> => {
   const unavailable = redisUnavailable()
-  if (unavailable !== undefined) {
-    return ["redis-hit", "redis-miss", "redis-getmany"].map((id) => ({
-      id,
-      title: id,
-      workload: "",
-      columns: [],
-      rows: [],
-      notes: [],
-      skipped: unavailable
-    }))
-  }
+  if (unavailable !== undefined) return skippedScenarios(["redis-hit", "redis-miss", "redis-getmany"], unavailable)
   const redis = await startRedis()
   const closers: Array<() => Promise<unknown>> = []
   try {

@@ -78,6 +78,34 @@ export interface MemoryOptions {
   readonly seed?: number | undefined
 }
 
+/** The state of one circuit breaker (see `CacheStore.BreakerHealth`). */
+export interface BreakerHealth {
+  /** The node it guards (`"standalone"` for a standalone server; `host:port` per node of a Cluster). */
+  readonly node: string
+  readonly state: "closed" | "open" | "half-open"
+}
+
+/** The state of an invalidation bus (see `CacheStore.BusHealth`). */
+export interface BusHealth {
+  /** Whether the subscription is confirmed now. */
+  readonly subscribed: boolean
+  /** Times the subscription was (re)confirmed. */
+  readonly subscriptions: number
+  /** Gaps seen in a peer's sequence (messages lost). */
+  readonly gaps: number
+  /** The last time (the runtime's clock, ms) the L1 was dropped after a gap or a resubscription. */
+  readonly lastReset: { readonly at: number; readonly reason: "subscribed" | "gap" } | undefined
+}
+
+/** What a store can tell about itself beyond `ping` (see `CacheStore.StoreHealth`). */
+export interface StoreHealth {
+  readonly breakers: ReadonlyArray<BreakerHealth>
+  readonly bus?: BusHealth | undefined
+}
+
+/** Something a store saw that the runtime reports as a cache event (see `Cachet.CacheEvent`). */
+export type StoreEvent = { readonly _tag: "BusReset"; readonly reason: "subscribed" | "gap" }
+
 /** The store service (see `CacheStore.CacheStore`). */
 export interface StoreService {
   /** A short name for logs and errors (`"memory"`, `"redis"`). */
@@ -181,4 +209,16 @@ export interface StoreService {
    * counts a hit.
    */
   readonly getFrontUnsafe?: ((key: string, now: number) => StoredEntry | undefined) | undefined
+  /**
+   * Breaker and bus state, for `Cachet.health`. Optional: a store without
+   * breakers or a bus leaves it out. RedisStore reports one breaker per
+   * node it has called (`standalone`, or each Cluster node's `host:port`).
+   */
+  readonly health?: Effect.Effect<StoreHealth> | undefined
+  /**
+   * Registers a listener for the store's own events (a bus reset); returns
+   * its removal. Called synchronously; the listener must not throw.
+   * Optional: stores without such events leave it out.
+   */
+  readonly subscribe?: ((listener: (event: StoreEvent) => void) => () => void) | undefined
 }

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Random } from "effect"
+import { Cause, Context, Effect, Exit, Random, type Tracer } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace } from "../Keyspace.ts"
@@ -73,13 +73,24 @@ export const readThrough = (
       const entry = rt.readSync(state, key, now)
       if (entry !== undefined && now < entry.freshUntil) {
         state.counters.hits++
+        // Events or traced reads: off by default, and then one number read.
+        if (rt.observe.active !== 0)
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer
         }
         return serve(entry)
       }
+      if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
       return onEntry(rt, state, key, params, loader, entry, strict)
+    }
+    // A store outside the process: with tracing "all" the read's span
+    // (`cachet.get`) starts before the store call, which it then contains.
+    if (rt.observe.tracing === "all") {
+      return rt.observe.traceRead(state, key, (span) =>
+        readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, span)
+      )
     }
     if (rt.readFront !== null) {
       // TieredStore: a fresh L1 copy is served without an Effect step.
@@ -87,6 +98,8 @@ export const readThrough = (
       const entry = rt.readFront(state, key, now)
       if (entry !== undefined) {
         state.counters.hits++
+        if (rt.observe.active !== 0)
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
         if (onFresh !== undefined) {
           const answer = onFresh(rt, state, key, params, loader, entry)
           if (answer !== undefined) return answer
@@ -94,18 +107,72 @@ export const readThrough = (
         return serve(entry)
       }
     }
-    return Effect.flatMap(rt.read(state, key, strict), (entry) => {
-      if (entry !== undefined && rt.stateNow(entry) === FRESH) {
-        state.counters.hits++
-        if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry)
-          if (answer !== undefined) return answer
-        }
-        return serve(entry)
-      }
-      return onEntry(rt, state, key, params, loader, entry, strict)
-    })
+    return readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, undefined)
   })
+
+/** `readThrough` on a store outside the process (no synchronous read). */
+const readRemote = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  strict: boolean,
+  onEntry: OnEntry,
+  onFresh: OnFresh | undefined,
+  span: Tracer.Span | undefined
+): Effect.Effect<unknown, unknown, unknown> =>
+  Effect.flatMap(rt.read(state, key, strict), (entry) => {
+    if (entry !== undefined && rt.stateNow(entry) === FRESH) {
+      state.counters.hits++
+      if (rt.observe.active !== 0)
+        return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh), span)
+      if (onFresh !== undefined) {
+        const answer = onFresh(rt, state, key, params, loader, entry)
+        if (answer !== undefined) return answer
+      }
+      return serve(entry)
+    }
+    if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span)
+    return onEntry(rt, state, key, params, loader, entry, strict)
+  })
+
+/** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
+const fresh = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  entry: StoredEntry,
+  onFresh: OnFresh | undefined
+): Effect.Effect<unknown, unknown, unknown> =>
+  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, entry)) ?? serve(entry)
+
+/**
+ * A read that was not a fresh hit, when it is observed: its event ("stale"
+ * when the entry is past freshness but inside its stale window, else
+ * "miss"; what the strategy then does with it is its own) and, with
+ * tracing "all", its `cachet.get` span.
+ */
+const observed = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown>,
+  entry: StoredEntry | undefined,
+  strict: boolean,
+  onEntry: OnEntry,
+  span?: Tracer.Span
+): Effect.Effect<unknown, unknown, unknown> =>
+  rt.observe.read(
+    entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE ? "stale" : "miss",
+    state,
+    key,
+    onEntry(rt, state, key, params, loader, entry, strict),
+    span
+  )
 
 /**
  * Loads through single-flight and answers from the load: the value on
@@ -113,7 +180,7 @@ export const readThrough = (
  * (stale-if-error), else the loader's failure.
  */
 export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, strict) =>
-  Effect.flatMap(rt.load(state, key, params, loader), ({ exit, storeError }) => {
+  Effect.flatMap(rt.load(state, key, params, loader, entry !== undefined), ({ exit, storeError }) => {
     if (Exit.isSuccess(exit)) {
       state.counters.misses++
       return strict && storeError !== undefined ? Effect.fail(storeError) : exit

@@ -13,6 +13,11 @@
  *   (`o` the server time that orders it against invalidations, written by
  *   the Lua script; `n` only on negative entries; `d` is the value encoded
  *   by the keyspace codec), with a Redis TTL of `staleUntil - now` (PX);
+ * - compressed entry (with `compress`, values whose JSON is at least
+ *   `minBytes`): the same header without `d`, plus `"z":"br"|"gz"|"zs"`,
+ *   then a newline byte and the compressed JSON of `d`. Readers read both
+ *   forms whatever their own `compress` option, so turning it on or off
+ *   needs no flush;
  * - tombstone (an invalidated key): `{"o":time,"v":1,"x":1}` under the
  *   entry's key for `tombstoneRetention`; it reads as absent;
  * - tag invalidation time: key `P:~tag:<tag>` (the tag as given, already
@@ -98,6 +103,7 @@ import * as IoRedis from "./IoRedis.ts"
 import * as Batch from "./internal/batch.ts"
 import type * as Breaker from "./internal/breaker.ts"
 import * as clientInternal from "./internal/client.ts"
+import * as Compression from "./internal/compression.ts"
 import * as Connection from "./internal/connection.ts"
 import * as envelope from "./internal/envelope.ts"
 import * as Fallback from "./internal/fallback.ts"
@@ -179,6 +185,52 @@ export interface BreakerOptions {
 export interface FallbackOptions extends Omit<MemoryOptions, "maxTags"> {}
 
 /**
+ * Compression of large values (`RedisStore.layer({ compress })`), with
+ * node's zlib.
+ *
+ * - `codec`: `"brotli"` (default, quality 4), `"gzip"` (level 6) or
+ *   `"zstd"` (level 3; Node 22.15 / 23.8 and later: elsewhere the option
+ *   throws at construction).
+ * - `minBytes`: values whose JSON is at least this many bytes are
+ *   compressed. Default 1024.
+ * - `level`: the codec's level (brotli 0-11, gzip 1-9, zstd 1-19).
+ *
+ * **Details**
+ *
+ * Compression runs in the call that writes, decompression in the read that
+ * decodes (synchronously, like JSON parsing). `maxEntryBytes` bounds the
+ * JSON before compression, and bounds decompression too: bytes that would
+ * inflate past it read as a corrupt entry. Corrupt compressed bytes are a
+ * counted miss (`decodeErrors`), deleted like any unreadable entry.
+ *
+ * **Gotchas**
+ *
+ * The trade is CPU for bytes: on a 1 KB value compression costs more than
+ * it saves on loopback; it pays on large values and slow links (see the
+ * bench's Redis compression rows). Entries stay readable both ways, so
+ * enabling, disabling or changing the codec needs no flush, but a reader on
+ * a Node without zstd reads zstd entries as misses.
+ *
+ * @example
+ * ```ts
+ * import { RedisStore } from "cachet/redis"
+ * const layer = RedisStore.layer({
+ *   url: "redis://localhost:6379",
+ *   prefix: "myapp",
+ *   compress: { minBytes: 1024, codec: "brotli" }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CompressOptions {
+  readonly codec?: "brotli" | "gzip" | "zstd" | undefined
+  readonly minBytes?: number | undefined
+  readonly level?: number | undefined
+}
+
+/**
  * Options of the store.
  *
  * - `prefix`: namespace of every key of this store (required, not empty;
@@ -201,6 +253,8 @@ export interface FallbackOptions extends Omit<MemoryOptions, "maxTags"> {}
  * - `fallback`: a last-known-good copy of recently read entries, served only
  *   while Redis is failing ({@link FallbackOptions}; `true` for the
  *   defaults). Default off.
+ * - `compress`: compress large values (see {@link CompressOptions}). Off by
+ *   default.
  *
  * @example
  * ```ts
@@ -221,6 +275,7 @@ export interface Options {
   readonly tombstoneRetention?: Duration.Input | undefined
   readonly batchReads?: boolean | undefined
   readonly fallback?: FallbackOptions | true | undefined
+  readonly compress?: CompressOptions | undefined
 }
 
 /**
@@ -259,6 +314,7 @@ interface Resolved {
   readonly tombstoneRetention: number
   readonly batchReads: boolean
   readonly fallback: MemoryOptions | undefined
+  readonly compress: Compression.Resolved | undefined
 }
 
 const positiveInt = (option: string, value: number | undefined, fallback: number): number =>
@@ -292,7 +348,8 @@ const resolve = (options: Options): Resolved => {
       2 * 60 * 1000
     ),
     batchReads: options.batchReads !== false,
-    fallback: Fallback.resolve(options.fallback)
+    fallback: Fallback.resolve(options.fallback),
+    compress: Compression.resolve(options.compress)
   }
 }
 
@@ -316,7 +373,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const io = yield* IoRedis.IoRedis
     const clock = yield* Clock.Clock
     const timeout = resolved.commandTimeout ?? io.commandTimeout ?? clientInternal.DEFAULT_COMMAND_TIMEOUT
-    const { namespace, maxEntryBytes } = resolved
+    const { namespace, maxEntryBytes, compress } = resolved
     // The circuit breakers are per node, inside `exec` (see `connection.ts`).
     const connection = yield* Connection.make(io, timeout, resolved.breaker)
     const { client, cluster, standalone, exec, ready } = connection
@@ -358,7 +415,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       raws: ReadonlyArray<Buffer | null>,
       codec: EntryCodec
     ): Effect.Effect<Array<StoredEntry | undefined>> =>
-      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt)
+      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt, maxEntryBytes)
 
     // With `batchReads`, this tick's single-key reads of a node go out as
     // one multi-key read (`batch.ts`); without, one GET per read.
@@ -418,7 +475,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
 
     // -- writing -------------------------------------------------------------
 
-    type Write = readonly [key: string, json: string, ttl: number]
+    type Write = readonly [key: string, json: string | Buffer, ttl: number]
 
     const prepare = (
       key: string,
@@ -426,7 +483,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       codec: EntryCodec,
       now: number
     ): Result.Result<Write, CacheEncodeError | CacheValueTooLarge> => {
-      const json = envelope.encode(key, entry, codec, maxEntryBytes)
+      const json = envelope.encode(key, entry, codec, maxEntryBytes, compress)
       if (Result.isFailure(json)) return Result.fail(json.failure)
       return Result.succeed([fullKey(key), json.success, Math.ceil(entry.staleUntil - now)])
     }
@@ -682,7 +739,15 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       ping,
       info: Effect.succeed(undefined),
       setOrdered,
-      time
+      time,
+      // One breaker per node (see `connection.ts`), as far as nodes were seen.
+      health: Effect.map(connection.nodeStates, (nodes) => ({
+        breakers: nodes.map((n) => ({
+          node: n.node,
+          state:
+            n.state === "Closed" ? ("closed" as const) : n.state === "Open" ? ("open" as const) : ("half-open" as const)
+        }))
+      }))
     })
     const served = resolved.fallback === undefined ? store : Fallback.wrap(store, resolved.fallback, clock)
     nodeStatesOf.set(store, connection.nodeStates)

@@ -175,7 +175,10 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
         deletePattern:
           inner.deletePattern === undefined
             ? undefined
-            : (prefix, pattern) => chaos("deletePattern", inner.deletePattern!(prefix, pattern))
+            : (prefix, pattern) => chaos("deletePattern", inner.deletePattern!(prefix, pattern)),
+        // Health and events are the inner store's (faults apply to its calls, not to these reports).
+        health: inner.health,
+        subscribe: inner.subscribe
       })
       const control = ChaosControl.of({
         set: (next) =>

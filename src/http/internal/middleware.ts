@@ -243,6 +243,7 @@ export const make = (options: Options | undefined) => {
         }
         if (fresh) {
           state.counters.hits++
+          rt.observe.emitKey("Hit", state, flightKey)
           budget.touch(flightKey)
           return respond(request, candidate, "HIT", now)
         }
@@ -255,6 +256,7 @@ export const make = (options: Options | undefined) => {
             now - candidate.freshUntil <= maxStale * 1000)
         if (staleOk && now >= candidate.freshUntil) {
           state.counters.staleHits++
+          rt.observe.emitKey("Stale", state, flightKey)
           // Only a request whose response could be stored revalidates: not
           // one with credentials and no user key, nor one with no-store.
           if (!sharedOnly && !requestCc.noStore) {
@@ -271,6 +273,7 @@ export const make = (options: Options | undefined) => {
       }
       if (requestCc.onlyIfCached) {
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, flightKey)
         return HttpServerResponse.empty({ status: 504, headers: { "x-cache": "MISS" } })
       }
       const staleIfError = (): ResponseEntry | undefined =>
@@ -282,6 +285,7 @@ export const make = (options: Options | undefined) => {
       // Requests that must not share a load: run the handler for this one.
       if (sharedOnly || requestCc.noStore) {
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, flightKey)
         const requestAt = rt.clock.currentTimeMillisUnsafe()
         const exit = yield* Effect.exit(withRequest(app, handlerRequest(request, undefined)))
         if (Exit.isFailure(exit)) return yield* serveStaleOrFail(rt, request, exit.cause, staleIfError)
@@ -321,6 +325,7 @@ export const make = (options: Options | undefined) => {
       )
       if (Option.isNone(waited)) {
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, flightKey)
         const own = yield* Effect.exit(withRequest(app, handlerRequest(request, undefined)))
         if (Exit.isFailure(own)) return yield* serveStaleOrFail(rt, request, own.cause, staleIfError)
         return withXCache(own.value, "MISS")
@@ -328,6 +333,7 @@ export const make = (options: Options | undefined) => {
       const exit = waited.value.exit as Exit.Exit<ResponseEntry, unknown>
       if (Exit.isSuccess(exit)) {
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, flightKey)
         const entry = exit.value
         const at = rt.clock.currentTimeMillisUnsafe()
         // A response stored from another request's load, for other values of
@@ -352,6 +358,7 @@ export const make = (options: Options | undefined) => {
       if (failure._tag === "Some" && failure.value instanceof NotStorable) {
         const notStorable = failure.value
         state.counters.misses++
+        rt.observe.emitKey("Miss", state, flightKey)
         let response: HttpServerResponse.HttpServerResponse
         if (notStorable.owner === owner) {
           // Not a loader failure: the response was fine, just not storable
@@ -370,6 +377,7 @@ export const make = (options: Options | undefined) => {
         return withXCache(response, "MISS")
       }
       state.counters.misses++
+      rt.observe.emitKey("Miss", state, flightKey)
       return yield* serveStaleOrFail(rt, request, exit.cause, staleIfError)
     }) as App
 

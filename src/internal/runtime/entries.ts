@@ -12,6 +12,7 @@ import type { Warn } from "../warn.ts"
 import type { Floors } from "./floors.ts"
 import type { Journal } from "./journal.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
+import type { Observe } from "./observe.ts"
 import type { Counters, StoreOp } from "./stats.ts"
 import type { Tags } from "./tags.ts"
 
@@ -59,7 +60,9 @@ export interface Entries {
      * or `null` when that could not be read (then nothing is stored).
      * Absent: an explicit write, which wins.
      */
-    since?: number | null
+    since?: number | null,
+    /** Told when the store refused the write (fenced). */
+    onFenced?: () => void
   ) => Effect.Effect<WriteError | undefined>
   readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
   readonly replace: (
@@ -82,6 +85,8 @@ export interface Deps {
   readonly globalCounters: Counters
   /** Set when the layer starts closing: from then on nothing is written to the store. */
   readonly isClosed: () => boolean
+  /** Events (set, delete). */
+  readonly observe: Observe
 }
 
 const emptyTags: ReadonlyArray<string> = []
@@ -102,7 +107,17 @@ export const isOf = (schema: Keyspace<any, any, any>["value"], u: unknown): bool
   }
 }
 
-export const make = ({ store, clock, floors, tags, journal, warn, globalCounters, isClosed }: Deps): Entries => {
+export const make = ({
+  store,
+  clock,
+  floors,
+  tags,
+  journal,
+  warn,
+  globalCounters,
+  isClosed,
+  observe
+}: Deps): Entries => {
   const hidden = floors.map
 
   const storeFailed = (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) =>
@@ -230,13 +245,17 @@ export const make = ({ store, clock, floors, tags, journal, warn, globalCounters
       )
     })
 
-  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard, since) =>
+  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard, since, onFenced) =>
     Effect.suspend((): Effect.Effect<WriteError | undefined> => {
       // Nothing is written to the store once the layer is closing. The
       // guard (a load's "not invalidated since I started") is checked here,
       // in the same synchronous step that issues the store write, so an
       // invalidation or Cachet.set cannot slip in between check and write.
-      if (isClosed() || (guard !== undefined && !guard())) return Effect.succeed(undefined)
+      if (isClosed()) return Effect.succeed(undefined)
+      if (guard !== undefined && !guard()) {
+        onFenced?.()
+        return Effect.succeed(undefined)
+      }
       // A keyspace bypassed after a journal overflow stores nothing until resynced.
       if (journal.active() && journal.bypassed(state)) return Effect.succeed(undefined)
       // A load whose start could not be ordered on the store's clock: its
@@ -300,10 +319,12 @@ export const make = ({ store, clock, floors, tags, journal, warn, globalCounters
           onSuccess: (stored) => {
             if (!stored) {
               state.counters.fencedWrites++
+              onFenced?.()
               return Effect.succeed(undefined)
             }
             state.counters.sets++
             floors.clear(key)
+            observe.emitKey("Set", state, key)
             return Effect.succeed(undefined)
           },
           onFailure: (error): Effect.Effect<WriteError> => {
@@ -325,7 +346,10 @@ export const make = ({ store, clock, floors, tags, journal, warn, globalCounters
         : store.delete(key).pipe(
             Effect.matchEffect({
               onSuccess: (existed) => {
-                if (existed) state.counters.deletes++
+                if (existed) {
+                  state.counters.deletes++
+                  observe.emitKey("Delete", state, key)
+                }
                 floors.clear(key)
                 return Effect.undefined
               },

@@ -11,6 +11,7 @@ import type { Warn } from "../warn.ts"
 import type { Background } from "./background.ts"
 import { type Entries, FRESH, isOf } from "./entries.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
+import type { Observe } from "./observe.ts"
 
 /** The outcome of one load: the loader's exit, and a store failure on write. */
 export interface FlightResult {
@@ -54,12 +55,21 @@ interface Flight {
   readonly background: boolean
   /** The store's clock when the load started (see `loadStart`). */
   since: number | null | undefined
+  /** Set when the store refused the load's write (a newer write or invalidation): the span's result. */
+  fenced: boolean
 }
 
 type Loader = Effect.Effect<unknown, unknown, unknown>
 
 export interface Flights {
-  readonly load: (state: KeyspaceState, key: string, params: unknown, loader: Loader) => Effect.Effect<FlightResult>
+  /** `stale`: an entry exists but is not fresh (the load span's `cachet.result` is then "stale", else "miss"). */
+  readonly load: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Loader,
+    stale?: boolean
+  ) => Effect.Effect<FlightResult>
   readonly revalidate: (
     state: KeyspaceState,
     key: string,
@@ -90,6 +100,8 @@ export interface Deps {
   readonly storeTime: ((key: string) => Effect.Effect<number, CacheStoreError>) | undefined
   /** Classifies a miss of a versioned keyspace (see `versions.ts`); never delays the load. */
   readonly probeVersions?: ((state: KeyspaceState, key: string) => Effect.Effect<void>) | undefined
+  /** Spans and events. */
+  readonly observe: Observe
 }
 
 export const make = ({
@@ -103,7 +115,8 @@ export const make = ({
   hasPending,
   pendingWrite,
   storeTime,
-  probeVersions
+  probeVersions,
+  observe
 }: Deps): Flights => {
   const flights = new Map<string, Flight>()
   const { write, read, stateNow, storeFailed } = entries
@@ -119,7 +132,7 @@ export const make = ({
       ? Effect.undefined
       : storeTime(key).pipe(Effect.catch((error) => Effect.as(storeFailed(state, "get", error), null)))
 
-  const load: Flights["load"] = (state, key, params, loader) =>
+  const load: Flights["load"] = (state, key, params, loader, stale) =>
     // Forking the load and registering as its waiter happen without an
     // interruption point between them; only the wait itself is
     // interruptible. Otherwise a caller interrupted right after the fork
@@ -135,7 +148,7 @@ export const make = ({
         }
         const existing = flights.get(key)
         if (existing !== undefined) return wait(existing, key, restore)
-        const created = startFlight(state, key, params, loader, false)
+        const created = startFlight(state, key, params, loader, false, stale === true)
         // The load runs in a fiber of the layer's scope, not the caller's:
         // a caller's interruption must not cancel a load others wait on.
         return Effect.flatMap(background.fork(created.run, true), (fiber) => {
@@ -145,17 +158,57 @@ export const make = ({
       })
     )
 
-  const startFlight = (state: KeyspaceState, key: string, params: unknown, loader: Loader, isBackground: boolean) => {
+  // The span of a load or reload (unless tracing is off): started in the
+  // load's fiber, whose context is the caller's, so its parent is the
+  // caller's span. `cachet.result`: "miss" or "stale" (what the caller
+  // found), or "fenced" when the store refused the write.
+  const traced = (
+    state: KeyspaceState,
+    key: string,
+    flight: Flight,
+    stale: boolean,
+    run: Effect.Effect<FlightResult>
+  ): Effect.Effect<FlightResult> => {
+    if (observe.tracing === "off") return run
+    const attributes = observe.attributes(state, key)
+    // The span ends with the loader's failure (its status in an exporter),
+    // while the flight itself still answers with the result.
+    let result: FlightResult | undefined
+    return Effect.useSpan(flight.background ? "cachet.revalidate" : "cachet.load", { attributes }, (span) =>
+      Effect.withParentSpan(
+        Effect.flatMap(run, (r) => {
+          result = r
+          span.attribute("cachet.result", flight.fenced ? "fenced" : stale ? "stale" : "miss")
+          return Exit.isFailure(r.exit) ? Effect.failCause(r.exit.cause) : Effect.succeed(r)
+        }),
+        span
+      )
+    ).pipe(
+      Effect.catchCause((cause) =>
+        result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result)
+      )
+    )
+  }
+
+  const startFlight = (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Loader,
+    isBackground: boolean,
+    stale: boolean
+  ) => {
     const flight: Flight = {
       deferred: Deferred.makeUnsafe<FlightResult>(),
       waiters: 0,
       fiber: undefined,
       invalidated: false,
       background: isBackground,
-      since: undefined
+      since: undefined,
+      fenced: false
     }
     flights.set(key, flight)
-    const run = runLoad(state, key, params, loader, flight).pipe(
+    const run = traced(state, key, flight, stale, runLoad(state, key, params, loader, flight)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           if (flights.get(key) === flight) flights.delete(key)
@@ -181,7 +234,7 @@ export const make = ({
     return Effect.uninterruptible(
       Effect.suspend(() => {
         if (isClosed() || flights.has(key)) return Effect.void
-        const created = startFlight(state, key, params, loader, true)
+        const created = startFlight(state, key, params, loader, true, true)
         return Effect.map(background.fork(created.run, false), (fiber) => {
           created.flight.fiber = fiber
         })
@@ -228,6 +281,9 @@ export const make = ({
       }
       const since = leased ? flight.since : (flight.since = yield* loadStart(state, key))
       const stillValid = () => !flight.invalidated
+      const onFenced = () => {
+        flight.fenced = true
+      }
       // Write-behind: a key with a queued write answers with that value
       // (the source does not have it yet); one with a queued delete loads,
       // but its value is not stored. Free when nothing is queued.
@@ -237,7 +293,7 @@ export const make = ({
         if (pending?.op === "set") {
           let storeError: CacheStoreError | undefined
           if (!flight.invalidated) {
-            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid, since)
+            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid, since, onFenced)
             if (error?._tag === "CacheStoreError") storeError = error
           }
           return { exit: Exit.succeed(pending.value), storeError }
@@ -270,6 +326,17 @@ export const make = ({
       const ms = ns / 1e6
       state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
       state.counters.loads++
+      if (observe.listening()) {
+        observe.emit({
+          _tag: "Load",
+          keyspace: state.keyspace.name,
+          key,
+          at: clock.currentTimeMillisUnsafe(),
+          millis: ms,
+          success: Exit.isSuccess(exit),
+          background: flight.background
+        })
+      }
       // A loader may end with a typed "answer that must not be stored"
       // (the HTTP cache's non-storable response): not a failure to count.
       const failed = Exit.isFailure(exit) && !isNotStored(exit.cause)
@@ -288,15 +355,19 @@ export const make = ({
           return { exit, storeError: undefined }
         }
       }
-      if (flight.invalidated || !keep) return { exit, storeError: undefined }
+      if (flight.invalidated || !keep) {
+        // Invalidated (or written) in this process while loading: not stored.
+        if (flight.invalidated) flight.fenced = true
+        return { exit, storeError: undefined }
+      }
       let storeError: CacheStoreError | undefined
       if (Exit.isSuccess(exit)) {
-        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid, since)
+        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid, since, onFenced)
         if (error?._tag === "CacheStoreError") storeError = error
       } else if (state.keyspace.negative !== undefined) {
         const failure = Cause.findErrorOption(exit.cause)
         if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
-          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid, since)
+          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid, since, onFenced)
           if (error?._tag === "CacheStoreError") storeError = error
         }
       }

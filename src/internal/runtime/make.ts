@@ -14,8 +14,10 @@ import * as Background from "./background.ts"
 import * as Entries from "./entries.ts"
 import * as Flights from "./flights.ts"
 import * as Floors from "./floors.ts"
+import * as Health from "./health.ts"
 import * as Journal from "./journal.ts"
 import * as Keyspaces from "./keyspaces.ts"
+import * as Observe from "./observe.ts"
 import * as Pending from "./pending.ts"
 import type { RuntimeOptions, RuntimeService } from "./service.ts"
 import { type CacheStats, Counters, type KeyspaceStats, makeMetrics, registerStore, statsOf } from "./stats.ts"
@@ -32,9 +34,22 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
   const writeBehindOptions = WriteBehind.resolveOptions(options?.writeBehind)
   const journalCapacity = positiveInt("Cachet.layer", "journalCapacity", options?.journalCapacity, 10_000)
   const journalRetry = millisOr("Cachet.layer", "journalRetry", options?.journalRetry, 250)
+  const tracing = Observe.resolveTracing(options?.tracing)
+  const traceKeys = options?.traceKeys === true
+  const eventsCapacity = positiveInt("Cachet.layer", "eventsCapacity", options?.eventsCapacity, 1024)
   return Effect.gen(function* () {
-    const store = yield* CacheStore
     const clock = yield* Clock.Clock
+    const observe = Observe.make(clock, { tracing, traceKeys, capacity: eventsCapacity })
+    // Store calls of loads, writes and invalidations are spanned here, once
+    // for every part of the runtime; the memory hit path (getUnsafe) is not.
+    const rawStore = yield* CacheStore
+    const store = Observe.traceStore(rawStore, tracing, traceKeys)
+    if (rawStore.subscribe !== undefined) {
+      const unsubscribe = rawStore.subscribe((event) => {
+        if (observe.listening()) observe.emit({ ...event, at: clock.currentTimeMillisUnsafe() })
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(unsubscribe))
+    }
     const context = yield* Effect.context<never>()
     const salt = yield* Random.nextInt
     // Cluster-wide single flight: only consulted by keyspaces that ask for it.
@@ -62,7 +77,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       capacity: journalCapacity,
       retryMillis: journalRetry
     })
-    const entries = Entries.make({ store, clock, floors, tags, journal, warn, globalCounters, isClosed })
+    const entries = Entries.make({ store, clock, floors, tags, journal, warn, globalCounters, isClosed, observe })
     const pending = Pending.make({
       options: writeBehindOptions,
       clock,
@@ -70,7 +85,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       drop: (state, key) => {
         flights.invalidate(key, true)
         return entries.remove(state, key)
-      }
+      },
+      observe
     })
     const flights = Flights.make({
       clock,
@@ -83,7 +99,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       hasPending: () => !pending.isEmpty(),
       pendingWrite: pending.lookup,
       storeTime: store.time,
-      probeVersions: Versions.make(store, background).probe
+      probeVersions: Versions.make(store, background).probe,
+      observe
     })
 
     const storeInfo = yield* store.info
@@ -125,6 +142,15 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       }
     })
 
+    const health = Health.make({
+      store: rawStore,
+      clock,
+      observe,
+      journalDepth: journal.depth,
+      states: () => keyspaces.all(),
+      bypassed: (state) => journal.bypassed(state)
+    })
+
     return {
       store,
       clock,
@@ -154,7 +180,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       isClosed,
       stats,
       salt,
-      liveFibers: background.live
+      liveFibers: background.live,
+      observe,
+      health
     } satisfies RuntimeService
   })
 }

@@ -9,6 +9,7 @@ import type { CacheStoreError } from "../../CacheError.ts"
 import type { Background } from "./background.ts"
 import type { PendingWrite } from "./flights.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
+import type { Observe } from "./observe.ts"
 import * as WriteBehind from "./writeBehind.ts"
 
 export interface Pending {
@@ -50,9 +51,11 @@ export interface Deps {
   readonly background: Background
   /** Drops the cache's copy of `key` (flights and store): the source will never have it. */
   readonly drop: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
+  /** Dead-letter events and the flush span. */
+  readonly observe: Observe
 }
 
-export const make = ({ options, clock, background, drop }: Deps): Pending => {
+export const make = ({ options, clock, background, drop, observe }: Deps): Pending => {
   const lookups: Array<(key: string) => PendingWrite | undefined> = []
 
   const lookup = (key: string): PendingWrite | undefined => {
@@ -81,6 +84,16 @@ export const make = ({ options, clock, background, drop }: Deps): Pending => {
   ): Effect.Effect<void> =>
     Effect.gen(function* () {
       state.counters.writeBehindDeadLetters++
+      if (observe.listening()) {
+        observe.emit({
+          _tag: "DeadLetter",
+          keyspace: letter.keyspace,
+          key: letter.key,
+          op: letter.op,
+          reason: letter.reason,
+          at: clock.currentTimeMillisUnsafe()
+        })
+      }
       // The cache must not keep a value the source will never have
       // (unless a newer write of the key is queued). At shutdown the
       // store is not touched: removal is a no-op once closing.
@@ -144,6 +157,7 @@ export const make = ({ options, clock, background, drop }: Deps): Pending => {
     written: (p) => {
       p.state.counters.writeBehindWrites++
     },
+    flushSpan: observe.flushSpan,
     deadLetter: (p, cause, reason) => reportDeadLetter(p.state, letterOf(p, cause, reason), options.onDeadLetter),
     deadLetters: (left, reason) =>
       reportDeadLetters(

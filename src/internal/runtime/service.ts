@@ -9,8 +9,10 @@ import type { StoreService } from "../store.ts"
 import type { Entries } from "./entries.ts"
 import type { Flights } from "./flights.ts"
 import type { Floors } from "./floors.ts"
+import type { Health } from "./health.ts"
 import type { Journal } from "./journal.ts"
 import type { Keyspaces } from "./keyspaces.ts"
+import type { Observe, TracingMode } from "./observe.ts"
 import type { Pending } from "./pending.ts"
 import type { CacheStats } from "./stats.ts"
 import type { Tags } from "./tags.ts"
@@ -18,7 +20,9 @@ import type { WriteBehindOptions, WriteBehindQueue } from "./writeBehind.ts"
 
 export { FRESH, GONE, STALE } from "./entries.ts"
 export { type FlightResult, NotStoredTypeId, type PendingWrite } from "./flights.ts"
+export type { Health, KeyspaceHealth } from "./health.ts"
 export type { KeyspaceState } from "./keyspaces.ts"
+export type { CacheEvent, TracingMode } from "./observe.ts"
 export type { CacheStats, KeyspaceStats, StoreOp } from "./stats.ts"
 
 /** Options of `Cachet.layer`. */
@@ -47,6 +51,17 @@ export interface RuntimeOptions {
   readonly journalCapacity?: number | undefined
   /** Time between replays of the journal while the store does not answer. Default 250 ms. */
   readonly journalRetry?: Duration.Input | undefined
+  /**
+   * What is spanned through Effect's tracer: `"loads"` (default: loads,
+   * revalidations, write-behind flushes and the store calls of writes and
+   * invalidations; hits are not spanned), `"all"` (also one span per read,
+   * hits included; costs a span per hit), `"off"`.
+   */
+  readonly tracing?: TracingMode | undefined
+  /** Whether spans carry the key (`cachet.key`). Default false: keys may hold user data. */
+  readonly traceKeys?: boolean | undefined
+  /** Events queued per `Cachet.events` subscriber before new ones are dropped (and counted). Default 1024. */
+  readonly eventsCapacity?: number | undefined
 }
 
 /** The runtime's methods, used by strategies and by `Cachet.ts`. */
@@ -138,6 +153,10 @@ export interface RuntimeService {
   readonly salt: number
   /** Background fibers (loads, reloads, the write-behind flusher) not yet ended; 0 once the layer is closed. */
   readonly liveFibers: () => number
+  /** Spans and events; `observe.active !== 0` is the hit path's only check. */
+  readonly observe: Observe
+  /** A health report (never fails). */
+  readonly health: Effect.Effect<Health>
 }
 
 /**

@@ -135,6 +135,8 @@ export interface Hooks {
     left: ReadonlyArray<readonly [Pending, Cause.Cause<unknown>]>,
     reason: DeadLetter["reason"]
   ) => Effect.Effect<void>
+  /** Wraps one batch's writes (the `cachet.writeBehind.flush` span), unless tracing is off. */
+  readonly flushSpan?: (<A, E, R>(size: number, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) | undefined
 }
 
 /** The queue, as the runtime and strategies use it. */
@@ -362,7 +364,8 @@ export const make = (
         queue.delete(p.key)
         inFlight.set(p.key, p)
       }
-      yield* Effect.forEach(batch, attempt, { concurrency: options.concurrency, discard: true })
+      const writes = Effect.forEach(batch, attempt, { concurrency: options.concurrency, discard: true })
+      yield* hooks.flushSpan === undefined ? writes : hooks.flushSpan(batch.length, writes)
     }
   })
 

@@ -4,7 +4,17 @@
  * ```text
  * {"o":order,"v":1,"c":createdAt,"f":freshUntil,"s":staleUntil,"t":[tags],"n":1,"d":<data>}
  * {"o":order,"v":1,"x":1}                      a tombstone: the key was invalidated at `order`
+ * {"o":order,"v":1,"z":"br","c":..,"f":..,"s":..,"t":[..]}\n<bytes>   compressed (`compress`)
  * ```
+ *
+ * A compressed entry keeps the same header as JSON (so the scripts read its
+ * `o` as before), without `d`, with `z` naming the codec (`br`, `gz`, `zs`),
+ * then one newline byte and the compressed JSON of `d`. A plain envelope
+ * never holds a raw newline (JSON.stringify escapes it), so a reader tells
+ * the two apart by that byte alone and reads both, whatever its own
+ * `compress` option says: a rollout (or a rollback) of compression needs no
+ * flush. Compressed bytes that do not inflate (corrupt, unknown codec, past
+ * `maxEntryBytes`) read as a corrupt entry: a counted miss.
  *
  * `o` comes first and is written by the store's Lua script from the
  * server's `TIME` (this module encodes the rest): it orders the entry against
@@ -20,23 +30,29 @@ import { isUtf8 } from "node:buffer"
 import { Effect, Result } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheValueTooLarge } from "../../CacheError.ts"
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
+import * as Compression from "./compression.ts"
 
 /** The envelope version written and read by this module. */
 const VERSION = 1
 
-const allowedKeys = new Set(["o", "v", "c", "f", "s", "t", "n", "d", "x"])
+const allowedKeys = new Set(["o", "v", "c", "f", "s", "t", "n", "d", "x", "z"])
+
+const NEWLINE = 0x0a
 
 /**
  * Serialises an entry; fails with `CacheEncodeError` when the codec refuses
  * the value or JSON cannot represent it, and with `CacheValueTooLarge` when
- * the result is over `maxBytes` (UTF-8).
+ * the result is over `maxBytes` (UTF-8, before compression). With
+ * `compress`, a value whose JSON is at least `minBytes` is compressed (the
+ * result is then bytes).
  */
 export const encode = (
   key: string,
   entry: StoredEntry,
   codec: EntryCodec,
-  maxBytes: number
-): Result.Result<string, CacheEncodeError | CacheValueTooLarge> => {
+  maxBytes: number,
+  compress?: Compression.Resolved
+): Result.Result<string | Buffer, CacheEncodeError | CacheValueTooLarge> => {
   const negative = entry.negative === true
   const encoded = codec.encode(entry.value, negative)
   if (Result.isFailure(encoded)) return Result.fail(encoded.failure)
@@ -47,12 +63,11 @@ export const encode = (
     )
   }
   let json: string
+  let dataJson: string
   try {
-    json = JSON.stringify(
-      negative
-        ? { v: VERSION, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags, n: 1, d: data }
-        : { v: VERSION, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags, d: data }
-    )
+    // The envelope is its header with `d` last: `{...,"d":<data>}`.
+    dataJson = JSON.stringify(data)
+    json = `${header(entry, negative, undefined).slice(0, -1)},"d":${dataJson}}`
   } catch (error) {
     return Result.fail(
       new CacheEncodeError({
@@ -77,7 +92,33 @@ export const encode = (
       return Result.fail(new CacheValueTooLarge({ keyspace: codec.keyspace, key, bytes, maxBytes }))
     }
   }
-  return Result.succeed(json)
+  // Small values stay plain JSON; bytes are counted only when the length
+  // alone (at most 3 bytes per UTF-16 unit) cannot decide.
+  if (compress === undefined || json.length * 3 < compress.minBytes) return Result.succeed(json)
+  const body = Buffer.from(dataJson, "utf8")
+  if (body.length < compress.minBytes) return Result.succeed(json)
+  let packed: Buffer
+  try {
+    packed = compress.compress(body)
+  } catch (error) {
+    return Result.fail(
+      new CacheEncodeError({
+        keyspace: codec.keyspace,
+        message: `compression failed: ${error instanceof Error ? error.message : String(error)}`
+      })
+    )
+  }
+  return Result.succeed(Buffer.concat([Buffer.from(`${header(entry, negative, compress.tag)}\n`, "utf8"), packed]))
+}
+
+/** The envelope's fields but `d`, as JSON; `z` when compressed. */
+const header = (entry: StoredEntry, negative: boolean, z: Compression.Tag | undefined): string => {
+  const base = { v: VERSION, ...(z === undefined ? {} : { z }) }
+  return JSON.stringify(
+    negative
+      ? { ...base, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags, n: 1 }
+      : { ...base, c: entry.createdAt, f: entry.freshUntil, s: entry.staleUntil, t: entry.tags }
+  )
 }
 
 /** What reading raw bytes gave. */
@@ -110,30 +151,58 @@ export const corruptOf = (codec: EntryCodec, key: string, message: string): Deco
 
 const isTime = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 
-/**
- * Reads raw bytes into an entry. An entry whose `staleUntil` is at or before
- * `now` reads as expired (Redis expires it by wall-clock time; this check
- * follows the Effect `Clock`).
- */
-export const decode = (raw: Buffer, key: string, codec: EntryCodec, now: number): Decoded => {
-  if (!isUtf8(raw)) return corruptOf(codec, key, "not UTF-8")
+/** Parses UTF-8 JSON strictly (no `__proto__` key anywhere); a message when it is not. */
+const parseJson = (raw: Buffer): { readonly value: unknown } | string => {
+  if (!isUtf8(raw)) return "not UTF-8"
   const text = raw.toString("utf8")
-  let parsed: unknown
   try {
     // A `__proto__` key can only appear literally or through a \u escape;
     // only then pay for the reviver.
-    parsed = text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
+    return {
+      value: text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
+    }
   } catch (error) {
-    return corruptOf(
-      codec,
-      key,
-      error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
-    )
+    return error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+}
+
+/**
+ * Reads raw bytes into an entry. An entry whose `staleUntil` is at or before
+ * `now` reads as expired (Redis expires it by wall-clock time; this check
+ * follows the Effect `Clock`). A compressed entry inflates to at most
+ * `maxBytes`.
+ */
+export const decode = (
+  raw: Buffer,
+  key: string,
+  codec: EntryCodec,
+  now: number,
+  maxBytes: number = Number.POSITIVE_INFINITY
+): Decoded => {
+  const newline = raw.indexOf(NEWLINE)
+  const parsed = parseJson(newline < 0 ? raw : raw.subarray(0, newline))
+  if (typeof parsed === "string") return corruptOf(codec, key, parsed)
+  if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) {
     return corruptOf(codec, key, "not a JSON object")
   }
-  const o = parsed as Record<string, unknown>
+  const o = parsed.value as Record<string, unknown>
+  if (newline >= 0) {
+    // Compressed: the header must name a codec and hold no `d`.
+    if (o.z === undefined || Object.hasOwn(o, "d")) return corruptOf(codec, key, "bytes after the envelope")
+    if (o.x !== undefined) return corruptOf(codec, key, "compressed tombstone")
+    let body: Buffer
+    try {
+      body = Compression.decompress(o.z, raw.subarray(newline + 1), maxBytes)
+    } catch (error) {
+      return corruptOf(codec, key, `does not decompress: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    const data = parseJson(body)
+    if (typeof data === "string") return corruptOf(codec, key, `compressed data ${data}`)
+    o.d = data.value
+    delete o.z
+  } else if (o.z !== undefined) {
+    return corruptOf(codec, key, "compressed flag without compressed data")
+  }
   for (const k of Object.keys(o)) {
     if (!allowedKeys.has(k)) return corruptOf(codec, key, `unknown field ${JSON.stringify(k)}`)
   }
@@ -180,14 +249,15 @@ export const decodeAll = (
   raws: ReadonlyArray<Buffer | null>,
   codec: EntryCodec,
   now: number,
-  dropCorrupt: (fullKey: string, raw: Buffer) => Effect.Effect<void>
+  dropCorrupt: (fullKey: string, raw: Buffer) => Effect.Effect<void>,
+  maxBytes: number = Number.POSITIVE_INFINITY
 ): Effect.Effect<Array<StoredEntry | undefined>> => {
   const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
   const entries = raws.map((raw, i): StoredEntry | undefined => {
     if (raw === null) return undefined
     let decoded: Decoded
     try {
-      decoded = decode(raw, keys[i]!, codec, now)
+      decoded = decode(raw, keys[i]!, codec, now, maxBytes)
     } catch (error) {
       decoded = corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
     }

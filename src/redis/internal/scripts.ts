@@ -73,7 +73,7 @@ export interface Scripts {
   readonly setOrdered: (
     key: string,
     clearKey: string,
-    json: string,
+    json: string | Buffer,
     px: string,
     since: string,
     cleared: string

@@ -21,6 +21,7 @@ import { Clock, Effect, type Scope } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
 import type { CacheStore, MemoryOptions, StoredEntry, StoreInfo } from "../../CacheStore.ts"
 import * as Glob from "../../internal/glob.ts"
+import type { BusHealth, StoreEvent } from "../../internal/store.ts"
 import type { BusService, BusStats, Message } from "./bus.ts"
 import * as L1 from "./l1.ts"
 import type { LeaseStats } from "./lease.ts"
@@ -93,6 +94,15 @@ export const make = (
       c.l1Clears++
     }
 
+    // Bus resets, for `Cachet.health` (the last one) and `Cachet.events`.
+    let lastReset: BusHealth["lastReset"]
+    const listeners = new Set<(event: StoreEvent) => void>()
+    const busReset = (reason: "subscribed" | "gap") => {
+      reset()
+      lastReset = { at: now(), reason }
+      for (const listener of listeners) listener({ _tag: "BusReset", reason })
+    }
+
     if (bus !== undefined) {
       yield* bus.listen({
         onMessage: (message) => {
@@ -126,7 +136,7 @@ export const make = (
               return reset()
           }
         },
-        onReset: reset
+        onReset: busReset
       })
     }
 
@@ -456,6 +466,28 @@ export const make = (
       setTagTime,
       ping: l2.ping,
       info: Effect.succeed(info),
+      health: Effect.gen(function* () {
+        const own = l2.health === undefined ? undefined : yield* l2.health
+        const busStats = bus === undefined ? undefined : yield* bus.stats
+        return {
+          breakers: own?.breakers ?? [],
+          bus:
+            busStats === undefined
+              ? undefined
+              : {
+                  subscribed: busStats.subscribed,
+                  subscriptions: busStats.subscriptions,
+                  gaps: busStats.gaps,
+                  lastReset
+                }
+        }
+      }),
+      subscribe: (listener) => {
+        listeners.add(listener)
+        return () => {
+          listeners.delete(listener)
+        }
+      },
       // No getUnsafe: the runtime's synchronous read treats `undefined` as a
       // miss, but an L1 miss must still ask the L2.
       getUnsafe: undefined,

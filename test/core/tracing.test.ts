@@ -1,0 +1,177 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer, Option, Schedule, Tracer } from "effect"
+import { TestClock } from "effect/testing"
+import * as Cachet from "../../src/Cachet.ts"
+import * as Strategy from "../../src/Strategy.ts"
+import { Items, recordingTracer, settle } from "./observe.ts"
+
+/** Runs `program` on a memory runtime with `options`, every fiber on the recording tracer. */
+const traced = <A, E>(
+  options: Cachet.Options,
+  program: (t: ReturnType<typeof recordingTracer>) => Effect.Effect<A, E, Cachet.Cachet>
+) =>
+  Effect.gen(function* () {
+    const t = recordingTracer()
+    return yield* program(t).pipe(
+      Effect.provide(Cachet.layerMemory(options)),
+      Effect.provide(Layer.succeed(Tracer.Tracer, t.tracer))
+    )
+  })
+
+const parentName = (span: Tracer.NativeSpan) => {
+  const parent = Option.getOrUndefined(span.parent)
+  return parent?._tag === "Span" ? parent.name : undefined
+}
+
+describe("tracing: loads (default)", () => {
+  it.effect("a miss is a cachet.load span under the caller's span, with its store write; a hit is no span", () =>
+    traced({}, (t) =>
+      Effect.gen(function* () {
+        const read = Effect.succeed(7).pipe(Strategy.cacheAside(Items, { id: 1 }))
+        assert.strictEqual(yield* Effect.withSpan(read, "request"), 7)
+        const loads = t.named("cachet.load")
+        assert.strictEqual(loads.length, 1)
+        const load = loads[0]!
+        assert.strictEqual(parentName(load), "request", "the load fiber keeps the caller's span as parent")
+        assert.strictEqual(load.attributes.get("cachet.keyspace"), "item")
+        assert.strictEqual(load.attributes.get("cachet.result"), "miss")
+        assert.isFalse(load.attributes.has("cachet.key"), "no key values unless asked")
+        assert.strictEqual(load.status._tag, "Ended")
+        const sets = t.named("cachet.store.set")
+        assert.strictEqual(sets.length, 1)
+        assert.strictEqual(parentName(sets[0]!), "cachet.load")
+
+        const before = t.cachet().length
+        for (let i = 0; i < 5; i++) assert.strictEqual(yield* Effect.withSpan(read, "request"), 7)
+        assert.strictEqual(t.cachet().length, before, "hits start no cachet span")
+      })
+    )
+  )
+
+  it.effect("a load of a stale entry says stale; a stale-while-revalidate reload is cachet.revalidate", () =>
+    traced({}, (t) =>
+      Effect.gen(function* () {
+        yield* Cachet.set(Items, { id: 1 }, 1)
+        yield* Cachet.set(Items, { id: 2 }, 2)
+        yield* TestClock.adjust("15 seconds") // both stale
+        assert.strictEqual(yield* Effect.succeed(10).pipe(Strategy.cacheAside(Items, { id: 1 })), 10)
+        assert.strictEqual(yield* Effect.succeed(20).pipe(Strategy.staleWhileRevalidate(Items, { id: 2 })), 2)
+        yield* settle
+        const load = t.named("cachet.load")
+        assert.deepStrictEqual(
+          load.map((s) => s.attributes.get("cachet.result")),
+          ["stale"]
+        )
+        const revalidate = t.named("cachet.revalidate")
+        assert.strictEqual(revalidate.length, 1)
+        assert.strictEqual(revalidate[0]!.attributes.get("cachet.result"), "stale")
+        assert.strictEqual(revalidate[0]!.status._tag, "Ended")
+        assert.deepStrictEqual(yield* Cachet.get(Items, { id: 2 }), Option.some(20))
+      })
+    )
+  )
+
+  it.effect("a load whose key is written meanwhile is fenced", () =>
+    traced({}, (t) =>
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const reader = yield* Effect.forkChild(
+          Deferred.await(gate).pipe(Effect.as(1), Strategy.cacheAside(Items, { id: 3 }))
+        )
+        yield* settle
+        yield* Cachet.set(Items, { id: 3 }, 99) // newer than the load's start
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* Fiber.join(reader), 1)
+        const load = t.named("cachet.load")
+        assert.strictEqual(load.length, 1)
+        assert.strictEqual(load[0]!.attributes.get("cachet.result"), "fenced")
+        assert.deepStrictEqual(yield* Cachet.get(Items, { id: 3 }), Option.some(99), "the explicit write stayed")
+      })
+    )
+  )
+
+  it.effect("a failed load ends its span with the failure", () =>
+    traced({}, (t) =>
+      Effect.gen(function* () {
+        const exit = yield* Effect.exit(Effect.fail("db down").pipe(Strategy.cacheAside(Items, { id: 4 })))
+        assert.isTrue(exit._tag === "Failure")
+        const load = t.named("cachet.load")[0]!
+        assert.strictEqual(load.status._tag, "Ended")
+        assert.strictEqual(load.status._tag === "Ended" && load.status.exit._tag, "Failure", "the span ends failed")
+        assert.strictEqual(load.attributes.get("cachet.result"), "miss")
+      })
+    )
+  )
+
+  it.effect("invalidations and write-behind flushes are spanned", () =>
+    traced({ writeBehind: { flushInterval: "1 second", retry: Schedule.recurs(0) } }, (t) =>
+      Effect.gen(function* () {
+        yield* Cachet.invalidate(Items, { id: 1 })
+        yield* Cachet.invalidateKeyspace(Items)
+        yield* Cachet.invalidateTag("t")
+        assert.strictEqual(t.named("cachet.store.delete").length, 1)
+        assert.strictEqual(t.named("cachet.store.deletePrefix")[0]!.attributes.get("cachet.keyspace"), "item")
+        assert.strictEqual(t.named("cachet.store.setTagTime").length, 1)
+
+        yield* Strategy.writeBehind(Items, { id: 5 }, 5, Effect.void)
+        yield* Strategy.writeBehind(Items, { id: 6 }, 6, Effect.void)
+        yield* Strategy.flushWriteBehind
+        const flush = t.named("cachet.writeBehind.flush")
+        assert.strictEqual(flush.length, 1)
+        assert.strictEqual(flush[0]!.attributes.get("cachet.batch"), 2)
+      })
+    )
+  )
+})
+
+describe("tracing: all, off, keys", () => {
+  it.effect('"all" spans every read with its result, hits included', () =>
+    traced({ tracing: "all" }, (t) =>
+      Effect.gen(function* () {
+        const read = Effect.succeed(7).pipe(Strategy.cacheAside(Items, { id: 1 }))
+        yield* read
+        yield* read
+        yield* TestClock.adjust("15 seconds")
+        yield* Effect.succeed(8).pipe(Strategy.staleWhileRevalidate(Items, { id: 1 }))
+        yield* settle
+        assert.deepStrictEqual(
+          t.named("cachet.get").map((s) => s.attributes.get("cachet.result")),
+          ["miss", "hit", "stale"]
+        )
+        assert.strictEqual(parentName(t.named("cachet.load")[0]!), "cachet.get")
+      })
+    )
+  )
+
+  it.effect('"off" starts no cachet span at all', () =>
+    traced({ tracing: "off", writeBehind: { flushInterval: "1 second" } }, (t) =>
+      Effect.gen(function* () {
+        yield* Effect.succeed(7).pipe(Strategy.cacheAside(Items, { id: 1 }))
+        yield* Cachet.invalidate(Items, { id: 1 })
+        yield* Strategy.writeBehind(Items, { id: 5 }, 5, Effect.void)
+        yield* Strategy.flushWriteBehind
+        assert.deepStrictEqual(
+          t.cachet().map((s) => s.name),
+          []
+        )
+      })
+    )
+  )
+
+  it.effect("traceKeys adds the key to load and store spans", () =>
+    traced({ traceKeys: true }, (t) =>
+      Effect.gen(function* () {
+        yield* Effect.succeed(7).pipe(Strategy.cacheAside(Items, { id: 42 }))
+        assert.strictEqual(t.named("cachet.load")[0]!.attributes.get("cachet.key"), "item:42")
+        assert.strictEqual(t.named("cachet.store.set")[0]!.attributes.get("cachet.key"), "item:42")
+      })
+    )
+  )
+
+  it("an unknown tracing mode fails at the call, naming the option", () => {
+    assert.throws(
+      () => Cachet.layer({ tracing: "some" as never }),
+      /option "tracing" must be "loads", "all" or "off", got some/
+    )
+  })
+})
