@@ -140,6 +140,7 @@ export interface StorePrimitives {
   readonly getUnsafe?: CacheStore["Service"]["getUnsafe"]
   readonly getTagTimeUnsafe?: CacheStore["Service"]["getTagTimeUnsafe"]
   readonly setOrdered?: CacheStore["Service"]["setOrdered"]
+  readonly setOrderedMany?: CacheStore["Service"]["setOrderedMany"]
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
 }
@@ -200,6 +201,7 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     getUnsafe: primitives.getUnsafe,
     getTagTimeUnsafe: primitives.getTagTimeUnsafe,
     setOrdered: primitives.setOrdered,
+    setOrderedMany: primitives.setOrderedMany,
     time: primitives.time,
     getShared: primitives.getShared
   })

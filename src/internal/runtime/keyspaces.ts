@@ -8,6 +8,7 @@ import { Metric } from "effect"
 import type { CacheKeyError } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import type { EntryCodec } from "../store.ts"
+import * as Policy from "./policy.ts"
 import { Counters, type Metrics, registerKeyspace } from "./stats.ts"
 
 /** What the runtime keeps per keyspace. */
@@ -18,6 +19,10 @@ export interface KeyspaceState {
   readonly loadDuration: Metric.Histogram<number>
   /** Mean loader run time in ms (moving average); -1 before the first load. */
   meanLoadMillis: number
+  /** The keyspace's load policy (lifetimes, timeouts, backoff), compiled once. */
+  readonly policy: Policy.Policy
+  /** Whether fresh reads extend freshness (one check on the hit path). */
+  readonly sliding: boolean
 }
 
 type WarnUnsafe = (what: string, message: string, annotations?: Record<string, unknown>) => void
@@ -65,7 +70,9 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
         { keyspace: keyspace.name },
         loadBoundaries
       ),
-      meanLoadMillis: -1
+      meanLoadMillis: -1,
+      policy: Policy.ofKeyspace(keyspace),
+      sliding: keyspace.sliding === true
     }
     registerKeyspace(metrics, keyspace.name, counters)
     states.set(keyspace.name, state)

@@ -11,6 +11,7 @@ import { LoadLease } from "../loadLease.ts"
 import { positiveInt } from "../numbers.ts"
 import * as Warn from "../warn.ts"
 import * as Background from "./background.ts"
+import * as Backoff from "./backoff.ts"
 import * as Entries from "./entries.ts"
 import * as Flights from "./flights.ts"
 import * as Floors from "./floors.ts"
@@ -44,6 +45,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     const isClosed = () => closed
 
     const background = yield* Background.make
+    const backoff = Backoff.make(clock)
     const warn = Warn.make(() => clock.currentTimeMillisUnsafe(), logInterval)
     const warnUnsafe = Warn.unsafe(warn, context)
     const metrics = makeMetrics(metricPrefix, context)
@@ -81,7 +83,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       isClosed,
       hasPending: () => !pending.isEmpty(),
       pendingWrite: pending.lookup,
-      storeTime: store.time
+      storeTime: store.time,
+      backoff
     })
 
     const storeInfo = yield* store.info
@@ -127,6 +130,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       stateNow: entries.stateNow,
       revalidate: flights.revalidate,
       load: flights.load,
+      loadMany: flights.loadMany,
+      touch: entries.touch,
+      backoff,
       write: entries.write,
       remove: entries.remove,
       replace: entries.replace,
