@@ -16,6 +16,8 @@
  * - {@link CacheValueTooLarge}: the encoded value is over the store's limit;
  *   nothing was sent to the store.
  * - {@link CacheShuttingDown}: the runtime's layer has closed.
+ * - {@link CacheLoadTimeout}: a load passed its hard timeout and no stale
+ *   value could answer (only where a hard timeout is configured).
  *
  * This module does not log or count errors: the `Cachet` runtime does.
  *

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 
@@ -53,4 +54,52 @@ describe("public API docs", () => {
       assert.deepStrictEqual(undocumented(file), [])
     })
   }
+})
+
+// README blocks fenced as ```ts runnable are whole programs: they are
+// type-checked here by the project's tsc (TypeScript 7 has no in-process
+// compiler API), as files of the package (so `import ... from "cachet"`
+// resolves to src/), in a directory removed afterwards.
+const runnableBlocks = (markdown: string): Array<{ readonly line: number; readonly code: string }> => {
+  const blocks: Array<{ line: number; code: string }> = []
+  const pattern = /^```ts runnable\n([\s\S]*?)^```$/gm
+  for (const match of markdown.matchAll(pattern)) {
+    blocks.push({ line: markdown.slice(0, match.index).split("\n").length, code: match[1]! })
+  }
+  return blocks
+}
+
+describe("README examples", () => {
+  it("every ```ts runnable block type-checks and runs", { timeout: 120_000 }, () => {
+    const blocks = runnableBlocks(readFileSync("README.md", "utf8"))
+    assert.isAbove(blocks.length, 0)
+    const dir = mkdtempSync(join("test", ".readme-"))
+    try {
+      for (const block of blocks) writeFileSync(join(dir, `line_${block.line}.ts`), block.code)
+      writeFileSync(
+        join(dir, "tsconfig.json"),
+        JSON.stringify({
+          extends: "../../tsconfig.json",
+          include: ["*.ts"],
+          compilerOptions: { noUnusedLocals: false }
+        })
+      )
+      const result = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "--noEmit", "-p", dir], {
+        encoding: "utf8"
+      })
+      assert.strictEqual(`${result.stdout}${result.stderr}`.trim(), "")
+      assert.strictEqual(result.status, 0)
+      // And they run as written (node strips the types), in real time.
+      for (const block of blocks) {
+        const run = spawnSync(process.execPath, [join(dir, `line_${block.line}.ts`)], {
+          encoding: "utf8",
+          timeout: 30_000
+        })
+        assert.strictEqual(run.status, 0, `README line ${block.line}: ${run.stderr}`)
+        assert.notStrictEqual(run.stdout.trim(), "", `README line ${block.line} printed nothing`)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
