@@ -129,6 +129,18 @@ describe("Cachet.cachedMany", () => {
     }).pipe(Effect.provide(Cachet.layerMemory()))
   )
 
+  it.effect("read-your-writes: a key with a queued write-behind answers its queued value, not the source's", () =>
+    Effect.gen(function* () {
+      const { calls, loadMany } = batchLoader()
+      yield* Strategy.writeBehind(Users, { id: 1 }, "queued 1", () => Effect.void)
+      yield* Cachet.invalidate(Users, { id: 1 }) // the cache entry goes; the write stays queued
+      const out = yield* Cachet.cachedMany(Users, loadMany)([{ id: 1 }, { id: 2 }])
+      assert.deepStrictEqual(out, ["queued 1", "user 2 v1"])
+      assert.deepStrictEqual(calls, [[2]], "the source is not asked for key 1")
+      assert.strictEqual((yield* stored(1))?.value, "queued 1")
+    }).pipe(Effect.provide(Cachet.layerMemory({ writeBehind: { flushInterval: "1 hour" } })))
+  )
+
   it.effect("parameters that cannot form a key are loaded, not cached, and counted", () =>
     Effect.gen(function* () {
       const { calls, loadMany } = batchLoader()

@@ -16,7 +16,8 @@ import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { requireRedis } from "../harness/redis.ts"
 import { settle } from "../strategies/helpers.ts"
-import { runId, sharedServer } from "./helpers.ts"
+import { instance, on, statsOf, subscribed } from "../tiered/helpers.ts"
+import { eventually, runId, sharedServer } from "./helpers.ts"
 
 const server = sharedServer()
 
@@ -159,4 +160,42 @@ describe.skipIf(!requireRedis())("cachedMany and sliding over RedisStore", () =>
       )
     }).pipe(Effect.scoped, Effect.provide(runtime(prefix)))
   })
+
+  // Real time (it.live): the bus delivers in real time.
+  it.live("cachedMany on TieredStore: other instances read the batch's values, not their own older copy", () =>
+    Effect.gen(function* () {
+      const prefix = `manytiered-${runId()}`
+      const a = yield* instance({ l2: { url: server.get().url, prefix } })
+      const b = yield* instance({ l2: { url: server.get().url, prefix } })
+      yield* subscribed(a)
+      yield* subscribed(b)
+      const received = (yield* statsOf(a)).bus!.received
+      yield* on(b)(Cachet.set(Users, { id: 1 }, "old on B")) // in B's L1 too
+      yield* eventually(
+        Effect.map(statsOf(a), (s) => s.bus!.received > received),
+        2_000,
+        "A heard B's set"
+      )
+      yield* on(a)(Cachet.invalidate(Users, { id: 1 }))
+      const getUsers = Cachet.cachedMany(Users, (ps: ReadonlyArray<{ readonly id: number }>) =>
+        Effect.succeed(ps.map((p) => `loaded ${p.id}`))
+      )
+      // A batch that starts within a millisecond of the invalidation is
+      // fenced (its start is a lower bound of the server's clock): then the
+      // next call loads again. Polled, bounded.
+      yield* eventually(
+        Effect.gen(function* () {
+          const out = yield* on(a)(getUsers([{ id: 1 }, { id: 2 }, { id: 3 }]))
+          assert.deepStrictEqual(out, ["loaded 1", "loaded 2", "loaded 3"])
+          return Option.getOrUndefined(yield* on(b)(Cachet.get(Users, { id: 1 }))) === "loaded 1"
+        }),
+        2_000,
+        "B reads the batch's value of key 1"
+      )
+      assert.deepStrictEqual(yield* on(b)(Cachet.get(Users, { id: 2 })), Option.some("loaded 2"))
+      const raw = JSON.parse(yield* server.get().command("GET", `${prefix}:user:3`))
+      assert.strictEqual(raw.d, "loaded 3")
+      assert.isNumber(raw.o)
+    }).pipe(Effect.scoped)
+  )
 })

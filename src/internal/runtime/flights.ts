@@ -482,13 +482,27 @@ export const make = ({
       const since = yield* Effect.forEach(batch, ({ item, flight }) =>
         Effect.map(loadStart(state, item.key), (t) => (flight.since = t))
       )
-      const started = clock.currentTimeNanosUnsafe()
-      const exits = yield* loader(batch.map(({ item }) => item.params))
-      for (const exit of exits) recordLoad(state, started, exit)
+      // Write-behind, as for single loads: a key with a queued write answers
+      // with that value (and stores it); one with a queued delete loads, but
+      // is not stored. Free when nothing is queued.
+      const queued: Array<PendingWrite | undefined> = hasPending()
+        ? batch.map(({ item }) => pendingWrite(item.key))
+        : []
+      const toLoad =
+        queued.length === 0 ? batch.map((_, i) => i) : batch.flatMap((_, i) => (queued[i]?.op === "set" ? [] : [i]))
+      const exits: Array<Exit.Exit<unknown, unknown>> = batch.map((_, i) => Exit.succeed(queued[i]?.value))
+      if (toLoad.length > 0) {
+        const started = clock.currentTimeNanosUnsafe()
+        const loaded = yield* loader(toLoad.map((i) => batch[i]!.item.params))
+        toLoad.forEach((i, j) => {
+          exits[i] = loaded[j]!
+          recordLoad(state, started, loaded[j]!)
+        })
+      }
       const writes: Array<BatchWrite> = []
       batch.forEach(({ item, flight }, i) => {
         const exit = exits[i]!
-        if (Exit.isSuccess(exit) && !flight.invalidated) {
+        if (Exit.isSuccess(exit) && !flight.invalidated && queued[i]?.op !== "delete") {
           writes.push({
             key: item.key,
             params: item.params,
