@@ -7,7 +7,7 @@
  * TTLs and Effect time agree).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { CacheStore } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
@@ -15,7 +15,6 @@ import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { requireRedis } from "../harness/redis.ts"
-import { settle } from "../strategies/helpers.ts"
 import { instance, on, statsOf, subscribed } from "../tiered/helpers.ts"
 import { eventually, runId, sharedServer } from "./helpers.ts"
 
@@ -72,7 +71,8 @@ describe.skipIf(!requireRedis())("cachedMany and sliding over RedisStore", () =>
       assert.deepStrictEqual(calls[1]?.length, 49, "one loadMany call for the 49 misses")
       const used = delta(before, after)
       assert.strictEqual(used.mget, 1, "one store read for all 50 keys")
-      assert.strictEqual(used.evalsha, 1, "one script call writes the 49 values")
+      // (EVAL the first time a batch of this size runs on the connection, EVALSHA after.)
+      assert.strictEqual((used.evalsha ?? 0) + (used.eval ?? 0), 1, "one script call writes the 49 values")
       // Inside that script: a GETRANGE and a SET per key, and one GET of the
       // keyspace's clear record; no command per key from the client.
       assert.strictEqual(used.set, 49)
@@ -97,15 +97,19 @@ describe.skipIf(!requireRedis())("cachedMany and sliding over RedisStore", () =>
     return Effect.gen(function* () {
       yield* atWallClock
       const other = yield* Layer.build(runtime(prefix))
+      const started = yield* Deferred.make<void>()
       const getUsers = Cachet.cachedMany(Users, (ps: ReadonlyArray<{ readonly id: number }>) =>
-        Effect.as(
-          Effect.sleep("1 second"),
-          ps.map((p) => `loaded ${p.id}`)
+        Effect.andThen(
+          Deferred.succeed(started, undefined),
+          Effect.as(
+            Effect.sleep("1 second"),
+            ps.map((p) => `loaded ${p.id}`)
+          )
         )
       )
       yield* Cachet.set(Users, { id: 99 }, "warm")
       const batch = yield* Effect.forkChild(getUsers([{ id: 1 }, { id: 2 }]))
-      yield* settle
+      yield* Deferred.await(started) // the batch has read the store and taken its fences
       // Another process: this runtime's flights know nothing of it; only the
       // Redis script's fence (the tombstone's order) can refuse the write.
       yield* Cachet.invalidate(Users, { id: 1 }).pipe(Effect.provide(other))

@@ -133,7 +133,6 @@ export interface Scripts {
 
 type WithScripts = {
   cachetSetV2: Scripts["setOrdered"]
-  cachetSetManyV1: (...args: Array<string | number>) => Promise<Array<number>>
   cachetDeleteV2: Scripts["tombstone"]
   cachetRecordV2: (key: string, retention: string, kind: string) => Promise<number>
 }
@@ -141,23 +140,32 @@ type WithScripts = {
 /** Registers the scripts on `client` (idempotent: the same names and bodies). */
 export const define = (client: Redis | Cluster): Scripts => {
   client.defineCommand("cachetSetV2", { numberOfKeys: 2, lua: SET })
-  client.defineCommand("cachetSetManyV1", { lua: SET_MANY })
   client.defineCommand("cachetDeleteV2", { numberOfKeys: 1, lua: DELETE })
   client.defineCommand("cachetRecordV2", { numberOfKeys: 1, lua: RECORD })
   const c = client as unknown as WithScripts
+  const defined = new Set<number>()
   return {
     setOrdered: (key, clearKey, json, px, elapsed, cleared, expect) =>
       expect === undefined
         ? c.cachetSetV2(key, clearKey, json, px, elapsed, cleared)
         : c.cachetSetV2(key, clearKey, json, px, elapsed, cleared, expect),
-    setOrderedMany: (clearKey, cleared, writes) =>
-      c.cachetSetManyV1(
-        writes.length,
+    setOrderedMany: (clearKey, cleared, writes) => {
+      // One command per key count: ioredis routes a custom command on a
+      // Cluster by its first argument, which must be a key, not a key count.
+      const name = `cachetSetManyV1x${writes.length}`
+      if (!defined.has(writes.length)) {
+        client.defineCommand(name, { numberOfKeys: writes.length, lua: SET_MANY })
+        defined.add(writes.length)
+      }
+      const command = (client as unknown as Record<string, (...args: Array<string>) => Promise<Array<number>>>)[name]!
+      return command.call(
+        client,
         ...writes.map((w) => w[0]),
         clearKey,
         cleared,
         ...writes.flatMap((w) => [w[1], w[2], w[3]])
-      ),
+      )
+    },
     tombstone: (key, retention) => c.cachetDeleteV2(key, retention),
     record: (key, retention, kind) => c.cachetRecordV2(key, retention, kind)
   }
