@@ -3,6 +3,7 @@ import { Effect, Exit, Fiber, Option, Schema } from "effect"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import { TestClock } from "effect/testing"
+import * as fc from "fast-check"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
@@ -191,4 +192,81 @@ describe("Cachet.resolver", () => {
       assert.strictEqual((yield* stored(13)) === undefined, true, "failures are not cached")
     }).pipe(Effect.provide(Cachet.layerMemory()))
   )
+})
+
+describe("cachedMany coherence (property)", () => {
+  const Items = Keyspace.make({ name: "item", key: "{id}", value: Schema.String, ttl: "1 hour" })
+  type Op =
+    | { readonly _tag: "batch"; readonly ids: ReadonlyArray<number>; readonly delay: number }
+    | { readonly _tag: "set"; readonly id: number }
+    | { readonly _tag: "invalidate"; readonly id: number }
+    | { readonly _tag: "wait"; readonly millis: number }
+  const id = fc.integer({ min: 0, max: 3 })
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({
+      _tag: fc.constant("batch" as const),
+      ids: fc.array(id, { minLength: 1, maxLength: 4 }),
+      delay: fc.integer({ min: 0, max: 30 })
+    }),
+    fc.record({ _tag: fc.constant("set" as const), id }),
+    fc.record({ _tag: fc.constant("invalidate" as const), id }),
+    fc.record({ _tag: fc.constant("wait" as const), millis: fc.integer({ min: 1, max: 20 }) })
+  )
+
+  it("a batch never stores over a later set or invalidation of a key; the last set wins otherwise", () =>
+    fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 25 }), (ops) =>
+        Effect.runPromise(
+          Effect.gen(function* () {
+            let step = 0
+            // Per key: the step of its last explicit op, and the value of its last set.
+            const explicit = new Map<number, { readonly at: number; readonly value: string | undefined }>()
+            const loadStarts = new Map<string, number>() // batch value -> step its load started
+            const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+            let batchNo = 0
+            for (const o of ops) {
+              step++
+              if (o._tag === "batch") {
+                const b = batchNo++
+                const at = step
+                const loadMany = (ps: ReadonlyArray<{ readonly id: number | string }>) =>
+                  Effect.gen(function* () {
+                    const values = ps.map((p) => `b${b}:${p.id}`)
+                    for (const v of values) loadStarts.set(v, at)
+                    yield* Effect.sleep(o.delay)
+                    return values
+                  })
+                fibers.push(yield* Effect.forkChild(Cachet.cachedMany(Items, loadMany)(o.ids.map((i) => ({ id: i })))))
+                yield* settle
+              } else if (o._tag === "set") {
+                const value = `s${step}:${o.id}`
+                yield* Cachet.set(Items, { id: o.id }, value)
+                explicit.set(o.id, { at: step, value })
+              } else if (o._tag === "invalidate") {
+                yield* Cachet.invalidate(Items, { id: o.id })
+                explicit.set(o.id, { at: step, value: undefined })
+              } else {
+                yield* TestClock.adjust(o.millis)
+              }
+            }
+            yield* TestClock.adjust(1_000)
+            for (const fiber of fibers) yield* Fiber.join(fiber)
+            for (const k of [0, 1, 2, 3]) {
+              const entry = Option.getOrUndefined(yield* Cachet.getEntry(Items, { id: k }))
+              const last = explicit.get(k)
+              const v = entry?.value
+              if (v !== undefined && v.startsWith("b")) {
+                // A batch's value: its load started after the key's last explicit op.
+                assert.isAbove(loadStarts.get(v)!, last?.at ?? 0, `key ${k}: ${v} over ${JSON.stringify(last)}`)
+              } else if (last !== undefined) {
+                const laterLoad = [...loadStarts].some(([val, at]) => val.endsWith(`:${k}`) && at > last.at)
+                // No load of the key started after the last explicit op: that op's state stands.
+                if (!laterLoad) assert.strictEqual(v, last.value, `key ${k}`)
+              }
+            }
+          }).pipe(Effect.provide(Cachet.layerMemory()), Effect.provide(TestClock.layer()))
+        )
+      ),
+      { numRuns: 150 }
+    ))
 })
