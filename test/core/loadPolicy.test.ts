@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Schema } from "effect"
+import { Context, type Duration, Effect, Exit, Fiber, Layer, Option, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import { CacheLoadTimeout } from "../../src/CacheError.ts"
@@ -323,6 +323,48 @@ describe("soft and hard timeouts", () => {
       const exit = yield* Fiber.join(reader)
       assert.isTrue(Exit.isFailure(exit))
     }).pipe(Effect.provide(Cachet.layerMemory()))
+  )
+
+  it.effect("hard: a reader that times out leaves the load to the readers still waiting", () =>
+    Effect.gen(function* () {
+      const { starts, loader } = timedLoader(3_000)
+      const read = (hard: Duration.Input) =>
+        Effect.exit(Strategy.cacheAside(Effect.as(loader, 5), Prices, { sku: "shared" }, { timeout: { hard } }))
+      const impatient = yield* Effect.forkChild(read("1 second"))
+      yield* settle
+      const patient = yield* Effect.forkChild(read("10 seconds"))
+      yield* TestClock.adjust(1_000)
+      assert.isTrue(Exit.isFailure(yield* Fiber.join(impatient)))
+      yield* TestClock.adjust(2_000)
+      assert.deepStrictEqual(yield* Fiber.join(patient), Exit.succeed(5), "the same load answered")
+      assert.deepStrictEqual(starts, [0], "one loader run")
+      assert.strictEqual((yield* entryOf(Prices, { sku: "shared" }))?.value, 5)
+    }).pipe(Effect.provide(Cachet.layerMemory()))
+  )
+
+  it.effect("soft: closing the layer interrupts the background load; nothing is stored after", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Cachet.layerMemory(), scope)
+      let interrupted = 0
+      const slow = Effect.sleep("5 seconds").pipe(
+        Effect.as(2),
+        Effect.onInterrupt(() => Effect.sync(() => interrupted++))
+      )
+      const answer = yield* Effect.gen(function* () {
+        yield* Cachet.set(Prices, { sku: "a" }, 1)
+        yield* TestClock.adjust(10_000)
+        const reader = yield* Effect.forkChild(Strategy.cacheAside(slow, Prices, { sku: "a" }))
+        yield* TestClock.adjust(100)
+        return yield* Fiber.join(reader)
+      }).pipe(Effect.provideContext(context))
+      assert.strictEqual(answer, 1, "stale at the soft timeout")
+      const rt = Context.get(context, Cachet.Cachet)
+      assert.strictEqual(rt.liveFibers(), 1, "the load goes on in the layer")
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(interrupted, 1)
+      assert.strictEqual(rt.liveFibers(), 0)
+    })
   )
 
   it("soft must be below hard", () => {
