@@ -16,6 +16,8 @@
  * - {@link CacheValueTooLarge}: the encoded value is over the store's limit;
  *   nothing was sent to the store.
  * - {@link CacheShuttingDown}: the runtime's layer has closed.
+ * - {@link CacheLoadTimeout}: a load passed its hard timeout and no stale
+ *   value could answer (only where a hard timeout is configured).
  *
  * This module does not log or count errors: the `Cachet` runtime does.
  *
@@ -188,6 +190,40 @@ export class CacheShuttingDown extends Schema.TaggedError<CacheShuttingDown>("ca
 ) {}
 
 /**
+ * A load ran past its hard timeout (`timeout: { hard }` on the keyspace or
+ * the call) and no stale value could answer. In `E` only where a hard
+ * timeout is configured.
+ *
+ * **Details**
+ *
+ * The caller stops waiting; the load goes on only if other callers still
+ * wait on it (it is interrupted otherwise), and its result is stored, fenced,
+ * if it finishes.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "cachet"
+ * const error = new CacheError.CacheLoadTimeout({ keyspace: "user", after: 2000 })
+ * error.message // "cachet: load of keyspace user timed out after 2000 ms"
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class CacheLoadTimeout extends Schema.TaggedError<CacheLoadTimeout>("cachet/CacheLoadTimeout")(
+  "CacheLoadTimeout",
+  {
+    keyspace: Schema.String,
+    /** The hard timeout that passed, in milliseconds. */
+    after: Schema.Number
+  }
+) {
+  override get message(): string {
+    return `cachet: load of keyspace ${this.keyspace} timed out after ${this.after} ms`
+  }
+}
+
+/**
  * Every error cachet can raise.
  *
  * @example
@@ -206,3 +242,4 @@ export type CacheError =
   | CacheKeyError
   | CacheValueTooLarge
   | CacheShuttingDown
+  | CacheLoadTimeout

@@ -200,6 +200,7 @@ export interface StorePrimitives {
   readonly getTagTimeUnsafe?: CacheStore["Service"]["getTagTimeUnsafe"]
   readonly getFrontUnsafe?: CacheStore["Service"]["getFrontUnsafe"]
   readonly setOrdered?: CacheStore["Service"]["setOrdered"]
+  readonly setOrderedMany?: CacheStore["Service"]["setOrderedMany"]
   readonly time?: CacheStore["Service"]["time"]
   readonly getShared?: CacheStore["Service"]["getShared"]
   readonly deletePattern?: CacheStore["Service"]["deletePattern"]
@@ -273,6 +274,7 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
     getTagTimeUnsafe: primitives.getTagTimeUnsafe,
     getFrontUnsafe: primitives.getFrontUnsafe,
     setOrdered: primitives.setOrdered,
+    setOrderedMany: primitives.setOrderedMany,
     time: primitives.time,
     getShared: primitives.getShared,
     deletePattern: primitives.deletePattern,

@@ -20,6 +20,8 @@
  * @since 0.1.0
  */
 import { Effect, Layer, Option, type Queue, type Scope, Stream } from "effect"
+import type * as Request from "effect/Request"
+import type * as RequestResolver from "effect/RequestResolver"
 import {
   type CacheEncodeError,
   CacheKeyError,
@@ -28,6 +30,7 @@ import {
   type CacheValueTooLarge
 } from "./CacheError.ts"
 import * as CacheStore from "./CacheStore.ts"
+import * as internalBatch from "./internal/batch.ts"
 import * as Glob from "./internal/glob.ts"
 import { namespaceOf } from "./internal/runtime/keyspaces.ts"
 import { make as makeRuntime } from "./internal/runtime/make.ts"
@@ -781,6 +784,100 @@ export const cached = <P, A, EN, E, R>(
   }
   return (params) => strategy(keyspace, params)(loader(params))
 }
+
+/**
+ * A batched memoised function: `(params[]) => Effect<A[], E, R | Cachet>`,
+ * cached in a keyspace, loading every miss of a call with one `loadMany`
+ * call (cache-manager's `mget`, Caffeine's `getAll`, DataLoader).
+ *
+ * **Details**
+ *
+ * - One store read for all the keys of a call (the store's `getMany`:
+ *   `MGET` on Redis, grouped by slot on a Cluster).
+ * - Fresh entries answer; the others are loaded with one `loadMany` call,
+ *   given each missing key's parameters once (duplicates in a call are
+ *   loaded once). Keys that another reader is already loading are joined,
+ *   not loaded again, and the batch's keys are joined by other readers
+ *   (`Strategy.cacheAside` and the like) while it runs.
+ * - The results are written in one batched store call (one script call per
+ *   node on Redis), each key fenced by its own load start, as single loads
+ *   are: a key invalidated or written while the batch ran keeps that newer
+ *   state.
+ * - `loadMany` must answer one value per parameter, in order (else the call
+ *   dies, naming the counts). When it fails, keys with a stale value inside
+ *   their window answer it (stale-if-error); if any key has none, the call
+ *   fails. Loader failures are not cached (no negative caching here).
+ * - The result is aligned with `params`. Parameters that cannot form a key
+ *   (counted as key errors) are loaded with their own `loadMany` call, not
+ *   cached.
+ * - The keyspace's `ttl`/`staleFor` (functions too), and its hard timeout
+ *   per key, apply.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * // SELECT ... WHERE id IN (...): one query for every miss of a call
+ * const findUsers = (ps: ReadonlyArray<{ readonly id: number }>) => Effect.succeed(ps.map((p) => `user ${p.id}`))
+ *
+ * const getUsers = Cachet.cachedMany(Users, findUsers)
+ * const three = getUsers([{ id: 1 }, { id: 2 }, { id: 3 }]) // Effect<ReadonlyArray<string>, never, Cachet>
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const cachedMany: <P, A, EN, E, R>(
+  keyspace: Keyspace.Keyspace<P, A, EN>,
+  loadMany: (params: ReadonlyArray<P>) => Effect.Effect<ReadonlyArray<A>, E, R>
+) => (params: ReadonlyArray<P>) => Effect.Effect<ReadonlyArray<A>, E | EN, R | Cachet> = internalBatch.cachedMany as any
+
+/**
+ * Caching for `Effect.request` users: wraps a `RequestResolver` so that
+ * requests are answered from a keyspace, and only the misses of a batch
+ * reach the wrapped resolver, in one batch.
+ *
+ * **Details**
+ *
+ * The request itself is the keyspace's parameters (a request class with an
+ * `id` field fits a `"{id}"` key), and its success type the keyspace's
+ * value. A batch collected by effect's request machinery is read from the
+ * store in one call; the misses go to the wrapped resolver as one batch
+ * (its `batchKey`, `delay` and `collectWhile` are kept), with single-flight
+ * and fenced writes as {@link cachedMany}. Each request completes with its
+ * own result: one failing request does not fail the others.
+ *
+ * Built with the runtime in context (an effect needing `Cachet`); the
+ * resolver it gives needs nothing more than the wrapped one.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import * as Request from "effect/Request"
+ * import * as RequestResolver from "effect/RequestResolver"
+ * import { Cachet, Keyspace } from "cachet"
+ *
+ * class GetUser extends Request.Class<{ readonly id: number }, string> {}
+ * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
+ * const fromDb = RequestResolver.make<GetUser>((entries) =>
+ *   Effect.sync(() => entries.forEach((entry) => entry.completeUnsafe(Effect.succeed(`user ${entry.request.id}`) as never)))
+ * )
+ *
+ * const program = Effect.gen(function* () {
+ *   const users = yield* Cachet.resolver(Users, fromDb)
+ *   return yield* Effect.forEach([1, 2, 3], (id) => Effect.request(new GetUser({ id }), users), { concurrency: "unbounded" })
+ * }).pipe(Effect.provide(Cachet.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const resolver: <P, A, EN, Req extends Request.Request<A, any, any> & P>(
+  keyspace: Keyspace.Keyspace<P, A, EN>,
+  resolver: RequestResolver.RequestResolver<Req>
+) => Effect.Effect<RequestResolver.RequestResolver<Req>, never, Cachet> = internalBatch.resolver as any
 
 /**
  * A snapshot of the counters, in total and per keyspace.

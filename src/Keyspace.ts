@@ -15,8 +15,8 @@
  * @since 0.1.0
  */
 import { type Duration, Effect, Result, Schema } from "effect"
-import { CacheDecodeError, CacheEncodeError, CacheKeyError } from "./CacheError.ts"
-import { millisOption } from "./internal/duration.ts"
+import { CacheDecodeError, CacheEncodeError, CacheKeyError, type CacheLoadTimeout } from "./CacheError.ts"
+import { millisOption, resolveTimeout } from "./internal/duration.ts"
 import { compile as compileFastDecode } from "./internal/fastDecode.ts"
 import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
 
@@ -218,10 +218,31 @@ export interface Keyspace<in P, in out A, out EN = never> {
   readonly fingerprint?: string | undefined
   /** The value Schema. */
   readonly value: Schema.Codec<A, any, never, never>
-  /** How long an entry is fresh, in milliseconds. */
+  /**
+   * How long an entry is fresh, in milliseconds. With a ttl function, the
+   * longest it may answer (`maxTtl`).
+   */
   readonly ttl: number
-  /** How long after `ttl` an entry may still be served stale, in milliseconds. */
+  /**
+   * How long after `ttl` an entry may still be served stale, in
+   * milliseconds. With a staleFor function, the longest it may answer.
+   */
   readonly staleFor: number
+  /** The ttl of one value, when it depends on the value (see {@link Options}). */
+  readonly ttlOf?: ((value: A, params: P) => Duration.Input) | undefined
+  /** The stale window of one value, when it depends on the value. */
+  readonly staleForOf?: ((value: A, params: P) => Duration.Input) | undefined
+  /**
+   * The longest fresh lifetime or stale window any entry gets, in ms (ttl
+   * and staleFor functions, per-call overrides are clamped to it).
+   */
+  readonly maxTtl?: number | undefined
+  /** Whether a fresh read extends the entry's freshness (see {@link Options}). */
+  readonly sliding?: boolean | undefined
+  /** Loader timeouts in milliseconds, if any (see {@link TimeoutOptions}). */
+  readonly timeout?: { readonly soft: number | undefined; readonly hard: number | undefined } | undefined
+  /** After a loader failure answered from stale, how long the key's loader rests (ms). */
+  readonly failureBackoff?: number | undefined
   /** The largest key part (UTF-8 bytes) kept readable; longer keys are hashed. */
   readonly maxKeyBytes: number
   /** Tags of an entry, already escaped for stores. */
@@ -268,9 +289,25 @@ export const TypeId: "~cachet/Keyspace" = "~cachet/Keyspace"
  *   function from parameters to a string.
  * - `value`: the value Schema (no context requirements). Remote stores encode
  *   with its JSON codec.
- * - `ttl`: how long an entry is fresh.
+ * - `ttl`: how long an entry is fresh; or a function of the value and the
+ *   parameters (`(user) => user.vip ? "1 minute" : "1 hour"`), called once
+ *   per stored value. A function's result must be above zero and is clamped
+ *   to `maxTtl`; an invalid one (or a throw) serves the value without storing
+ *   it, counted as an encode error.
  * - `staleFor`: how long after that it may still be served stale (for
- *   stale-while-revalidate and stale-if-error). Default 0.
+ *   stale-while-revalidate and stale-if-error). Default 0. A function as for
+ *   `ttl` (zero allowed).
+ * - `maxTtl`: the longest fresh lifetime, and the longest stale window, that
+ *   a ttl or staleFor function or a per-call override may give. Default: 1
+ *   day when `ttl` (or `staleFor`) is a function, else the static value, so
+ *   a per-call override can shorten the keyspace's ttl but not lengthen it.
+ * - `sliding`: a fresh read moves `freshUntil` to the read's time plus the
+ *   ttl (lru-cache's `updateAgeOnGet`, Caffeine's `expireAfterAccess`).
+ *   Default false (costs nothing when off).
+ * - `timeout`: loader timeouts (see {@link TimeoutOptions}).
+ * - `failureBackoff`: after a loader failure answered from a stale value,
+ *   the key's loader is not called again for this long; readers get the
+ *   stale value. Default: off.
  * - `tags`: tags of an entry, from its parameters and value.
  * - `negative`: cache loader failures matching `error` for `ttl`.
  * - `maxKeyBytes`: keys longer than this (UTF-8) are hashed. Default 512.
@@ -300,14 +337,74 @@ export interface Options<K, A, EN> {
   readonly name: string
   readonly key: K
   readonly value: Schema.Codec<A, any, never, never>
-  readonly ttl: Duration.Input
-  readonly staleFor?: Duration.Input | undefined
+  readonly ttl: Duration.Input | ((value: A, params: ParamsOf<K>) => Duration.Input)
+  readonly staleFor?: Duration.Input | ((value: A, params: ParamsOf<K>) => Duration.Input) | undefined
+  readonly maxTtl?: Duration.Input | undefined
+  readonly sliding?: boolean | undefined
+  readonly timeout?: TimeoutOptions | undefined
+  readonly failureBackoff?: Duration.Input | undefined
   readonly tags?: ((params: ParamsOf<K>, value: A) => ReadonlyArray<string>) | undefined
   readonly negative?: NegativeOptions<EN> | undefined
   readonly maxKeyBytes?: number | undefined
   readonly singleFlight?: SingleFlightOptions | undefined
   readonly version?: number | undefined
 }
+
+/**
+ * Loader timeouts, on a keyspace or a strategy call.
+ *
+ * - `soft`: when a stale value exists and the loader has not answered
+ *   within `soft`, the reader gets the stale value now; the load goes on in
+ *   the background (in the `Cachet` layer's scope) and its result is stored,
+ *   fenced as a revalidation's, when it finishes. Without a stale value a
+ *   soft timeout does nothing.
+ * - `hard`: a reader waits at most `hard` for the loader; then it gets the
+ *   stale value if one is inside its window, else fails with
+ *   `CacheLoadTimeout` (which the type of `E` then includes). The load goes
+ *   on only while other readers wait on it.
+ *
+ * `soft` must be below `hard` when both are given. Timers run on Effect's
+ * `Clock`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * const timeout: Keyspace.TimeoutOptions = { soft: "100 millis", hard: "2 seconds" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TimeoutOptions {
+  readonly soft?: Duration.Input | undefined
+  readonly hard?: Duration.Input | undefined
+}
+
+/**
+ * `CacheLoadTimeout` when options configure a hard timeout, else `never`:
+ * what a keyspace's or a call's `timeout` adds to `E`.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "cachet"
+ * type E1 = Keyspace.TimeoutError<{ timeout: { hard: "1 second" } }> // CacheLoadTimeout
+ * type E2 = Keyspace.TimeoutError<{ timeout: { soft: "1 second" } }> // never
+ * ```
+ *
+ * @since 0.2.0
+ * @category type-level
+ */
+export type TimeoutError<O> = O extends unknown
+  ? "timeout" extends keyof O
+    ? O["timeout" & keyof O] extends infer T
+      ? T extends { readonly hard?: infer H }
+        ? [Exclude<H, undefined>] extends [never]
+          ? never
+          : CacheLoadTimeout
+        : never
+      : never
+    : never
+  : never
 
 /**
  * Where concurrent misses of one key are collapsed into one loader run.
@@ -451,9 +548,14 @@ const issueMessage = (error: Schema.SchemaError): string => error.message
  * @since 0.1.0
  * @category constructors
  */
-export const make = <const K extends string | ((params: any) => string), A, EN = never>(
-  options: Options<K, A, EN> & KeyCheck<K>
-): Keyspace<ParamsOf<K>, A, EN> => {
+export const make = <
+  const K extends string | ((params: any) => string),
+  A,
+  EN = never,
+  const T extends TimeoutOptions | undefined = undefined
+>(
+  options: Options<K, A, EN> & KeyCheck<K> & { readonly timeout?: T }
+): Keyspace<ParamsOf<K>, A, EN | TimeoutError<{ timeout: T }>> => {
   const name = options.name
   if (typeof name !== "string" || !keyspaceName.test(name)) {
     fail(
@@ -462,8 +564,25 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     )
   }
   if (!Schema.isSchema(options.value)) fail(name, `option "value" must be a Schema`)
-  const ttl = durationOption(name, "ttl", options.ttl, false)
-  const staleFor = options.staleFor === undefined ? 0 : durationOption(name, "staleFor", options.staleFor, true)
+  const ttlOf = typeof options.ttl === "function" ? options.ttl : undefined
+  const staleForOf = typeof options.staleFor === "function" ? options.staleFor : undefined
+  const maxTtlOption = options.maxTtl === undefined ? undefined : durationOption(name, "maxTtl", options.maxTtl, false)
+  const maxTtl = maxTtlOption ?? (ttlOf !== undefined || staleForOf !== undefined ? 24 * 60 * 60 * 1000 : undefined)
+  const ttl = ttlOf !== undefined ? maxTtl! : durationOption(name, "ttl", options.ttl as Duration.Input, false)
+  const staleFor =
+    staleForOf !== undefined
+      ? maxTtl!
+      : options.staleFor === undefined
+        ? 0
+        : durationOption(name, "staleFor", options.staleFor as Duration.Input, true)
+  if (options.sliding !== undefined && typeof options.sliding !== "boolean") {
+    fail(name, `option "sliding" must be a boolean, got ${String(options.sliding)}`)
+  }
+  const timeout = resolveTimeout(`Keyspace ${JSON.stringify(name)}:`, options.timeout)
+  const failureBackoff =
+    options.failureBackoff === undefined
+      ? undefined
+      : durationOption(name, "failureBackoff", options.failureBackoff, false)
   const maxKeyBytes = options.maxKeyBytes ?? 512
   if (!Number.isInteger(maxKeyBytes) || maxKeyBytes < 128) {
     fail(name, `option "maxKeyBytes" must be an integer of at least 128, got ${String(options.maxKeyBytes)}`)
@@ -589,6 +708,12 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
     value: options.value,
     ttl,
     staleFor,
+    ttlOf: ttlOf as ((value: A, params: unknown) => Duration.Input) | undefined,
+    staleForOf: staleForOf as ((value: A, params: unknown) => Duration.Input) | undefined,
+    maxTtl,
+    sliding: options.sliding === true,
+    timeout,
+    failureBackoff,
     maxKeyBytes,
     tagsOf,
     negative,
@@ -623,7 +748,7 @@ export const make = <const K extends string | ((params: any) => string), A, EN =
         (issue) => new CacheDecodeError({ keyspace: name, key, message: issueMessage(issue) })
       )
     }
-  } satisfies Keyspace<any, A, EN> as Keyspace<ParamsOf<K>, A, EN>
+  } satisfies Keyspace<any, A, EN> as Keyspace<ParamsOf<K>, A, EN | TimeoutError<{ timeout: T }>>
 }
 
 /**

@@ -71,6 +71,34 @@ export interface Options {
 export type StrictError<O> = internal.StrictError<O>
 
 /**
+ * Options of the read strategies (`cacheAside`, `staleWhileRevalidate`,
+ * `refreshAhead`, `readOnly`): the mode, and per-call overrides of the
+ * keyspace's policy for what this call loads.
+ *
+ * - `ttl`, `staleFor`: the lifetimes of the entry this call stores, a
+ *   duration or a function `(value, params) => Duration.Input`. Clamped to
+ *   the keyspace's `maxTtl` (by default its static ttl: a call can shorten
+ *   it, not lengthen it).
+ * - `timeout`: `{ soft, hard }` for this call's wait (see
+ *   `Keyspace.TimeoutOptions`); a bound given here replaces the keyspace's.
+ *   A `hard` bound adds `CacheLoadTimeout` to `E`.
+ * - `failureBackoff`: as the keyspace option.
+ *
+ * Read on a miss only: a hit costs the same with or without them.
+ * `readOnly` never stores, so it ignores the lifetimes and timeouts.
+ *
+ * @example
+ * ```ts
+ * import type { Strategy } from "cachet"
+ * const options: Strategy.ReadOptions = { ttl: "10 seconds", timeout: { hard: "2 seconds" } }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReadOptions extends internal.ReadOptions {}
+
+/**
  * A read strategy as a value, for `Cachet.cached` and `Strategy.layer`:
  * given a keyspace and parameters, a combinator over the loader.
  *
@@ -110,7 +138,9 @@ const dualStrategy =
  * The shape of a read strategy with options (`cacheAside`,
  * `staleWhileRevalidate`, `readOnly`): data-last for `.pipe`, or data-first.
  * It keeps the loader's `A`, `E` and `R`, adds `Cachet` to `R`, the keyspace's
- * negative-caching error and, in strict mode, `CacheStoreError` to `E`.
+ * errors (negative caching, `CacheLoadTimeout` with a hard timeout), in strict
+ * mode `CacheStoreError`, and with a per-call hard timeout `CacheLoadTimeout`
+ * to `E`.
  *
  * @example
  * ```ts
@@ -122,17 +152,19 @@ const dualStrategy =
  * @category models
  */
 export interface ReadCombinator {
-  <P, A, EN, const O extends Options = {}>(
+  <P, A, EN, const O extends ReadOptions = {}>(
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
-  <A, E, R, P, EN, const O extends Options = {}>(
+  ): <E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
+  <A, E, R, P, EN, const O extends ReadOptions = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
+  ): Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
 }
 
 /**
@@ -279,7 +311,7 @@ export const staleWhileRevalidate: ReadCombinator = dualStrategy(internal.staleW
  * @since 0.1.0
  * @category models
  */
-export interface RefreshAheadOptions extends Options {
+export interface RefreshAheadOptions extends ReadOptions {
   readonly at?: number | undefined
   readonly jitter?: number | undefined
   readonly beta?: number | undefined
@@ -331,13 +363,15 @@ export const refreshAhead: {
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
+  ): <E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
   <A, E, R, P, EN, const O extends RefreshAheadOptions = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
-  ): Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
+  ): Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
 } = ((...args: Array<any>) => {
   // Not `dual`: the data-last form validates its options (and builds the
   // refresh hook) once, when the combinator is made, not per read.
@@ -348,7 +382,7 @@ export const refreshAhead: {
   const hook = internal.refreshAheadHook(options)
   const strict = options?.onStoreError === "fail"
   return (self: Effect.Effect<unknown, unknown, unknown>) =>
-    internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook)
+    internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook, options)
 }) as any
 
 /**

@@ -1,6 +1,8 @@
 import { Context, Effect, type Layer, type Option, Schema } from "effect"
+import * as Request from "effect/Request"
+import type * as RequestResolver from "effect/RequestResolver"
 import { describe, expectTypeOf, it } from "vitest"
-import type { CacheKeyError, CacheStoreError } from "../src/CacheError.ts"
+import type { CacheKeyError, CacheLoadTimeout, CacheStoreError } from "../src/CacheError.ts"
 import * as CacheStore from "../src/CacheStore.ts"
 import * as Cachet from "../src/Cachet.ts"
 import * as Keyspace from "../src/Keyspace.ts"
@@ -225,5 +227,97 @@ describe("TieredStore typing", () => {
     expectTypeOf(noLease).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
     const overLayer = TieredStore.layer({ l2: CacheStore.layerMemory(), bus: false })
     expectTypeOf(overLayer).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore | TieredStore.Tiered>>()
+  })
+})
+
+describe("load policy typing", () => {
+  it("ttl and staleFor functions see the value and the parameters", () => {
+    Keyspace.make({
+      name: "ttl-fn",
+      key: "user:{id}",
+      value: User,
+      ttl: (user, params) => {
+        expectTypeOf(user).toEqualTypeOf<User>()
+        expectTypeOf(params).toEqualTypeOf<{ readonly id: string | number }>()
+        return user.orgId === 1 ? "1 minute" : "1 hour"
+      },
+      staleFor: (user) => (user.name === "" ? 0 : "1 day")
+    })
+    Keyspace.make({
+      name: "ttl-fn-bad",
+      key: "{id}",
+      value: User,
+      // @ts-expect-error a ttl function returns a duration
+      ttl: (user) => user.name === "x"
+    })
+  })
+
+  it("CacheLoadTimeout is in E exactly when a hard timeout is configured", () => {
+    const Hard = Keyspace.make({
+      name: "hard",
+      key: "{id}",
+      value: User,
+      ttl: "1 minute",
+      timeout: { soft: "100 millis", hard: "2 seconds" }
+    })
+    const Soft = Keyspace.make({
+      name: "soft",
+      key: "{id}",
+      value: User,
+      ttl: "1 minute",
+      timeout: { soft: "100 millis" }
+    })
+    const Backoff = Keyspace.make({
+      name: "backoff",
+      key: "{id}",
+      value: User,
+      ttl: "1 minute",
+      sliding: true,
+      failureBackoff: "5 seconds"
+    })
+    expectTypeOf(Hard).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, CacheLoadTimeout>>()
+    expectTypeOf(Soft).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, never>>()
+    expectTypeOf(Backoff).toEqualTypeOf<Keyspace.Keyspace<{ readonly id: string | number }, User, never>>()
+    expectTypeOf(findUser(1).pipe(Strategy.cacheAside(Hard, { id: 1 }))).toEqualTypeOf<
+      Effect.Effect<User, DbError | CacheLoadTimeout, Db | Cachet.Cachet>
+    >()
+    expectTypeOf(findUser(1).pipe(Strategy.cacheAside(Soft, { id: 1 }))).toEqualTypeOf<
+      Effect.Effect<User, DbError, Db | Cachet.Cachet>
+    >()
+    expectTypeOf(Cachet.cached(Hard, (p: { readonly id: number }) => findUser(p.id))).toEqualTypeOf<
+      (params: { readonly id: number }) => Effect.Effect<User, DbError | CacheLoadTimeout, Db | Cachet.Cachet>
+    >()
+    expectTypeOf<Keyspace.TimeoutError<{ timeout: { hard: "1 second" } }>>().toEqualTypeOf<CacheLoadTimeout>()
+    expectTypeOf<Keyspace.TimeoutError<{ timeout: { soft: "1 second" } }>>().toEqualTypeOf<never>()
+    expectTypeOf<Keyspace.TimeoutError<{ timeout: { hard: undefined } }>>().toEqualTypeOf<never>()
+    expectTypeOf<Keyspace.TimeoutError<{}>>().toEqualTypeOf<never>()
+    // A widened option may hold a hard bound: it adds the error.
+    expectTypeOf<Keyspace.TimeoutError<{ timeout: Keyspace.TimeoutOptions }>>().toEqualTypeOf<CacheLoadTimeout>()
+  })
+})
+
+describe("batched loads typing", () => {
+  it("cachedMany is (params[]) => Effect<ReadonlyArray<A>, E | EN, R | Cachet>", () => {
+    const many = Cachet.cachedMany(Users, (ps: ReadonlyArray<{ readonly id: number }>) =>
+      Effect.forEach(ps, (p) => findUser(p.id))
+    )
+    expectTypeOf(many).toEqualTypeOf<
+      (
+        params: ReadonlyArray<{ readonly id: number }>
+      ) => Effect.Effect<ReadonlyArray<User>, DbError, Db | Cachet.Cachet>
+    >()
+    // @ts-expect-error loadMany must produce the keyspace's values
+    Cachet.cachedMany(Users, (ps: ReadonlyArray<{ readonly id: number }>) => Effect.succeed(ps.map(() => "nope")))
+  })
+
+  it("resolver keeps the wrapped resolver's request type and needs Cachet to be built", () => {
+    class GetUser extends Request.Class<{ readonly id: number }, User, DbError> {}
+    class GetName extends Request.Class<{ readonly id: number }, string, DbError> {}
+    const inner = {} as RequestResolver.RequestResolver<GetUser>
+    expectTypeOf(Cachet.resolver(Users, inner)).toEqualTypeOf<
+      Effect.Effect<RequestResolver.RequestResolver<GetUser>, never, Cachet.Cachet>
+    >()
+    // @ts-expect-error the request's success must be the keyspace's value
+    Cachet.resolver(Users, {} as RequestResolver.RequestResolver<GetName>)
   })
 })

@@ -58,3 +58,22 @@ export const millisOr = (
   fallback: number,
   rule?: MillisRule
 ): number => (input === undefined ? fallback : millisOption(subject, option, input, rule))
+
+/**
+ * Validates `timeout` options into milliseconds (throws naming the option);
+ * `undefined` when neither bound is given.
+ */
+export const resolveTimeout = (
+  subject: string,
+  options: { readonly soft?: Duration.Input | undefined; readonly hard?: Duration.Input | undefined } | undefined
+): { readonly soft: number | undefined; readonly hard: number | undefined } | undefined => {
+  if (options === undefined) return undefined
+  const soft = options.soft === undefined ? undefined : millisOption(subject, "timeout.soft", options.soft)
+  const hard = options.hard === undefined ? undefined : millisOption(subject, "timeout.hard", options.hard)
+  if (soft !== undefined && hard !== undefined && soft >= hard) {
+    throw new Error(
+      `cachet: ${subject} option "timeout.soft" must be below "timeout.hard", got ${String(options.soft)} and ${String(options.hard)}`
+    )
+  }
+  return soft === undefined && hard === undefined ? undefined : { soft, hard }
+}

@@ -144,8 +144,27 @@ export interface StoreService {
         key: string,
         entry: StoredEntry,
         codec: EntryCodec,
-        since: number | undefined
+        since: number | undefined,
+        /**
+         * Compare-and-set (sliding expiry): the write lands only if the key
+         * holds an entry (not a tombstone) ordered exactly at `expect`, and
+         * its keyspace was not cleared at or after it; the entry keeps that
+         * order. Optional: stores that leave it out get no sliding expiry.
+         */
+        expect?: number | undefined
       ) => Effect.Effect<number | undefined, CacheStoreError | CacheEncodeError | CacheValueTooLarge>)
+    | undefined
+  /**
+   * Many ordered writes of one keyspace (each with its own `since`, as
+   * `setOrdered`), in as few round trips as the store can: answers each
+   * write's order time, or `undefined` where it was refused, aligned with
+   * `entries`. Optional: the runtime falls back to `setOrdered` per entry.
+   */
+  readonly setOrderedMany?:
+    | ((
+        entries: ReadonlyArray<readonly [key: string, entry: StoredEntry, since: number | undefined]>,
+        codec: EntryCodec
+      ) => Effect.Effect<ReadonlyArray<number | undefined>, CacheStoreError | CacheEncodeError | CacheValueTooLarge>)
     | undefined
   /**
    * The store's clock now (ms), read before a load starts: the `since` of

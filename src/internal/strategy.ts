@@ -7,7 +7,8 @@
 import { Cause, Context, Effect, Exit, Random, type Tracer } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
-import type { Keyspace } from "../Keyspace.ts"
+import type { Keyspace, TimeoutError } from "../Keyspace.ts"
+import { type CallOptions, isEmpty, type Policy, withCall } from "./runtime/policy.ts"
 import { Cachet, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
 import type { WriteBehindQueueFull } from "./runtime/writeBehind.ts"
 
@@ -23,7 +24,9 @@ export type OnEntry = (
   params: unknown,
   loader: Effect.Effect<unknown, unknown, unknown>,
   entry: StoredEntry | undefined,
-  strict: boolean
+  strict: boolean,
+  /** The call's options (lifetimes, timeouts), read on this miss only. */
+  call: CallOptions | undefined
 ) => Effect.Effect<unknown, unknown, unknown>
 
 /**
@@ -37,12 +40,30 @@ export type OnFresh = (
   key: string,
   params: unknown,
   loader: Effect.Effect<unknown, unknown, unknown>,
-  entry: StoredEntry
+  entry: StoredEntry,
+  call: CallOptions | undefined
 ) => Effect.Effect<unknown, unknown, unknown> | undefined
 
 /** Serves a fresh entry: its value, or its cached error for a negative entry. */
 const serve = (entry: StoredEntry): Effect.Effect<unknown, unknown> =>
   entry.negative ? Effect.fail(entry.value) : Effect.succeed(entry.value)
+
+/** A fresh hit of a sliding keyspace: the entry's freshness moves forward, then it is served. */
+const slide = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  entry: StoredEntry,
+  now: number
+) => {
+  const touch = rt.touch(state, key, params, entry, now)
+  return touch === undefined ? serve(entry) : Effect.andThen(touch, serve(entry))
+}
+
+/** The policy of a miss: the keyspace's, or with the call's overrides (compiled here, not on a hit). */
+const policyOf = (state: KeyspaceState, call: CallOptions | undefined): Policy =>
+  isEmpty(call) ? state.policy : withCall(state.policy, state.keyspace, call)
 
 /**
  * Reads `key` and either serves a fresh hit or hands over to `onEntry`.
@@ -56,7 +77,8 @@ export const readThrough = (
   params: unknown,
   strict: boolean,
   onEntry: OnEntry,
-  onFresh?: OnFresh
+  onFresh?: OnFresh,
+  call?: CallOptions
 ): Effect.Effect<unknown, unknown, unknown> =>
   // withFiber + a context lookup: one primitive, where flatMap(service, f)
   // is two (the service tag, then the continuation).
@@ -75,21 +97,24 @@ export const readThrough = (
         state.counters.hits++
         // Events or traced reads: off by default, and then one number read.
         if (rt.observe.active !== 0)
-          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call))
         if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry)
+          const answer = onFresh(rt, state, key, params, loader, entry, call)
           if (answer !== undefined) return answer
         }
+        // One boolean on the hit path; sliding keyspaces pay the rest.
+        if (state.sliding) return slide(rt, state, key, params, entry, now)
         return serve(entry)
       }
-      if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry)
-      return onEntry(rt, state, key, params, loader, entry, strict)
+      if (rt.observe.active !== 0)
+        return observed(rt, state, key, params, loader, entry, strict, onEntry, undefined, call)
+      return onEntry(rt, state, key, params, loader, entry, strict, call)
     }
     // A store outside the process: with tracing "all" the read's span
     // (`cachet.get`) starts before the store call, which it then contains.
     if (rt.observe.tracing === "all") {
       return rt.observe.traceRead(state, key, (span) =>
-        readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, span)
+        readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, span, call)
       )
     }
     if (rt.readFront !== null) {
@@ -99,15 +124,16 @@ export const readThrough = (
       if (entry !== undefined) {
         state.counters.hits++
         if (rt.observe.active !== 0)
-          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh))
+          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call))
         if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry)
+          const answer = onFresh(rt, state, key, params, loader, entry, call)
           if (answer !== undefined) return answer
         }
+        if (state.sliding) return slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe())
         return serve(entry)
       }
     }
-    return readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, undefined)
+    return readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, undefined, call)
   })
 
 /** `readThrough` on a store outside the process (no synchronous read). */
@@ -120,21 +146,23 @@ const readRemote = (
   strict: boolean,
   onEntry: OnEntry,
   onFresh: OnFresh | undefined,
-  span: Tracer.Span | undefined
+  span: Tracer.Span | undefined,
+  call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
   Effect.flatMap(rt.read(state, key, strict), (entry) => {
     if (entry !== undefined && rt.stateNow(entry) === FRESH) {
       state.counters.hits++
       if (rt.observe.active !== 0)
-        return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh), span)
+        return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call), span)
       if (onFresh !== undefined) {
-        const answer = onFresh(rt, state, key, params, loader, entry)
+        const answer = onFresh(rt, state, key, params, loader, entry, call)
         if (answer !== undefined) return answer
       }
+      if (state.sliding) return slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe())
       return serve(entry)
     }
-    if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span)
-    return onEntry(rt, state, key, params, loader, entry, strict)
+    if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span, call)
+    return onEntry(rt, state, key, params, loader, entry, strict, call)
   })
 
 /** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
@@ -145,9 +173,11 @@ const fresh = (
   params: unknown,
   loader: Effect.Effect<unknown, unknown, unknown>,
   entry: StoredEntry,
-  onFresh: OnFresh | undefined
+  onFresh: OnFresh | undefined,
+  call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
-  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, entry)) ?? serve(entry)
+  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, entry, call)) ??
+  (state.sliding ? slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe()) : serve(entry))
 
 /**
  * A read that was not a fresh hit, when it is observed: its event ("stale"
@@ -164,13 +194,14 @@ const observed = (
   entry: StoredEntry | undefined,
   strict: boolean,
   onEntry: OnEntry,
-  span?: Tracer.Span
+  span: Tracer.Span | undefined,
+  call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
   rt.observe.read(
     entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE ? "stale" : "miss",
     state,
     key,
-    onEntry(rt, state, key, params, loader, entry, strict),
+    onEntry(rt, state, key, params, loader, entry, strict, call),
     span
   )
 
@@ -179,31 +210,47 @@ const observed = (
  * success; on failure the stale entry if it is still inside its stale window
  * (stale-if-error), else the loader's failure.
  */
-export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, strict) =>
-  Effect.flatMap(rt.load(state, key, params, loader, entry !== undefined), ({ exit, storeError }) => {
+export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, strict, call) => {
+  const policy = policyOf(state, call)
+  const usable = entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE
+  // Failure backoff: the key's loader rests; its stale value answers.
+  if (usable && policy.failureBackoff !== undefined && rt.backoff.resting(key)) {
+    state.counters.staleHits++
+    state.counters.backoffSkips++
+    return Effect.succeed(entry.value)
+  }
+  return Effect.flatMap(rt.load(state, key, params, loader, policy, usable), ({ exit, storeError, timedOut }) => {
     if (Exit.isSuccess(exit)) {
       state.counters.misses++
       return strict && storeError !== undefined ? Effect.fail(storeError) : exit
     }
     if (entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE && !Cause.hasInterruptsOnly(exit.cause)) {
       state.counters.staleHits++
+      // A failure (or a hard timeout) answered from stale: the loader rests.
+      if (timedOut !== "soft" && policy.failureBackoff !== undefined) rt.backoff.rest(key, policy.failureBackoff)
       return Effect.succeed(entry.value)
     }
     state.counters.misses++
     return exit
   })
+}
 
 /**
  * Stale-while-revalidate: a stale entry is served at once and one background
  * reload of its key starts (none if one is in flight); anything else loads.
  */
-const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict) => {
+const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict, call) => {
   if (entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE) {
     state.counters.staleHits++
-    const reload = rt.revalidate(state, key, params, loader)
+    const policy = policyOf(state, call)
+    if (policy.failureBackoff !== undefined && rt.backoff.resting(key)) {
+      state.counters.backoffSkips++
+      return Effect.succeed(entry.value)
+    }
+    const reload = rt.revalidate(state, key, params, loader, policy)
     return reload === undefined ? Effect.succeed(entry.value) : Effect.as(reload, entry.value)
   }
-  return loadOrStale(rt, state, key, params, loader, entry, strict)
+  return loadOrStale(rt, state, key, params, loader, entry, strict, call)
 }
 
 /**
@@ -244,28 +291,43 @@ export interface ModeOptions {
   readonly onStoreError?: "degrade" | "fail" | undefined
 }
 
-type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O>, R | Cachet>
+/** Options of the read strategies: the mode, and per-call lifetimes and timeouts. */
+export interface ReadOptions extends ModeOptions, CallOptions {}
+
+type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O> | TimeoutError<O>, R | Cachet>
 
 /** `Strategy.cacheAside`, data-first. */
-export const cacheAside = <A, E, R, P, EN, O extends ModeOptions = {}>(
+export const cacheAside = <A, E, R, P, EN, O extends ReadOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
 ): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale) as Cast<A, E, R, EN, O>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale, undefined, options) as Cast<
+    A,
+    E,
+    R,
+    EN,
+    O
+  >
 
 /** `Strategy.staleWhileRevalidate`, data-first. */
-export const staleWhileRevalidate = <A, E, R, P, EN, O extends ModeOptions = {}>(
+export const staleWhileRevalidate = <A, E, R, P, EN, O extends ReadOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
   options?: O
 ): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", serveStaleOrLoad) as Cast<A, E, R, EN, O>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", serveStaleOrLoad, undefined, options) as Cast<
+    A,
+    E,
+    R,
+    EN,
+    O
+  >
 
 /** Options of refresh-ahead. */
-export interface RefreshAheadOptions extends ModeOptions {
+export interface RefreshAheadOptions extends ReadOptions {
   readonly at?: number | undefined
   readonly jitter?: number | undefined
   readonly beta?: number | undefined
@@ -315,7 +377,7 @@ const xfetchReach = 37
  */
 const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
   const earliest = at - jitter
-  return (rt, state, key, params, loader, entry) => {
+  return (rt, state, key, params, loader, entry, call) => {
     if (entry.negative) return undefined
     const ttl = entry.freshUntil - entry.createdAt
     const now = rt.clock.currentTimeMillisUnsafe()
@@ -326,14 +388,14 @@ const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
     if (jitter > 0) point -= jitter * ttl * unitHash(key, entry.createdAt, rt.salt)
     if (delta === 0) {
       if (now < point) return undefined
-      const reload = rt.revalidate(state, key, params, loader)
+      const reload = rt.revalidate(state, key, params, loader, policyOf(state, call))
       return reload === undefined ? undefined : Effect.as(reload, entry.value)
     }
     if (now < point - delta * xfetchReach) return undefined
     return Effect.withFiber((fiber) => {
       const u = fiber.getRef(Random.Random).nextDoubleUnsafe()
       if (now - delta * Math.log(u) < point) return Effect.succeed(entry.value)
-      const reload = rt.revalidate(state, key, params, loader)
+      const reload = rt.revalidate(state, key, params, loader, policyOf(state, call))
       return reload === undefined ? Effect.succeed(entry.value) : Effect.as(reload, entry.value)
     })
   }
@@ -359,22 +421,30 @@ export const refreshAhead = <A, E, R, P, EN, O extends RefreshAheadOptions>(
   params: P,
   options?: O
 ): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale, refreshAheadHook(options)) as Cast<
+  readThrough(
+    self,
+    keyspace,
+    params,
+    options?.onStoreError === "fail",
+    loadOrStale,
+    refreshAheadHook(options),
+    options
+  ) as Cast<A, E, R, EN, O>
+
+/** `Strategy.readOnly`, data-first. */
+export const readOnly = <A, E, R, P, EN, O extends ReadOptions = {}>(
+  self: Effect.Effect<A, E, R>,
+  keyspace: Keyspace<P, A, EN>,
+  params: P,
+  options?: O
+): Cast<A, E, R, EN, O> =>
+  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadWithoutStoring, undefined, options) as Cast<
     A,
     E,
     R,
     EN,
     O
   >
-
-/** `Strategy.readOnly`, data-first. */
-export const readOnly = <A, E, R, P, EN, O extends ModeOptions = {}>(
-  self: Effect.Effect<A, E, R>,
-  keyspace: Keyspace<P, A, EN>,
-  params: P,
-  options?: O
-): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadWithoutStoring) as Cast<A, E, R, EN, O>
 
 /** `Strategy.bypass`, data-first. */
 export const bypass = <A, E, R, P, EN>(

@@ -488,11 +488,31 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       return Result.succeed([fullKey(key), json.success, Math.ceil(entry.staleUntil - now)])
     }
 
+    /** Everything is encoded (and size-checked) before any command. */
+    const prepareAll = (
+      entries: ReadonlyArray<readonly [key: string, entry: StoredEntry, ...rest: Array<unknown>]>,
+      codec: EntryCodec
+    ): Result.Result<Array<Write>, CacheEncodeError | CacheValueTooLarge> => {
+      const now = clock.currentTimeMillisUnsafe()
+      const writes: Array<Write> = []
+      for (const [key, entry] of entries) {
+        const write = prepare(key, entry, codec, now)
+        if (Result.isFailure(write)) return Result.fail(write.failure)
+        writes.push(write.success)
+      }
+      return Result.succeed(writes)
+    }
+
     /**
      * The ordered write of one prepared entry (see `scripts.ts`): its order
      * time, or -1 when fenced. An entry already expired is a tombstone.
      */
-    const writeOne = ([k, json, ttl]: Write, since: number | undefined, cleared: number | undefined) => {
+    const writeOne = (
+      [k, json, ttl]: Write,
+      since: number | undefined,
+      cleared: number | undefined,
+      expect?: number | undefined
+    ) => {
       const node = nodeOfKey(k)
       if (ttl <= 0)
         return scripts.tombstone(k, tombstoneMillis).then(([, now]) => {
@@ -502,7 +522,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       // A standalone server checks the keyspace's clear record in the
       // script; a Cluster keeps it in another slot, so it is read first.
       const clear =
-        cluster === undefined && since !== undefined ? clearKey(keyspaceOf(k.slice(namespace.length + 1))) : k
+        cluster === undefined && (since !== undefined || expect !== undefined)
+          ? clearKey(keyspaceOf(k.slice(namespace.length + 1)))
+          : k
       return scripts
         .setOrdered(
           k,
@@ -510,7 +532,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           json,
           Number.isFinite(ttl) ? String(ttl) : "",
           since === undefined ? "" : String(Math.floor(since)),
-          cleared === undefined ? "" : String(cleared)
+          cleared === undefined ? "" : String(cleared),
+          expect === undefined ? undefined : String(expect)
         )
         .then(([order, now]) => {
           anchor(node, now)
@@ -528,16 +551,75 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       )
     }
 
-    const setOrdered: NonNullable<CacheStore["Service"]["setOrdered"]> = (key, entry, codec, since) =>
+    const setOrdered: NonNullable<CacheStore["Service"]["setOrdered"]> = (key, entry, codec, since, expect) =>
       Effect.suspend((): Effect.Effect<number | undefined, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
         const write = prepare(key, entry, codec, clock.currentTimeMillisUnsafe())
         if (Result.isFailure(write)) return Effect.fail(write.failure)
         const run = (cleared: number | undefined) =>
-          exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success, since, cleared))
-        return (since === undefined ? run(undefined) : Effect.flatMap(clearedAt(key), run)).pipe(
-          Effect.map((order) => (order < 0 ? undefined : order))
-        )
+          exec("set", nodeOfKey(write.success[0]), () => writeOne(write.success, since, cleared, expect))
+        return (
+          since === undefined && expect === undefined ? run(undefined) : Effect.flatMap(clearedAt(key), run)
+        ).pipe(Effect.map((order) => (order < 0 ? undefined : order)))
       })
+
+    // A batch load's writes: one script call per node (per slot on a
+    // Cluster), each entry fenced by its own load start as in `setOrdered`.
+    const setOrderedMany: NonNullable<CacheStore["Service"]["setOrderedMany"]> = (entries, codec) =>
+      Effect.suspend(
+        (): Effect.Effect<
+          ReadonlyArray<number | undefined>,
+          CacheStoreError | CacheEncodeError | CacheValueTooLarge
+        > => {
+          if (entries.length === 0) return Effect.succeed([])
+          const prepared = prepareAll(entries, codec)
+          if (Result.isFailure(prepared)) return Effect.fail(prepared.failure)
+          const writes = prepared.success
+          const out: Array<number | undefined> = new Array(entries.length).fill(undefined)
+          // Already expired (or never fenced: an explicit write has no place
+          // in a batch load) entries are left out: not stored.
+          const live = writes.map((_, i) => i).filter((i) => writes[i]![2] > 0 && entries[i]![2] !== undefined)
+          if (live.length === 0) return Effect.succeed(out)
+          const clear = cluster === undefined ? clearKey(keyspaceOf(entries[live[0]!]![0])) : ""
+          const run = (cleared: number | undefined) =>
+            Effect.forEach(
+              groups(
+                live.map((i) => writes[i]![0]),
+                1000
+              ),
+              ({ node, batches }) =>
+                exec("setMany", node, () =>
+                  Promise.all(
+                    batches.map((batch) =>
+                      scripts
+                        .setOrderedMany(
+                          clear,
+                          cleared === undefined ? "" : String(cleared),
+                          batch.map((j) => {
+                            const i = live[j]!
+                            const [k, json, ttl] = writes[i]!
+                            return [
+                              k,
+                              json,
+                              Number.isFinite(ttl) ? String(ttl) : "",
+                              String(Math.floor(entries[i]![2]!))
+                            ] as const
+                          })
+                        )
+                        .then((reply) => {
+                          anchor(node, reply[reply.length - 1]!)
+                          batch.forEach((j, n) => {
+                            const order = reply[n]!
+                            out[live[j]!] = order < 0 ? undefined : order
+                          })
+                        })
+                    )
+                  )
+                ),
+              { concurrency: "unbounded", discard: true }
+            )
+          return Effect.flatMap(clearedAt(entries[live[0]!]![0]), run).pipe(Effect.as(out))
+        }
+      )
 
     // The server's clock, on the node that owns `key`: loads read it before
     // they start, and their write is ordered at it. A lower bound (never
@@ -572,14 +654,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const setMany: CacheStore["Service"]["setMany"] = (entries, codec) =>
       Effect.suspend((): Effect.Effect<void, CacheStoreError | CacheEncodeError | CacheValueTooLarge> => {
         if (entries.length === 0) return Effect.void
-        const now = clock.currentTimeMillisUnsafe()
-        const writes: Array<Write> = []
-        // Everything is encoded (and size-checked) before any command.
-        for (const [key, entry] of entries) {
-          const write = prepare(key, entry, codec, now)
-          if (Result.isFailure(write)) return Effect.fail(write.failure)
-          writes.push(write.success)
-        }
+        const prepared = prepareAll(entries, codec)
+        if (Result.isFailure(prepared)) return Effect.fail(prepared.failure)
+        const writes = prepared.success
         // One script call per entry; auto-pipelining sends a node's together.
         return Effect.forEach(
           groups(
@@ -739,6 +816,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       ping,
       info: Effect.succeed(undefined),
       setOrdered,
+      setOrderedMany,
       time,
       // One breaker per node (see `connection.ts`), as far as nodes were seen.
       health: Effect.map(connection.nodeStates, (nodes) => ({

@@ -332,6 +332,58 @@ export const suite = <E>(name: string, layer: Layer.Layer<CacheStore, E>, option
         assert.strictEqual(((yield* store.get(other, codec))!.value as Profile).name, "explicit")
       }))
 
+    test("batched ordered writes: each key fenced by its own load start", (store, now) =>
+      Effect.gen(function* () {
+        const setOrderedMany = store.setOrderedMany
+        const time = store.time
+        if (setOrderedMany === undefined || time === undefined) return
+        const { codec } = makeCodec()
+        const ns = fresh("fencemany")
+        const [k1, k2, k3] = [`${ns}:1`, `${ns}:2`, `${ns}:3`]
+        const tick = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        const started = yield* time(k1)
+        yield* tick
+        // While the batch "loads": k1 is invalidated, k2 written explicitly.
+        yield* store.delete(k1)
+        yield* store.set(k2, entryAt(now, profile(2, "explicit")), codec)
+        yield* tick
+        const orders = yield* setOrderedMany(
+          [
+            [k1, entryAt(now, profile(1, "batch")), started],
+            [k2, entryAt(now, profile(2, "batch")), started],
+            [k3, entryAt(now, profile(3, "batch")), started]
+          ],
+          codec
+        )
+        assert.isUndefined(orders[0])
+        assert.isUndefined(orders[1])
+        assert.strictEqual(orders[2], started)
+        const read = yield* store.getMany([k1, k2, k3], codec)
+        assert.deepStrictEqual(
+          read.map((e) => (e?.value as Profile | undefined)?.name),
+          [undefined, "explicit", "batch"]
+        )
+        assert.strictEqual(read[2]?.order, started)
+      }))
+
+    test("compare-and-set writes (sliding expiry) land only over the entry they expect", (store, now) =>
+      Effect.gen(function* () {
+        const setOrdered = store.setOrdered
+        if (setOrdered === undefined || store.time === undefined) return
+        const { codec } = makeCodec()
+        const key = `${fresh("cas")}:1`
+        const order = (yield* setOrdered(key, entryAt(now, profile(1, "v1")), codec, undefined))!
+        const longer = { ...entryAt(now, profile(1, "v1")), freshUntil: now + 120_000, staleUntil: now + 120_000 }
+        assert.isUndefined(yield* setOrdered(key, longer, codec, undefined, order + 1), "another order: refused")
+        assert.strictEqual(yield* setOrdered(key, longer, codec, undefined, order), order)
+        const read = yield* store.get(key, codec)
+        assert.strictEqual(read?.freshUntil, now + 120_000)
+        assert.strictEqual(read?.order, order, "the entry keeps its order")
+        yield* store.delete(key)
+        assert.isUndefined(yield* setOrdered(key, longer, codec, undefined, order), "never over a tombstone")
+        assert.isUndefined(yield* store.get(key, codec))
+      }))
+
     test("keys with unicode and escapes round-trip separately", (store, now) =>
       Effect.gen(function* () {
         const { codec } = makeCodec()

@@ -167,7 +167,8 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore | ChaosCont
         setOrdered:
           inner.setOrdered === undefined
             ? undefined
-            : (key, entry, codec, elapsed) => chaos("set", inner.setOrdered!(key, entry, codec, elapsed)),
+            : (key, entry, codec, elapsed, expect) =>
+                chaos("set", inner.setOrdered!(key, entry, codec, elapsed, expect)),
         time: inner.time === undefined ? undefined : (key) => chaos("get", inner.time!(key)),
         getShared:
           inner.getShared === undefined ? undefined : (key, codec) => chaos("get", inner.getShared!(key, codec)),

@@ -75,6 +75,9 @@ const zero: Cachet.KeyspaceStats = {
   writeBehindQueued: 0,
   writeBehindWrites: 0,
   writeBehindRetries: 0,
+  softTimeouts: 0,
+  hardTimeouts: 0,
+  backoffSkips: 0,
   writeBehindCoalesced: 0,
   writeBehindDeadLetters: 0,
   hitRate: 0

@@ -1,4 +1,4 @@
-import { Effect, Layer, Logger } from "effect"
+import { Clock, Effect, Layer, Logger } from "effect"
 import * as CacheStore from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as ChaosStore from "../../src/testing/ChaosStore.ts"
@@ -50,4 +50,21 @@ export const captureLogs = () => {
     })
   ])
   return { messages, layer }
+}
+
+/** Lets forked fibers run, without moving the clock. */
+export const settle = Effect.gen(function* () {
+  for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+})
+
+/** A loader that takes `millis` of clock time and answers with the time it started. */
+export const timedLoader = (millis: number) => {
+  const starts: Array<number> = []
+  const loader = Effect.gen(function* () {
+    const at = yield* Clock.currentTimeMillis
+    starts.push(at)
+    yield* Effect.sleep(millis)
+    return at
+  })
+  return { starts, loader }
 }

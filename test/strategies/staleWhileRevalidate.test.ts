@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
-import { captureLogs, makeWriteLog, recordingStore } from "./helpers.ts"
+import { captureLogs, makeWriteLog, recordingStore, settle, timedLoader } from "./helpers.ts"
 
 class DbDown extends Schema.TaggedError<DbDown>()("DbDown", {}) {}
 
@@ -17,23 +17,6 @@ const Stamps = Keyspace.make({
 })
 
 const Memory = Cachet.layerMemory()
-
-/** Lets forked fibers run, without moving the clock. */
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 10; i++) yield* Effect.yieldNow
-})
-
-/** A loader that takes `millis` of clock time and answers with the time it started. */
-const timedLoader = (millis: number) => {
-  const starts: Array<number> = []
-  const loader = Effect.gen(function* () {
-    const at = yield* Clock.currentTimeMillis
-    starts.push(at)
-    yield* Effect.sleep(millis)
-    return at
-  })
-  return { starts, loader }
-}
 
 describe("staleWhileRevalidate", () => {
   it.effect("timeline: hit while fresh; stale served at once with one reload; gone loads", () =>

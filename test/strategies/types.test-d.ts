@@ -1,6 +1,12 @@
 import { Context, Effect, type Layer, Schema } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
-import type { CacheEncodeError, CacheKeyError, CacheShuttingDown, CacheStoreError } from "../../src/CacheError.ts"
+import type {
+  CacheEncodeError,
+  CacheKeyError,
+  CacheLoadTimeout,
+  CacheShuttingDown,
+  CacheStoreError
+} from "../../src/CacheError.ts"
 import type * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
@@ -124,5 +130,42 @@ describe("write strategies", () => {
     Strategy.writeBehind(Users, { id: 1 }, { name: "Ada" }, saveUser)
     // @ts-expect-error wrong parameters
     Strategy.writeBehind(Users, { userId: 1 }, ada, saveUser)
+  })
+})
+
+describe("per-call load options", () => {
+  it("ttl, staleFor, soft timeouts and backoff add nothing to E", () => {
+    expectTypeOf(
+      findUser(1).pipe(
+        Strategy.cacheAside(Users, { id: 1 }, { ttl: "10 seconds", staleFor: (u: User) => (u.orgId ? 0 : "1 minute") })
+      )
+    ).toEqualTypeOf<Read>()
+    expectTypeOf(
+      Strategy.staleWhileRevalidate(
+        findUser(1),
+        Users,
+        { id: 1 },
+        { timeout: { soft: "100 millis" }, failureBackoff: "5 seconds" }
+      )
+    ).toEqualTypeOf<Read>()
+  })
+
+  it("a call's hard timeout adds CacheLoadTimeout to E, in every read strategy and both forms", () => {
+    type ReadTimeout = Effect.Effect<User, DbError | CacheLoadTimeout, Db | Cachet.Cachet>
+    expectTypeOf(
+      findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }, { timeout: { hard: "2 seconds" } }))
+    ).toEqualTypeOf<ReadTimeout>()
+    expectTypeOf(
+      Strategy.cacheAside(findUser(1), Users, { id: 1 }, { timeout: { soft: "1 second", hard: "2 seconds" } })
+    ).toEqualTypeOf<ReadTimeout>()
+    expectTypeOf(
+      findUser(1).pipe(Strategy.staleWhileRevalidate(Users, { id: 1 }, { timeout: { hard: "2 seconds" } }))
+    ).toEqualTypeOf<ReadTimeout>()
+    expectTypeOf(
+      findUser(1).pipe(Strategy.refreshAhead(Users, { id: 1 }, { at: 0.5, timeout: { hard: "2 seconds" } }))
+    ).toEqualTypeOf<ReadTimeout>()
+    expectTypeOf(
+      findUser(1).pipe(Strategy.cacheAside(Users, { id: 1 }, { timeout: { hard: "2 seconds" }, onStoreError: "fail" }))
+    ).toEqualTypeOf<Effect.Effect<User, DbError | CacheLoadTimeout | CacheStoreError, Db | Cachet.Cachet>>()
   })
 })

@@ -13,6 +13,7 @@ import type { Floors } from "./floors.ts"
 import type { Journal } from "./journal.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
 import type { Observe } from "./observe.ts"
+import { lifetimes, type Policy } from "./policy.ts"
 import type { Counters, StoreOp } from "./stats.ts"
 import type { Tags } from "./tags.ts"
 
@@ -61,9 +62,36 @@ export interface Entries {
      * Absent: an explicit write, which wins.
      */
     since?: number | null,
+    /** Lifetimes to use (a call's overrides); default the keyspace's policy. */
+    policy?: Policy,
     /** Told when the store refused the write (fenced). */
     onFenced?: () => void
   ) => Effect.Effect<WriteError | undefined>
+  /**
+   * The writes of a batch load (`Cachet.cachedMany`), each fenced by its
+   * own load start and guard, in one store call where the store can
+   * (`setOrderedMany`, else `setMany` for stores in the process, else one
+   * ordered write per key, concurrently). Never fails; returns the first
+   * store error, if any.
+   */
+  readonly writeMany: (
+    state: KeyspaceState,
+    items: ReadonlyArray<BatchWrite>,
+    policy: Policy
+  ) => Effect.Effect<CacheStoreError | undefined>
+  /**
+   * Sliding expiry: the effect that moves a fresh entry's `freshUntil` to
+   * `now + ttl`, if the store still holds that entry (compare-and-set), or
+   * `undefined` when there is nothing to do (less than a tenth of the ttl to
+   * gain, a negative entry, a store that cannot compare-and-set).
+   */
+  readonly touch: (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    entry: StoredEntry,
+    now: number
+  ) => Effect.Effect<void> | undefined
   readonly remove: (state: KeyspaceState, key: string) => Effect.Effect<CacheStoreError | undefined>
   readonly replace: (
     state: KeyspaceState,
@@ -72,6 +100,18 @@ export interface Entries {
     value: unknown
   ) => Effect.Effect<WriteError | undefined>
   readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
+}
+
+/** One write of a batch load. */
+export interface BatchWrite {
+  readonly key: string
+  readonly params: unknown
+  readonly value: unknown
+  readonly createdAt: number
+  /** The store's clock when the load started; `null`: unknown (not stored). */
+  readonly since: number | null | undefined
+  /** The load's "not invalidated since I started". */
+  readonly guard: () => boolean
 }
 
 export interface Deps {
@@ -245,7 +285,83 @@ export const make = ({
       )
     })
 
-  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard, since, onFenced) =>
+  /**
+   * The entry to store for `value`, or the error that refuses it (after
+   * counting it). Shared by `write` and `writeMany`.
+   */
+  const entryOf = (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    value: unknown,
+    createdAt: number,
+    negative: boolean,
+    policy: Policy
+  ): StoredEntry | CacheEncodeError => {
+    const ks = state.keyspace
+    let reason = ""
+    if (!negative && !ks.is(value)) {
+      // A loader's plain object for a Schema.Class value (what SQL clients
+      // return) type-checks but is not an instance: build the instance from
+      // it as from the encoded side, rather than refuse it.
+      const built = ks.decode(value, key)
+      if (Result.isSuccess(built) && ks.is(built.success)) value = built.success
+      else if (Result.isFailure(built)) reason = `: ${built.failure.message}`
+    }
+    if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
+      state.counters.encodeErrors++
+      return new CacheEncodeError({
+        keyspace: ks.name,
+        message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema${reason}; not stored`
+      })
+    }
+    let entryTags: ReadonlyArray<string> = emptyTags
+    let freshUntil: number
+    let staleUntil: number
+    if (negative) {
+      freshUntil = staleUntil = createdAt + ks.negative!.ttl
+    } else {
+      // Static lifetimes are two additions; a ttl function runs once here.
+      let ttl = policy.ttl
+      let staleFor = policy.staleFor
+      if (policy.ttlOf !== undefined || policy.staleForOf !== undefined) {
+        const life = lifetimes(policy, value, params)
+        if (typeof life === "string") {
+          state.counters.encodeErrors++
+          return new CacheEncodeError({ keyspace: ks.name, message: `${life}; not stored` })
+        }
+        ttl = life.ttl
+        staleFor = life.staleFor
+      }
+      freshUntil = createdAt + ttl
+      staleUntil = freshUntil + staleFor
+      if (ks.tagsOf !== undefined) {
+        try {
+          entryTags = ks.tagsOf(params, value)
+        } catch (cause) {
+          state.counters.encodeErrors++
+          return new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` })
+        }
+        if (entryTags.length > 0) {
+          // Entries with tags never outlive the tag records that could
+          // invalidate them.
+          staleUntil = Math.min(staleUntil, createdAt + tags.retention)
+          freshUntil = Math.min(freshUntil, staleUntil)
+        }
+      }
+    }
+    return negative
+      ? { value, createdAt, freshUntil, staleUntil, tags: entryTags, negative: true }
+      : { value, createdAt, freshUntil, staleUntil, tags: entryTags }
+  }
+
+  const refused = (state: KeyspaceState, error: CacheEncodeError) =>
+    Effect.as(
+      warn(`encode:${state.keyspace.name}`, `cachet: ${error.message}`, { keyspace: state.keyspace.name }),
+      error
+    )
+
+  const write: Entries["write"] = (state, key, params, value, createdAt, negative, guard, since, policy, onFenced) =>
     Effect.suspend((): Effect.Effect<WriteError | undefined> => {
       // Nothing is written to the store once the layer is closing. The
       // guard (a load's "not invalidated since I started") is checked here,
@@ -262,51 +378,8 @@ export const make = ({
       // result is not stored (it could undo a write it cannot be ordered against).
       if (since === null && setOrdered !== undefined) return Effect.succeed(undefined)
       const ks = state.keyspace
-      let reason = ""
-      if (!negative && !ks.is(value)) {
-        // A loader's plain object for a Schema.Class value (what SQL clients
-        // return) type-checks but is not an instance: build the instance from
-        // it as from the encoded side, rather than refuse it.
-        const built = ks.decode(value, key)
-        if (Result.isSuccess(built) && ks.is(built.success)) value = built.success
-        else if (Result.isFailure(built)) reason = `: ${built.failure.message}`
-      }
-      if (negative ? !ks.negative?.error || !isOf(ks.negative.error, value) : !ks.is(value)) {
-        state.counters.encodeErrors++
-        const error = new CacheEncodeError({
-          keyspace: ks.name,
-          message: `${negative ? "error" : "value"} does not satisfy the keyspace Schema${reason}; not stored`
-        })
-        return Effect.as(warn(`encode:${ks.name}`, `cachet: ${error.message}`, { keyspace: ks.name }), error)
-      }
-      let entryTags: ReadonlyArray<string> = emptyTags
-      let freshUntil: number
-      let staleUntil: number
-      if (negative) {
-        freshUntil = staleUntil = createdAt + ks.negative!.ttl
-      } else {
-        freshUntil = createdAt + ks.ttl
-        staleUntil = freshUntil + ks.staleFor
-        if (ks.tagsOf !== undefined) {
-          try {
-            entryTags = ks.tagsOf(params, value)
-          } catch (cause) {
-            state.counters.encodeErrors++
-            return Effect.succeed(
-              new CacheEncodeError({ keyspace: ks.name, message: `tags function threw: ${String(cause)}` })
-            )
-          }
-          if (entryTags.length > 0) {
-            // Entries with tags never outlive the tag records that could
-            // invalidate them.
-            staleUntil = Math.min(staleUntil, createdAt + tags.retention)
-            freshUntil = Math.min(freshUntil, staleUntil)
-          }
-        }
-      }
-      const entry: StoredEntry = negative
-        ? { value, createdAt, freshUntil, staleUntil, tags: entryTags, negative: true }
-        : { value, createdAt, freshUntil, staleUntil, tags: entryTags }
+      const entry = entryOf(state, key, params, value, createdAt, negative, policy ?? state.policy)
+      if (entry instanceof CacheEncodeError) return refused(state, entry)
       // A store that orders writes on its own clock gets the load's age, so
       // that it can refuse a write that would undo a newer write or
       // invalidation from any process (explicit writes pass no age: they win).
@@ -339,6 +412,116 @@ export const make = ({
       )
     })
 
+  const setOrderedMany = store.setOrderedMany
+
+  const writeMany: Entries["writeMany"] = (state, items, policy) =>
+    Effect.suspend((): Effect.Effect<CacheStoreError | undefined> => {
+      if (isClosed() || items.length === 0) return Effect.undefined
+      if (journal.active() && journal.bypassed(state)) return Effect.undefined
+      const batch: Array<readonly [key: string, entry: StoredEntry, since: number | undefined]> = []
+      let refusal: CacheEncodeError | undefined
+      // Every guard is checked in this synchronous step, which also issues
+      // the store call (see `write`).
+      for (const item of items) {
+        if (!item.guard()) continue
+        if (item.since === null && setOrdered !== undefined) continue
+        const entry = entryOf(state, item.key, item.params, item.value, item.createdAt, false, policy)
+        if (entry instanceof CacheEncodeError) refusal ??= entry
+        else batch.push([item.key, entry, item.since ?? undefined])
+      }
+      const warned = refusal === undefined ? Effect.undefined : Effect.asVoid(refused(state, refusal))
+      if (batch.length === 0) return Effect.as(warned, undefined)
+      const codec = state.codec
+      const written: Effect.Effect<ReadonlyArray<boolean>, WriteError> = setOrderedMany !== undefined
+        ? Effect.map(setOrderedMany(batch, codec), (orders) => orders.map((order) => order !== undefined))
+        : setOrdered !== undefined
+          ? Effect.forEach(
+              batch,
+              ([key, entry, since]) => Effect.map(setOrdered(key, entry, codec, since), (order) => order !== undefined),
+              { concurrency: "unbounded" }
+            )
+          : Effect.as(
+              store.setMany(
+                batch.map(([key, entry]) => [key, entry] as const),
+                codec
+              ),
+              batch.map(() => true)
+            )
+      return written.pipe(
+        Effect.matchEffect({
+          onSuccess: (stored) => {
+            stored.forEach((ok, i) => {
+              if (ok) {
+                state.counters.sets++
+                floors.clear(batch[i]![0])
+              } else state.counters.fencedWrites++
+            })
+            return Effect.as(warned, undefined)
+          },
+          onFailure: (error): Effect.Effect<CacheStoreError | undefined> => {
+            if (error._tag === "CacheStoreError") return Effect.as(storeFailed(state, "set", error), error)
+            state.counters.encodeErrors++
+            return Effect.as(
+              warn(`encode:${state.keyspace.name}`, `cachet: not stored: ${error.message}`, {
+                keyspace: state.keyspace.name
+              }),
+              undefined
+            )
+          }
+        })
+      )
+    })
+
+  const touch: Entries["touch"] = (state, key, params, entry, now) => {
+    if (entry.negative === true) return undefined
+    const policy = state.policy
+    let ttl = policy.ttl
+    if (policy.ttlOf !== undefined) {
+      const life = lifetimes(policy, entry.value, params)
+      if (typeof life === "string") return undefined
+      ttl = life.ttl
+    }
+    let freshUntil = now + ttl
+    // At most ten writes per ttl of a key read steadily: on a remote store
+    // each is a round trip.
+    if (freshUntil - entry.freshUntil < ttl / 10) return undefined
+    let staleUntil = freshUntil + (entry.staleUntil - entry.freshUntil)
+    if (entry.tags.length > 0) {
+      staleUntil = Math.min(staleUntil, entry.createdAt + tags.retention)
+      freshUntil = Math.min(freshUntil, staleUntil)
+    }
+    if (freshUntil <= entry.freshUntil) return undefined
+    const next: StoredEntry = { ...entry, freshUntil, staleUntil }
+    const failed = (error: WriteError) =>
+      error._tag === "CacheStoreError" ? storeFailed(state, "set", error) : Effect.void
+    if (setOrdered !== undefined) {
+      // Compare-and-set on the store: only if the key still holds the entry
+      // ordered at `entry.order` (never over a newer write or a tombstone).
+      if (entry.order === undefined) return undefined
+      const order = entry.order
+      return Effect.suspend(() =>
+        isClosed()
+          ? Effect.void
+          : Effect.asVoid(setOrdered(key, next, state.codec, undefined, order)).pipe(Effect.catch(failed))
+      )
+    }
+    if (getUnsafe === undefined) return undefined
+    // A store in the process: the compare and the set in one synchronous step.
+    return Effect.suspend(() => {
+      if (isClosed()) return Effect.void
+      const current = getUnsafe(key)
+      if (
+        current === undefined ||
+        current.createdAt !== entry.createdAt ||
+        current.freshUntil !== entry.freshUntil ||
+        current.value !== entry.value
+      ) {
+        return Effect.void
+      }
+      return store.set(key, next, state.codec).pipe(Effect.catch(failed))
+    })
+  }
+
   const remove = (state: KeyspaceState, key: string): Effect.Effect<CacheStoreError | undefined> =>
     Effect.suspend(() =>
       isClosed()
@@ -368,5 +551,5 @@ export const make = ({
       })
     })
 
-  return { read, readSync, readFront, readMany, stateNow, write, remove, replace, storeFailed }
+  return { read, readSync, readFront, readMany, stateNow, write, writeMany, touch, remove, replace, storeFailed }
 }

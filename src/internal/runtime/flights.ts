@@ -5,18 +5,26 @@
  * @internal
  */
 import { Cause, type Clock, type Context, Deferred, Effect, Exit, Fiber, Option } from "effect"
-import type { CacheStoreError } from "../../CacheError.ts"
+import { CacheLoadTimeout, type CacheStoreError } from "../../CacheError.ts"
 import type { LoadLease } from "../loadLease.ts"
 import type { Warn } from "../warn.ts"
 import type { Background } from "./background.ts"
-import { type Entries, FRESH, isOf } from "./entries.ts"
+import type { Backoff } from "./backoff.ts"
+import { type BatchWrite, type Entries, FRESH, isOf } from "./entries.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
 import type { Observe } from "./observe.ts"
+import type { Policy } from "./policy.ts"
 
 /** The outcome of one load: the loader's exit, and a store failure on write. */
 export interface FlightResult {
   readonly exit: Exit.Exit<unknown, unknown>
   readonly storeError: CacheStoreError | undefined
+  /**
+   * Set when this caller stopped waiting at a timeout (the exit is then a
+   * `CacheLoadTimeout`): `"soft"` (the load goes on in the background) or
+   * `"hard"`.
+   */
+  readonly timedOut?: "soft" | "hard" | undefined
 }
 
 /** A write queued for the source: loads answer with its value (or, for a delete, store nothing). */
@@ -57,24 +65,67 @@ interface Flight {
   since: number | null | undefined
   /** Set when the store refused the load's write (a newer write or invalidation): the span's result. */
   fenced: boolean
+  /** Set at a soft timeout: the load goes on when its waiters leave. */
+  detached: boolean
+  /** The batch this flight is part of (`loadMany`), if any. */
+  group: Group | undefined
+}
+
+/** The flights of one batch load: its fiber is stopped when none of them has a waiter. */
+interface Group {
+  fiber: Fiber.Fiber<unknown> | undefined
+  live: number
 }
 
 type Loader = Effect.Effect<unknown, unknown, unknown>
 
+/** One key of a batch load. */
+export interface BatchItem {
+  readonly key: string
+  readonly params: unknown
+}
+
+/**
+ * Loads the values of many parameters in one call: one exit per parameter,
+ * aligned with them.
+ */
+export type BatchLoader = (
+  params: ReadonlyArray<unknown>
+) => Effect.Effect<ReadonlyArray<Exit.Exit<unknown, unknown>>, never, unknown>
+
 export interface Flights {
-  /** `stale`: an entry exists but is not fresh (the load span's `cachet.result` is then "stale", else "miss"). */
+  /**
+   * `policy` (default the keyspace's) gives the lifetimes of what is stored
+   * and the timeouts of this caller's wait; a soft timeout applies only
+   * when `staleFallback` (a stale value can answer: an entry exists but is
+   * not fresh, which is also the load span's `cachet.result` "stale").
+   */
   readonly load: (
     state: KeyspaceState,
     key: string,
     params: unknown,
     loader: Loader,
-    stale?: boolean
+    policy?: Policy,
+    staleFallback?: boolean
   ) => Effect.Effect<FlightResult>
+  /**
+   * Loads many keys with one batch loader call: keys with a load in flight
+   * join it; the others become flights of one batch, so that other callers
+   * join them; their results are written in one batched, fenced store call.
+   * One result per item, aligned.
+   */
+  readonly loadMany: (
+    state: KeyspaceState,
+    items: ReadonlyArray<BatchItem>,
+    loader: BatchLoader,
+    policy: Policy
+  ) => Effect.Effect<Array<FlightResult>>
   readonly revalidate: (
     state: KeyspaceState,
     key: string,
     params: unknown,
-    loader: Loader
+    loader: Loader,
+    policy?: Policy
   ) => Effect.Effect<void, never, unknown> | undefined
   readonly invalidate: (keyOrPrefix: string, exact: boolean) => void
   /** Marks in-flight loads under `prefix` whose key part after it `covers` (pattern invalidation). */
@@ -102,6 +153,7 @@ export interface Deps {
   readonly probeVersions?: ((state: KeyspaceState, key: string) => Effect.Effect<void>) | undefined
   /** Spans and events. */
   readonly observe: Observe
+  readonly backoff: Backoff
 }
 
 export const make = ({
@@ -116,10 +168,11 @@ export const make = ({
   pendingWrite,
   storeTime,
   probeVersions,
-  observe
+  observe,
+  backoff
 }: Deps): Flights => {
   const flights = new Map<string, Flight>()
-  const { write, read, stateNow, storeFailed } = entries
+  const { write, writeMany, read, stateNow, storeFailed } = entries
 
   /**
    * The store's clock before the load starts: its write is ordered there,
@@ -132,7 +185,7 @@ export const make = ({
       ? Effect.undefined
       : storeTime(key).pipe(Effect.catch((error) => Effect.as(storeFailed(state, "get", error), null)))
 
-  const load: Flights["load"] = (state, key, params, loader, stale) =>
+  const load: Flights["load"] = (state, key, params, loader, policy, staleFallback) =>
     // Forking the load and registering as its waiter happen without an
     // interruption point between them; only the wait itself is
     // interruptible. Otherwise a caller interrupted right after the fork
@@ -146,14 +199,17 @@ export const make = ({
             storeError: undefined
           })) as Effect.Effect<FlightResult>
         }
+        const p = policy ?? state.policy
+        const soft = staleFallback === true ? p.soft : undefined
+        const hard = p.hard
         const existing = flights.get(key)
-        if (existing !== undefined) return wait(existing, key, restore)
-        const created = startFlight(state, key, params, loader, false, stale === true)
+        if (existing !== undefined) return wait(existing, key, restore, state, soft, hard)
+        const created = startFlight(state, key, params, loader, false, p, staleFallback === true)
         // The load runs in a fiber of the layer's scope, not the caller's:
         // a caller's interruption must not cancel a load others wait on.
         return Effect.flatMap(background.fork(created.run, true), (fiber) => {
           created.flight.fiber = fiber
-          return wait(created.flight, key, restore)
+          return wait(created.flight, key, restore, state, soft, hard)
         })
       })
     )
@@ -190,25 +246,30 @@ export const make = ({
     )
   }
 
+  const newFlight = (isBackground: boolean, group: Group | undefined): Flight => ({
+    deferred: Deferred.makeUnsafe<FlightResult>(),
+    waiters: 0,
+    fiber: undefined,
+    invalidated: false,
+    background: isBackground,
+    since: undefined,
+    detached: false,
+    group,
+    fenced: false
+  })
+
   const startFlight = (
     state: KeyspaceState,
     key: string,
     params: unknown,
     loader: Loader,
     isBackground: boolean,
+    policy: Policy,
     stale: boolean
   ) => {
-    const flight: Flight = {
-      deferred: Deferred.makeUnsafe<FlightResult>(),
-      waiters: 0,
-      fiber: undefined,
-      invalidated: false,
-      background: isBackground,
-      since: undefined,
-      fenced: false
-    }
+    const flight = newFlight(isBackground, undefined)
     flights.set(key, flight)
-    const run = traced(state, key, flight, stale, runLoad(state, key, params, loader, flight)).pipe(
+    const run = traced(state, key, flight, stale, runLoad(state, key, params, loader, flight, policy)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           if (flights.get(key) === flight) flights.delete(key)
@@ -222,7 +283,7 @@ export const make = ({
     return { flight, run }
   }
 
-  const revalidate: Flights["revalidate"] = (state, key, params, loader) => {
+  const revalidate: Flights["revalidate"] = (state, key, params, loader, policy) => {
     // Deduplicated per key: any load of the key in flight (foreground or
     // background) will refresh the entry; nothing to start.
     if (isClosed() || flights.has(key)) return undefined
@@ -234,7 +295,7 @@ export const make = ({
     return Effect.uninterruptible(
       Effect.suspend(() => {
         if (isClosed() || flights.has(key)) return Effect.void
-        const created = startFlight(state, key, params, loader, true, true)
+        const created = startFlight(state, key, params, loader, true, policy ?? state.policy, true)
         return Effect.map(background.fork(created.run, false), (fiber) => {
           created.flight.fiber = fiber
         })
@@ -242,27 +303,75 @@ export const make = ({
     )
   }
 
+  /**
+   * Waits on a flight, bounded by `soft` (the load is detached and goes on)
+   * and `hard`. Timers are Effect's `Clock` (`Effect.timeoutOption`).
+   */
+  const boundedAwait = (
+    flight: Flight,
+    state: KeyspaceState,
+    soft: number | undefined,
+    hard: number | undefined
+  ): Effect.Effect<FlightResult> => {
+    const awaited = Deferred.await(flight.deferred)
+    if (soft === undefined && hard === undefined) return awaited
+    const first = soft ?? hard!
+    return Effect.flatMap(Effect.timeoutOption(awaited, first), (result): Effect.Effect<FlightResult> => {
+      if (Option.isSome(result)) return Effect.succeed(result.value)
+      if (soft !== undefined) {
+        // Answered from stale now; the load finishes in the layer's scope
+        // and stores its result (fenced) when done.
+        flight.detached = true
+        state.counters.softTimeouts++
+        return Effect.succeed({
+          exit: Exit.fail(new CacheLoadTimeout({ keyspace: state.keyspace.name, after: soft })),
+          storeError: undefined,
+          timedOut: "soft"
+        })
+      }
+      state.counters.hardTimeouts++
+      return Effect.succeed({
+        exit: Exit.fail(new CacheLoadTimeout({ keyspace: state.keyspace.name, after: hard! })),
+        storeError: undefined,
+        timedOut: "hard"
+      })
+    })
+  }
+
   const wait = (
     flight: Flight,
     key: string,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+    state: KeyspaceState,
+    soft?: number,
+    hard?: number
   ): Effect.Effect<FlightResult> => {
     flight.waiters++
-    return restore(Deferred.await(flight.deferred)).pipe(
+    return restore(boundedAwait(flight, state, soft, hard)).pipe(
       Effect.onExit((exit) =>
         Effect.suspend(() => {
           flight.waiters--
-          if (Exit.isSuccess(exit) || flight.waiters > 0 || flight.fiber === undefined || flight.background) {
-            return Effect.void
-          }
-          // The last waiter left: stop the load. It no longer serves new
-          // callers (they start their own) and its result is not stored.
-          flight.invalidated = true
-          if (flights.get(key) === flight) flights.delete(key)
-          return Effect.asVoid(Fiber.interrupt(flight.fiber))
+          const left = Exit.isFailure(exit) || exit.value.timedOut !== undefined
+          if (!left || flight.waiters > 0 || flight.background || flight.detached) return Effect.void
+          return abandon(flight, key)
         })
       )
     )
+  }
+
+  /**
+   * The last waiter left: stop the load. It no longer serves new callers
+   * (they start their own) and its result is not stored. A flight of a
+   * batch stops the batch when it was the batch's last one waited on.
+   */
+  const abandon = (flight: Flight, key: string): Effect.Effect<void> => {
+    const group = flight.group
+    const fiber = group === undefined ? flight.fiber : group.fiber
+    if (fiber === undefined) return Effect.void
+    flight.invalidated = true
+    if (flights.get(key) === flight) flights.delete(key)
+    if (group !== undefined && --group.live > 0) return Effect.void
+    return Effect.asVoid(Fiber.interrupt(fiber))
   }
 
   const runLoad = (
@@ -271,6 +380,7 @@ export const make = ({
     params: unknown,
     loader: Loader,
     flight: Flight,
+    policy: Policy,
     leased = false
   ): Effect.Effect<FlightResult> =>
     Effect.gen(function* () {
@@ -293,7 +403,18 @@ export const make = ({
         if (pending?.op === "set") {
           let storeError: CacheStoreError | undefined
           if (!flight.invalidated) {
-            const error = yield* write(state, key, params, pending.value, startedAt, false, stillValid, since, onFenced)
+            const error = yield* write(
+              state,
+              key,
+              params,
+              pending.value,
+              startedAt,
+              false,
+              stillValid,
+              since,
+              policy,
+              onFenced
+            )
             if (error?._tag === "CacheStoreError") storeError = error
           }
           return { exit: Exit.succeed(pending.value), storeError }
@@ -309,7 +430,7 @@ export const make = ({
           return yield* lease.run(
             key,
             cluster,
-            runLoad(state, key, params, loader, flight, true),
+            runLoad(state, key, params, loader, flight, policy, true),
             polled(state, key, flight.background)
           )
         }
@@ -321,32 +442,16 @@ export const make = ({
       }
       const started = clock.currentTimeNanosUnsafe()
       const exit = yield* Effect.exit(loader)
-      const ns = Number(clock.currentTimeNanosUnsafe() - started)
-      state.loadDuration.updateUnsafe(ns / 1e9, context)
-      const ms = ns / 1e6
-      state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
-      state.counters.loads++
-      if (observe.listening()) {
-        observe.emit({
-          _tag: "Load",
-          keyspace: state.keyspace.name,
-          key,
-          at: clock.currentTimeMillisUnsafe(),
-          millis: ms,
-          success: Exit.isSuccess(exit),
-          background: flight.background
-        })
-      }
-      // A loader may end with a typed "answer that must not be stored"
-      // (the HTTP cache's non-storable response): not a failure to count.
-      const failed = Exit.isFailure(exit) && !isNotStored(exit.cause)
-      if (failed) state.counters.loadFailures++
+      const failed = recordLoad(state, key, flight.background, started, exit)
       if (flight.background) {
         state.counters.revalidations++
-        if (failed) {
+        if (failed && exit._tag === "Failure") {
           // The stale (or still fresh) entry stays; the next reader past
           // its refresh point or in its stale window tries again.
           state.counters.revalidationFailures++
+          // The stale value answered this failure: with a failure backoff,
+          // the key's loader rests.
+          if (policy.failureBackoff !== undefined) backoff.rest(key, policy.failureBackoff)
           yield* warn(
             `revalidate:${state.keyspace.name}`,
             `cachet: background reload failed; keeping the cached value: ${Cause.pretty(exit.cause)}`,
@@ -362,17 +467,169 @@ export const make = ({
       }
       let storeError: CacheStoreError | undefined
       if (Exit.isSuccess(exit)) {
-        const error = yield* write(state, key, params, exit.value, startedAt, false, stillValid, since, onFenced)
+        const error = yield* write(
+          state,
+          key,
+          params,
+          exit.value,
+          startedAt,
+          false,
+          stillValid,
+          since,
+          policy,
+          onFenced
+        )
         if (error?._tag === "CacheStoreError") storeError = error
       } else if (state.keyspace.negative !== undefined) {
         const failure = Cause.findErrorOption(exit.cause)
         if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
-          const error = yield* write(state, key, params, failure.value, startedAt, true, stillValid, since, onFenced)
+          const error = yield* write(
+            state,
+            key,
+            params,
+            failure.value,
+            startedAt,
+            true,
+            stillValid,
+            since,
+            policy,
+            onFenced
+          )
           if (error?._tag === "CacheStoreError") storeError = error
         }
       }
       return { exit, storeError }
     }) as Effect.Effect<FlightResult>
+
+  /** Counts one loader run and its time; whether it failed (a not-stored answer is no failure). */
+  const recordLoad = (
+    state: KeyspaceState,
+    key: string,
+    background: boolean,
+    started: bigint,
+    exit: Exit.Exit<unknown, unknown>
+  ): boolean => {
+    const ns = Number(clock.currentTimeNanosUnsafe() - started)
+    state.loadDuration.updateUnsafe(ns / 1e9, context)
+    const ms = ns / 1e6
+    state.meanLoadMillis = state.meanLoadMillis < 0 ? ms : 0.8 * state.meanLoadMillis + 0.2 * ms
+    state.counters.loads++
+    if (observe.listening()) {
+      observe.emit({
+        _tag: "Load",
+        keyspace: state.keyspace.name,
+        key,
+        at: clock.currentTimeMillisUnsafe(),
+        millis: ms,
+        success: Exit.isSuccess(exit),
+        background
+      })
+    }
+    // A loader may end with a typed "answer that must not be stored"
+    // (the HTTP cache's non-storable response): not a failure to count.
+    const failed = exit._tag === "Failure" && !isNotStored(exit.cause)
+    if (failed) state.counters.loadFailures++
+    return failed
+  }
+
+  const loadMany: Flights["loadMany"] = (state, items, loader, policy) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        if (isClosed()) {
+          return Effect.map(restore(loader(items.map((item) => item.params))), (exits) =>
+            exits.map((exit): FlightResult => ({ exit, storeError: undefined }))
+          ) as Effect.Effect<Array<FlightResult>>
+        }
+        // Keys already loading are joined; the rest (once each) form the batch.
+        const joined = new Map<string, Flight>()
+        const batch: Array<{ readonly item: BatchItem; readonly flight: Flight }> = []
+        const group: Group = { fiber: undefined, live: 0 }
+        for (const item of items) {
+          if (joined.has(item.key)) continue
+          const existing = flights.get(item.key)
+          if (existing !== undefined) {
+            joined.set(item.key, existing)
+            continue
+          }
+          const flight = newFlight(false, group)
+          flights.set(item.key, flight)
+          joined.set(item.key, flight)
+          batch.push({ item, flight })
+        }
+        group.live = batch.length
+        const waitAll = Effect.forEach(
+          items,
+          (item) => wait(joined.get(item.key)!, item.key, restore, state, undefined, policy.hard),
+          { concurrency: "unbounded" }
+        )
+        if (batch.length === 0) return waitAll
+        return Effect.flatMap(background.fork(runBatch(state, batch, loader, policy), true), (fiber) => {
+          group.fiber = fiber
+          return waitAll
+        })
+      })
+    )
+
+  const runBatch = (
+    state: KeyspaceState,
+    batch: ReadonlyArray<{ readonly item: BatchItem; readonly flight: Flight }>,
+    loader: BatchLoader,
+    policy: Policy
+  ): Effect.Effect<void> => {
+    const settle = (results: ReadonlyArray<FlightResult>) => {
+      batch.forEach(({ item, flight }, i) => {
+        if (flights.get(item.key) === flight) flights.delete(item.key)
+        Deferred.doneUnsafe(flight.deferred, Effect.succeed(results[i]!))
+      })
+    }
+    return Effect.gen(function* () {
+      const startedAt = clock.currentTimeMillisUnsafe()
+      // Each key's fence: the store's clock before the load (from a node's
+      // anchor on Redis: no round trip in the usual case).
+      const since = yield* Effect.forEach(batch, ({ item, flight }) =>
+        Effect.map(loadStart(state, item.key), (t) => (flight.since = t))
+      )
+      // Write-behind, as for single loads: a key with a queued write answers
+      // with that value (and stores it); one with a queued delete loads, but
+      // is not stored. Free when nothing is queued.
+      const queued: Array<PendingWrite | undefined> = hasPending()
+        ? batch.map(({ item }) => pendingWrite(item.key))
+        : []
+      const toLoad =
+        queued.length === 0 ? batch.map((_, i) => i) : batch.flatMap((_, i) => (queued[i]?.op === "set" ? [] : [i]))
+      const exits: Array<Exit.Exit<unknown, unknown>> = batch.map((_, i) => Exit.succeed(queued[i]?.value))
+      if (toLoad.length > 0) {
+        const started = clock.currentTimeNanosUnsafe()
+        const loaded = yield* loader(toLoad.map((i) => batch[i]!.item.params))
+        toLoad.forEach((i, j) => {
+          exits[i] = loaded[j]!
+          recordLoad(state, batch[i]!.item.key, false, started, loaded[j]!)
+        })
+      }
+      const writes: Array<BatchWrite> = []
+      batch.forEach(({ item, flight }, i) => {
+        const exit = exits[i]!
+        if (Exit.isSuccess(exit) && !flight.invalidated && queued[i]?.op !== "delete") {
+          writes.push({
+            key: item.key,
+            params: item.params,
+            value: exit.value,
+            createdAt: startedAt,
+            since: since[i],
+            guard: () => !flight.invalidated
+          })
+        }
+      })
+      const storeError = yield* writeMany(state, writes, policy)
+      settle(exits.map((exit) => ({ exit, storeError })))
+    }).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit)) settle(batch.map(() => ({ exit, storeError: undefined })))
+        })
+      )
+    ) as Effect.Effect<void>
+  }
 
   /**
    * For cluster-wide single flight: the value another process stored for
@@ -437,5 +694,5 @@ export const make = ({
     flights.clear()
   }
 
-  return { load, revalidate, invalidate, invalidateWhere, releaseAll }
+  return { load, loadMany, revalidate, invalidate, invalidateWhere, releaseAll }
 }

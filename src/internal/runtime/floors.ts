@@ -36,7 +36,12 @@ export const make = (
       const floor = map.get(key)
       if (floor === undefined) return false
       // Every entry created by `floor` has expired by then: forget the floor.
-      if (clock.currentTimeMillisUnsafe() >= floor + state.keyspace.ttl + state.keyspace.staleFor) {
+      // (A sliding entry has no such bound: its floor stays until the key is
+      // written or deleted, or pushed out by newer floors.)
+      if (
+        !state.sliding &&
+        clock.currentTimeMillisUnsafe() >= floor + state.policy.ttlBound + state.policy.staleBound
+      ) {
         map.delete(key)
         return false
       }

@@ -8,6 +8,7 @@ import { Metric } from "effect"
 import { CacheKeyError } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
 import type { EntryCodec } from "../store.ts"
+import * as Policy from "./policy.ts"
 import { Counters, type Metrics, registerKeyspace } from "./stats.ts"
 
 /** What the runtime keeps per keyspace. */
@@ -25,6 +26,10 @@ export interface KeyspaceState {
    * 8), probed on a miss to count `versionMisses`; `undefined` at version 1.
    */
   readonly olderNamespaces: ReadonlyArray<string> | undefined
+  /** The keyspace's load policy (lifetimes, timeouts, backoff), compiled once. */
+  readonly policy: Policy.Policy
+  /** Whether fresh reads extend freshness (one check on the hit path). */
+  readonly sliding: boolean
 }
 
 /** The first segment of a keyspace's store keys (hand-built keyspaces: the name). */
@@ -90,7 +95,9 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
       ),
       meanLoadMillis: -1,
       namespace,
-      olderNamespaces: olderNamespaces.length === 0 ? undefined : olderNamespaces
+      olderNamespaces: olderNamespaces.length === 0 ? undefined : olderNamespaces,
+      policy: Policy.ofKeyspace(keyspace),
+      sliding: keyspace.sliding === true
     }
     registerKeyspace(metrics, keyspace.name, counters)
     states.set(keyspace.name, state)

@@ -11,6 +11,7 @@ import { LoadLease } from "../loadLease.ts"
 import { positiveInt } from "../numbers.ts"
 import * as Warn from "../warn.ts"
 import * as Background from "./background.ts"
+import * as Backoff from "./backoff.ts"
 import * as Entries from "./entries.ts"
 import * as Flights from "./flights.ts"
 import * as Floors from "./floors.ts"
@@ -60,6 +61,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     const isClosed = () => closed
 
     const background = yield* Background.make
+    const backoff = Backoff.make(clock)
     const warn = Warn.make(() => clock.currentTimeMillisUnsafe(), logInterval)
     const warnUnsafe = Warn.unsafe(warn, context)
     const metrics = makeMetrics(metricPrefix, context)
@@ -100,7 +102,8 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       pendingWrite: pending.lookup,
       storeTime: store.time,
       probeVersions: Versions.make(store, background).probe,
-      observe
+      observe,
+      backoff
     })
 
     const storeInfo = yield* store.info
@@ -163,6 +166,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       stateNow: entries.stateNow,
       revalidate: flights.revalidate,
       load: flights.load,
+      loadMany: flights.loadMany,
+      touch: entries.touch,
+      backoff,
       write: entries.write,
       remove: entries.remove,
       replace: entries.replace,

@@ -6,6 +6,7 @@
  */
 import { type Clock, Context, type Duration, Effect } from "effect"
 import type { StoreService } from "../store.ts"
+import type { Backoff } from "./backoff.ts"
 import type { Entries } from "./entries.ts"
 import type { Flights } from "./flights.ts"
 import type { Floors } from "./floors.ts"
@@ -19,7 +20,7 @@ import type { Tags } from "./tags.ts"
 import type { WriteBehindOptions, WriteBehindQueue } from "./writeBehind.ts"
 
 export { FRESH, GONE, STALE } from "./entries.ts"
-export { type FlightResult, NotStoredTypeId, type PendingWrite } from "./flights.ts"
+export { type BatchLoader, type FlightResult, NotStoredTypeId, type PendingWrite } from "./flights.ts"
 export type { Health, KeyspaceHealth } from "./health.ts"
 export type { KeyspaceState } from "./keyspaces.ts"
 export type { CacheEvent, TracingMode } from "./observe.ts"
@@ -98,6 +99,12 @@ export interface RuntimeService {
   readonly revalidate: Flights["revalidate"]
   /** Runs `loader` once per key across concurrent callers, storing its result. */
   readonly load: Flights["load"]
+  /** Loads many keys with one batch loader call (see `Cachet.cachedMany`). */
+  readonly loadMany: Flights["loadMany"]
+  /** Sliding expiry of a fresh entry (compare-and-set), or `undefined`: nothing to do. */
+  readonly touch: Entries["touch"]
+  /** Keys whose loader rests after a failure answered from stale. */
+  readonly backoff: Backoff
   /** Stores a value (or negative entry) created at `createdAt`. Never fails; returns a store error if any. */
   readonly write: Entries["write"]
   /** Deletes one key; never fails; returns a store error if any. */

@@ -38,6 +38,12 @@ export class Counters {
   versionMisses = 0
   /** Different keyspaces seen with this keyspace's name (each bypasses the cache). */
   duplicateKeyspaces = 0
+  /** Readers answered from stale at a soft timeout (the load went on). */
+  softTimeouts = 0
+  /** Readers that stopped waiting at a hard timeout. */
+  hardTimeouts = 0
+  /** Misses answered from stale because the key's loader rests after a failure. */
+  backoffSkips = 0
   readonly storeErrorsByOp: Record<StoreOp, number> = { get: 0, set: 0, delete: 0, tags: 0 }
 }
 
@@ -99,6 +105,12 @@ export interface KeyspaceStats {
    * met: each bypasses the cache (its keys are `keyErrors`).
    */
   readonly duplicateKeyspaces: number
+  /** Readers answered from a stale value at a soft timeout (the load went on in the background). */
+  readonly softTimeouts: number
+  /** Readers that stopped waiting at a hard timeout (stale value, or `CacheLoadTimeout`). */
+  readonly hardTimeouts: number
+  /** Reads answered from stale without calling the loader, during a failure backoff. */
+  readonly backoffSkips: number
   /** (hits + staleHits) / (hits + staleHits + misses); 0 before any request. */
   readonly hitRate: number
 }
@@ -144,6 +156,9 @@ export const statsOf = (counters: ReadonlyArray<Counters>): KeyspaceStats => {
     writeBehindDeadLetters: sum((c) => c.writeBehindDeadLetters),
     versionMisses: sum((c) => c.versionMisses),
     duplicateKeyspaces: sum((c) => c.duplicateKeyspaces),
+    softTimeouts: sum((c) => c.softTimeouts),
+    hardTimeouts: sum((c) => c.hardTimeouts),
+    backoffSkips: sum((c) => c.backoffSkips),
     hitRate: requests === 0 ? 0 : (hits + staleHits) / requests
   }
 }
@@ -315,6 +330,24 @@ export const registerKeyspace = (metrics: Metrics, name: string, counters: Count
     "Background revalidations",
     { ...attrs, outcome: "failure" },
     () => counters.revalidationFailures
+  )
+  metrics.counter(
+    "load_timeouts_total",
+    "Readers that stopped waiting for a load",
+    { ...attrs, kind: "soft" },
+    () => counters.softTimeouts
+  )
+  metrics.counter(
+    "load_timeouts_total",
+    "Readers that stopped waiting for a load",
+    { ...attrs, kind: "hard" },
+    () => counters.hardTimeouts
+  )
+  metrics.counter(
+    "backoff_skips_total",
+    "Reads answered from stale while the key's loader rests after a failure",
+    attrs,
+    () => counters.backoffSkips
   )
   metrics.gauge(
     "write_behind_queue_depth",

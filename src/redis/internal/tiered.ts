@@ -257,10 +257,10 @@ export const make = (
     const setOrdered: CacheStore["Service"]["setOrdered"] =
       l2SetOrdered === undefined
         ? undefined
-        : (key, entry, codec, since) =>
+        : (key, entry, codec, since, expect) =>
             Effect.suspend(() => {
               const mark = l1.mark()
-              return l2SetOrdered(key, entry, codec, since).pipe(
+              return l2SetOrdered(key, entry, codec, since, expect).pipe(
                 Effect.matchEffect({
                   onSuccess: (order) => {
                     if (order === undefined) {
@@ -272,6 +272,40 @@ export const make = (
                   },
                   onFailure: (error) => {
                     if (error._tag === "CacheStoreError") keep(key, entry, mark)
+                    return Effect.fail(error)
+                  }
+                })
+              )
+            })
+
+    // A batch load's writes, as `setOrdered` per entry, in the L2's one call.
+    const l2SetOrderedMany = l2.setOrderedMany
+    const setOrderedMany: CacheStore["Service"]["setOrderedMany"] =
+      l2SetOrderedMany === undefined
+        ? undefined
+        : (entries, codec) =>
+            Effect.suspend(() => {
+              const mark = l1.mark()
+              return l2SetOrderedMany(entries, codec).pipe(
+                Effect.matchEffect({
+                  onSuccess: (orders) => {
+                    const stored: Array<string> = []
+                    const refused: Array<string> = []
+                    orders.forEach((order, i) => {
+                      const [key, entry] = entries[i]!
+                      if (order === undefined) refused.push(key)
+                      else {
+                        keep(key, { ...entry, order }, mark)
+                        stored.push(key)
+                      }
+                    })
+                    if (refused.length > 0) forget(refused)
+                    return stored.length === 0
+                      ? Effect.succeed(orders)
+                      : Effect.as(publish({ _tag: "Set", keys: stored }), orders)
+                  },
+                  onFailure: (error) => {
+                    if (error._tag === "CacheStoreError") for (const [key, entry] of entries) keep(key, entry, mark)
                     return Effect.fail(error)
                   }
                 })
@@ -494,6 +528,7 @@ export const make = (
       getTagTimeUnsafe: undefined,
       getFrontUnsafe,
       setOrdered,
+      setOrderedMany,
       time: l2.time,
       // Polls for another process's write (cluster-wide single flight) read
       // the L2: the L1's copy may be the very stale value being replaced.
