@@ -255,7 +255,7 @@ describe("cachedMany coherence (property)", () => {
               const entry = Option.getOrUndefined(yield* Cachet.getEntry(Items, { id: k }))
               const last = explicit.get(k)
               const v = entry?.value
-              if (v !== undefined && v.startsWith("b")) {
+              if (v?.startsWith("b")) {
                 // A batch's value: its load started after the key's last explicit op.
                 assert.isAbove(loadStarts.get(v)!, last?.at ?? 0, `key ${k}: ${v} over ${JSON.stringify(last)}`)
               } else if (last !== undefined) {

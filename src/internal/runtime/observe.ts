@@ -217,6 +217,8 @@ export const traceStore = (store: StoreService, mode: TracingMode, traceKeys: bo
   })
   const reads = mode === "all"
   const setOrdered = store.setOrdered
+  const setOrderedMany = store.setOrderedMany
+  const deletePattern = store.deletePattern
   const getShared = store.getShared
   return {
     ...store,
@@ -234,8 +236,23 @@ export const traceStore = (store: StoreService, mode: TracingMode, traceKeys: bo
     setOrdered:
       setOrdered === undefined
         ? undefined
-        : (key, entry, codec, since) =>
-            span<number | undefined, any>("set", ofKey(key))(setOrdered(key, entry, codec, since)),
+        : (key, entry, codec, since, expect) =>
+            span<number | undefined, any>("set", ofKey(key))(setOrdered(key, entry, codec, since, expect)),
+    setOrderedMany:
+      setOrderedMany === undefined
+        ? undefined
+        : (entries, codec) =>
+            span<ReadonlyArray<number | undefined>, any>(
+              "setMany",
+              ofKeys(entries.map(([k]) => k))
+            )(setOrderedMany(entries, codec)),
+    deletePattern:
+      deletePattern === undefined
+        ? undefined
+        : (prefix, pattern) =>
+            span<number, any>("deletePattern", { "cachet.keyspace": keyspaceOfKey(prefix) })(
+              deletePattern(prefix, pattern)
+            ),
     delete: (key) => span<boolean, any>("delete", ofKey(key))(store.delete(key)),
     deleteMany: (keys) => span<number, any>("deleteMany", ofKeys(keys))(store.deleteMany(keys)),
     deletePrefix: (prefix) =>

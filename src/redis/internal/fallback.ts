@@ -168,10 +168,20 @@ export const wrap = (store: StoreService, options: MemoryOptions, clock: Clock.C
         },
         store.setMany(entries, codec)
       ),
+    setOrderedMany:
+      store.setOrderedMany === undefined
+        ? undefined
+        : (entries, codec) =>
+            before(
+              () => {
+                for (const [key] of entries) forget(key)
+              },
+              store.setOrderedMany!(entries, codec)
+            ),
     setOrdered:
       setOrdered === undefined
         ? undefined
-        : (key, entry, codec, since) => before(() => forget(key), setOrdered(key, entry, codec, since)),
+        : (key, entry, codec, since, expect) => before(() => forget(key), setOrdered(key, entry, codec, since, expect)),
     delete: (key) => before(() => forget(key), store.delete(key)),
     deleteMany: (keys) =>
       before(() => {
