@@ -394,6 +394,9 @@ export const make = ({
       const onFenced = () => {
         flight.fenced = true
       }
+      // The load's write: fenced at its start, with the call's policy.
+      const writeLoaded = (value: unknown, negative: boolean) =>
+        write(state, key, params, value, startedAt, negative, stillValid, since, policy, onFenced)
       // Write-behind: a key with a queued write answers with that value
       // (the source does not have it yet); one with a queued delete loads,
       // but its value is not stored. Free when nothing is queued.
@@ -403,18 +406,7 @@ export const make = ({
         if (pending?.op === "set") {
           let storeError: CacheStoreError | undefined
           if (!flight.invalidated) {
-            const error = yield* write(
-              state,
-              key,
-              params,
-              pending.value,
-              startedAt,
-              false,
-              stillValid,
-              since,
-              policy,
-              onFenced
-            )
+            const error = yield* writeLoaded(pending.value, false)
             if (error?._tag === "CacheStoreError") storeError = error
           }
           return { exit: Exit.succeed(pending.value), storeError }
@@ -467,34 +459,12 @@ export const make = ({
       }
       let storeError: CacheStoreError | undefined
       if (Exit.isSuccess(exit)) {
-        const error = yield* write(
-          state,
-          key,
-          params,
-          exit.value,
-          startedAt,
-          false,
-          stillValid,
-          since,
-          policy,
-          onFenced
-        )
+        const error = yield* writeLoaded(exit.value, false)
         if (error?._tag === "CacheStoreError") storeError = error
       } else if (state.keyspace.negative !== undefined) {
         const failure = Cause.findErrorOption(exit.cause)
         if (Option.isSome(failure) && isOf(state.keyspace.negative.error, failure.value)) {
-          const error = yield* write(
-            state,
-            key,
-            params,
-            failure.value,
-            startedAt,
-            true,
-            stillValid,
-            since,
-            policy,
-            onFenced
-          )
+          const error = yield* writeLoaded(failure.value, true)
           if (error?._tag === "CacheStoreError") storeError = error
         }
       }
