@@ -13,7 +13,10 @@
  */
 import { parseArgs } from "node:util"
 import { Effect, Result } from "effect"
-import { type EntryCodec, makeMemory, type StoredEntry, type StoreService } from "../src/CacheStore.ts"
+import { type CacheStore, type EntryCodec, makeMemory, type StoredEntry } from "../src/CacheStore.ts"
+
+type StoreService = CacheStore["Service"]
+
 import { idSequence, makeUser } from "./lib/fixtures.ts"
 
 const { values } = parseArgs({ options: { capacity: { type: "string", default: "10000" } } })
@@ -66,4 +69,6 @@ const summary = (xs: ReadonlyArray<number>) => {
 const tiny = summary(times["w-tinylfu"])
 const lru = summary(times.lru)
 const fmt = (s: { median: number; noise: number }) => `${s.median.toFixed(1)} ns (±${(100 * s.noise).toFixed(1)}%)`
-console.log(`capacity ${capacity}, ${KEYS} keys: W-TinyLFU ${fmt(tiny)}, LRU ${fmt(lru)}, ratio ${(tiny.median / lru.median).toFixed(2)}`)
+console.log(
+  `capacity ${capacity}, ${KEYS} keys: W-TinyLFU ${fmt(tiny)}, LRU ${fmt(lru)}, ratio ${(tiny.median / lru.median).toFixed(2)}`
+)

@@ -389,7 +389,7 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     this.map.set(node.key, node)
     this.window.pushHead(node)
     this.bytes += node.size
-    this.evict()
+    this.evict(node)
   }
 
   remove(node: N): void {
@@ -480,7 +480,8 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     return this.map.size > this.capacity || this.bytes > this.maxBytes
   }
 
-  private evict(): void {
+  /** Restores the bounds after `added` came in. */
+  private evict(added: N): void {
     // The window's overflow becomes candidates at probation's head (the
     // newest entry too, when it alone is over the window's byte share); a
     // referenced tail gets a second chance at the window's head instead.
@@ -517,7 +518,7 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
         credit = 0
         continue
       }
-      if (this.admit(candidate, victim)) {
+      if (this.admit(candidate, victim, candidate === added)) {
         this.evictNode(victim)
         credit += victim.size
         if (credit >= candidate.size) {
@@ -551,13 +552,16 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     return victim
   }
 
-  private admit(candidate: N, victim: N): boolean {
+  /** Whether `candidate` wins against `victim`; `fresh`: it skipped the window (too big for its byte share). */
+  private admit(candidate: N, victim: N, fresh: boolean): boolean {
     const candidateFreq = this.sketch.frequency(candidate.hash)
     const victimFreq = this.sketch.frequency(victim.hash)
     // A tie goes to the candidate, the more recent of the two (measured on the
-    // recency-heavy ORM traces), unless both were seen once: then to the
-    // victim, which has already waited its turn (measured on the web traces).
-    if (candidateFreq > victimFreq || (candidateFreq === victimFreq && candidateFreq > 1)) return true
+    // recency-heavy ORM traces), unless both were seen once and the candidate
+    // had its turn in the window: then to the victim (measured on the web
+    // traces). An entry too big for the window's byte share has had no turn.
+    if (candidateFreq > victimFreq) return true
+    if (candidateFreq === victimFreq && (candidateFreq > 1 || fresh)) return true
     if (candidateFreq < JITTER_THRESHOLD) return false
     // xorshift32: the jitter must not be predictable from outside.
     let r = this.random
