@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { LRUCache } from "lru-cache"
-import { type PolicyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
+import { KeyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
 
 /** A trace with its keys renamed to dense ids `0..distinct-1`. */
 export interface Trace {
@@ -236,32 +236,19 @@ export const s3fifo = (trace: Trace, capacity: number): number => {
   return percent(hits, ids.length)
 }
 
-class SimNode implements PolicyNode<SimNode> {
-  readonly key: string
-  readonly size: number
-  prev: SimNode | undefined = undefined
-  next: SimNode | undefined = undefined
-  hash = 0
-  region = 0
-  constructor(key: string, size: number) {
-    this.key = key
-    this.size = size
-  }
-}
-
 /** The key string the store would see for a dense id. */
 export const keyNames = (trace: Trace): ReadonlyArray<string> =>
   Array.from({ length: trace.distinct }, (_, id) => `k:${id}`)
 
 /** cachet's policy, driven directly: `touch` on a hit, `add` on a miss. */
 export const tinyLfu = (trace: Trace, names: ReadonlyArray<string>, options: TinyLfuOptions): number => {
-  const policy = new TinyLfu<SimNode>(options)
+  const policy = new TinyLfu<KeyNode>(options)
   const { ids } = trace
   let hits = 0
   for (let i = 0; i < ids.length; i++) {
     const key = names[ids[i]!]!
     const node = policy.map.get(key)
-    if (node === undefined) policy.add(new SimNode(key, 0))
+    if (node === undefined) policy.add(new KeyNode(key, 0))
     else {
       hits++
       policy.touch(node)

@@ -6,20 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import fc from "fast-check"
 import { type EntryCodec, layerMemory, type MemoryOptions, makeMemory, type StoredEntry } from "../../src/CacheStore.ts"
-import { type PolicyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
-
-class Node implements PolicyNode<Node> {
-  readonly key: string
-  readonly size: number
-  prev: Node | undefined = undefined
-  next: Node | undefined = undefined
-  hash = 0
-  region = 0
-  constructor(key: string, size = 0) {
-    this.key = key
-    this.size = size
-  }
-}
+import { KeyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
 
 /** xorshift32: the traces are the same on every run. */
 const rng = (seed: number) => {
@@ -55,11 +42,11 @@ const zipf = (n: number, s: number, random: () => number) => {
 
 /** Hit ratio (%) of the policy on a trace: touch on a hit, add on a miss. */
 const policyHits = (trace: ReadonlyArray<string>, options: TinyLfuOptions): number => {
-  const policy = new TinyLfu<Node>(options)
+  const policy = new TinyLfu<KeyNode>(options)
   let hits = 0
   for (const key of trace) {
     const node = policy.map.get(key)
-    if (node === undefined) policy.add(new Node(key))
+    if (node === undefined) policy.add(new KeyNode(key))
     else {
       hits++
       policy.touch(node)
@@ -151,15 +138,15 @@ for (const capacity of [CAPACITY, 10 * CAPACITY]) {
 
     it("widens the window on a recency trace and narrows it on a scan", () => {
       const windowAfter = (trace: ReadonlyArray<string>) => {
-        const policy = new TinyLfu<Node>({ capacity, seed: 1 })
+        const policy = new TinyLfu<KeyNode>({ capacity, seed: 1 })
         for (const key of trace) {
           const node = policy.map.get(key)
-          if (node === undefined) policy.add(new Node(key))
+          if (node === undefined) policy.add(new KeyNode(key))
           else policy.touch(node)
         }
         return policy.windowFraction
       }
-      const initial = new TinyLfu<Node>({ capacity }).windowFraction
+      const initial = new TinyLfu<KeyNode>({ capacity }).windowFraction
       assert.isAbove(windowAfter(recencyTrace(capacity)), initial)
       assert.isBelow(windowAfter(scanTrace(capacity)), initial)
     })
@@ -172,11 +159,11 @@ describe("eviction: W-TinyLFU, determinism", () => {
     const key = zipf(1000, 0.8, random)
     const trace = Array.from({ length: 30_000 }, () => `k${key()}`)
     const run = (seed: number) => {
-      const policy = new TinyLfu<Node>({ capacity: CAPACITY, seed })
+      const policy = new TinyLfu<KeyNode>({ capacity: CAPACITY, seed })
       const resident: Array<string> = []
       for (const k of trace) {
         const node = policy.map.get(k)
-        if (node === undefined) policy.add(new Node(k))
+        if (node === undefined) policy.add(new KeyNode(k))
         else policy.touch(node)
       }
       for (const k of policy.map.keys()) resident.push(k)
@@ -187,24 +174,45 @@ describe("eviction: W-TinyLFU, determinism", () => {
   })
 })
 
+describe("eviction: W-TinyLFU, hits", () => {
+  it("a hit relinks nothing; a referenced entry at the window's tail gets a second chance", () => {
+    // 100 entries, a static window of 10: w0 is the oldest of the window.
+    const policy = new TinyLfu<KeyNode>({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
+    for (let i = 0; i < 10; i++) policy.add(new KeyNode(`w${i}`))
+    const w0 = policy.map.get("w0")!
+    const links = [w0.prev, w0.next]
+    policy.touch(w0)
+    assert.deepStrictEqual([w0.prev, w0.next], links)
+    // The window overflows: w0 (referenced) goes back to its head, w1 leaves.
+    policy.add(new KeyNode("w10"))
+    assert.strictEqual(w0.region & 3, 0)
+    assert.strictEqual(policy.map.get("w1")!.region & 3, 1)
+    assert.isUndefined(policy.invariantViolation())
+    // Without the hit, the oldest leaves.
+    const plain = new TinyLfu<KeyNode>({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
+    for (let i = 0; i <= 10; i++) plain.add(new KeyNode(`w${i}`))
+    assert.strictEqual(plain.map.get("w0")!.region & 3, 1)
+  })
+})
+
 describe("eviction: attacks on admission", () => {
   it("a key hammered by an adversary neither ruins the others' hit rate nor stays once the attack stops", () => {
     const random = rng(19)
     const key = zipf(1000, 0.8, random)
     const run = (attack: boolean) => {
-      const policy = new TinyLfu<Node>({ capacity: CAPACITY, seed: 5 })
+      const policy = new TinyLfu<KeyNode>({ capacity: CAPACITY, seed: 5 })
       let hits = 0
       let requests = 0
       for (let i = 0; i < 60_000; i++) {
         if (attack) {
           const evil = policy.map.get("evil")
-          if (evil === undefined) policy.add(new Node("evil"))
+          if (evil === undefined) policy.add(new KeyNode("evil"))
           else policy.touch(evil)
         }
         const k = `k${key()}`
         const node = policy.map.get(k)
         requests++
-        if (node === undefined) policy.add(new Node(k))
+        if (node === undefined) policy.add(new KeyNode(k))
         else {
           hits++
           policy.touch(node)
@@ -222,7 +230,7 @@ describe("eviction: attacks on admission", () => {
     for (let i = 0; i < 50 * CAPACITY * 10; i++) {
       const k = `k${key()}`
       const node = policy.map.get(k)
-      if (node === undefined) policy.add(new Node(k))
+      if (node === undefined) policy.add(new KeyNode(k))
       else policy.touch(node)
     }
     assert.isFalse(policy.map.has("evil"), "the hammered key is not pinned forever")
@@ -231,10 +239,10 @@ describe("eviction: attacks on admission", () => {
   it("a warm candidate sometimes wins against a hotter victim (jitter), so no key is kept out forever", () => {
     // A hot resident set of `capacity` keys, then a newcomer that is warm but
     // never as hot: it must get in at some point.
-    const policy = new TinyLfu<Node>({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
+    const policy = new TinyLfu<KeyNode>({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
     const touchOrAdd = (k: string) => {
       const node = policy.map.get(k)
-      if (node === undefined) policy.add(new Node(k))
+      if (node === undefined) policy.add(new KeyNode(k))
       else policy.touch(node)
     }
     for (let round = 0; round < 20; round++) for (let k = 0; k < 10; k++) touchOrAdd(`hot${k}`)
@@ -243,7 +251,8 @@ describe("eviction: attacks on admission", () => {
       for (let k = 0; k < 10; k++) touchOrAdd(`hot${k}`)
       touchOrAdd("newcomer")
       touchOrAdd(`filler${i}`)
-      admitted = policy.map.has("newcomer") && policy.map.get("newcomer")!.region !== 0
+      // In the main space: the region's list bits (bit 2 marks a referenced node) are not the window's 0.
+      admitted = policy.map.has("newcomer") && (policy.map.get("newcomer")!.region & 3) !== 0
     }
     assert.isTrue(admitted)
   })
@@ -252,25 +261,25 @@ describe("eviction: attacks on admission", () => {
 describe("eviction: byte weights", () => {
   // Capacity in entries does not bind; 100 bytes do. The window's byte share
   // (1 byte) is below every node, so each new node is a candidate at once.
-  const make = () => new TinyLfu<Node>({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
+  const make = () => new TinyLfu<KeyNode>({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
   /** Raises a key's estimated frequency by `n` without keeping it. */
-  const warm = (policy: TinyLfu<Node>, key: string, n: number) => {
+  const warm = (policy: TinyLfu<KeyNode>, key: string, n: number) => {
     for (let i = 0; i < n; i++) {
-      policy.add(new Node(key))
+      policy.add(new KeyNode(key))
       policy.remove(policy.map.get(key)!)
     }
   }
-  const fill = (policy: TinyLfu<Node>) => {
+  const fill = (policy: TinyLfu<KeyNode>) => {
     // r1 (second in line to go) is hot; the others were read once.
     warm(policy, "r1", 6)
-    for (let i = 0; i < 10; i++) policy.add(new Node(`r${i}`, 10))
+    for (let i = 0; i < 10; i++) policy.add(new KeyNode(`r${i}`, 10))
   }
 
   it("a small candidate more frequent than the victim is admitted", () => {
     const policy = make()
     warm(policy, "c", 3)
     fill(policy)
-    policy.add(new Node("c", 10))
+    policy.add(new KeyNode("c", 10))
     assert.isTrue(policy.map.has("c"))
     assert.isFalse(policy.map.has("r0"))
     assert.isTrue(policy.map.has("r1"))
@@ -282,7 +291,7 @@ describe("eviction: byte weights", () => {
     warm(policy, "c", 3)
     fill(policy)
     // 50 bytes: it would have to evict r0..r4, and r1 is hotter.
-    policy.add(new Node("c", 50))
+    policy.add(new KeyNode("c", 50))
     assert.isFalse(policy.map.has("c"))
     assert.isTrue(policy.map.has("r1"))
     assert.isAtMost(policy.bytes, 100)
@@ -309,7 +318,7 @@ describe("eviction: bookkeeping (model-checked)", () => {
         fc.integer(),
         fc.array(op, { maxLength: 300 }),
         (capacity, maxBytes, seed, ops) => {
-          const policy = new TinyLfu<Node>({ capacity, maxBytes, seed })
+          const policy = new TinyLfu<KeyNode>({ capacity, maxBytes, seed })
           for (const o of ops) {
             const before = new Set(policy.map.keys())
             if (o.op === "clear") {
@@ -325,7 +334,7 @@ describe("eviction: bookkeeping (model-checked)", () => {
               policy.touch(node)
             } else {
               const evictions = policy.evictions
-              policy.add(new Node(key, maxBytes === undefined ? 0 : o.size))
+              policy.add(new KeyNode(key, maxBytes === undefined ? 0 : o.size))
               // What went is what was there; the count of evictions says how many.
               const gone = [...before].filter((k) => !policy.map.has(k))
               assert.strictEqual(policy.evictions - evictions, gone.length + (policy.map.has(key) ? 0 : 1))
