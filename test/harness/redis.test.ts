@@ -247,8 +247,14 @@ describe.skipIf(!requireRedis())("Redis test harness", () => {
 
           yield* node.restart
           yield* cluster.waitHealthy(15_000)
-          const rejoined = (yield* cluster.topology).find((n) => n.port === victim.port)!
-          assert.isFalse(rejoined.master, "the old master came back as a replica")
+          // The restarted node first claims its old slots, then learns the
+          // newer epoch by gossip and turns replica: poll (real time, bounded).
+          let rejoined = (yield* cluster.topology).find((n) => n.port === victim.port)!
+          for (let i = 0; i < 150 && rejoined.master; i++) {
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+            rejoined = (yield* cluster.topology).find((n) => n.port === victim.port)!
+          }
+          assert.isFalse(rejoined.master, "the old master came back as a replica (within 15 s)")
         }),
       40_000
     )
