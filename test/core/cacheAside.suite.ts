@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Metric, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import type * as CacheStore from "../../src/CacheStore.ts"
+import * as CacheStore from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as Strategy from "../../src/Strategy.ts"
@@ -46,6 +46,26 @@ export const counting = <A, E>(effect: (run: number) => Effect.Effect<A, E>) => 
  * callers reach their wait: a yield in process, a short real wait where a
  * read is real I/O (Redis).
  */
+/**
+ * Moves past every write so far on the store's clock: the TestClock by 1 ms
+ * and, for a store that orders writes on its own clock (Redis: the server's,
+ * in real time), bounded polling until that clock has moved 2 ms. A load
+ * that then starts is ordered after those writes (a load ordered at or
+ * before an explicit write is fenced by design).
+ */
+const pastWrites = (key: string) =>
+  Effect.gen(function* () {
+    yield* TestClock.adjust(1)
+    const store = yield* CacheStore.CacheStore
+    if (store.time === undefined) return
+    const start = yield* Effect.orDie(store.time(key))
+    for (let i = 0; i < 500; i++) {
+      if ((yield* Effect.orDie(store.time(key))) >= start + 2) return
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+    }
+    return yield* Effect.die(new Error("the store's clock did not move in 500 polls"))
+  })
+
 export const cacheAsideSuite = (
   label: string,
   store: Layer.Layer<CacheStore.CacheStore>,
@@ -484,6 +504,7 @@ export const cacheAsideSuite = (
         )
         assert.deepStrictEqual(result, { loaded: 2, skipped: 1, failed: 1 })
         assert.isTrue(Option.isSome(yield* Cachet.get(Users, { id: 3 })))
+        yield* pastWrites("user:1")
         const forced = yield* Cachet.warm(Users, [{ id: 1 }], (p) => Effect.succeed(user(p.id, "again")), {
           force: true
         })
