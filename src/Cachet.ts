@@ -363,7 +363,9 @@ export const getMany = <P, A, EN>(
  * satisfy it fails with `CacheEncodeError` and nothing is stored. A store
  * failure is counted and ignored in degrade mode (default), or fails with
  * `CacheStoreError` with `{ onStoreError: "fail" }`. A load of the same key in
- * flight does not overwrite this value.
+ * flight does not overwrite this value. `{ ttl, staleFor }` give this value
+ * its own lifetimes (a duration or a function of the value and parameters),
+ * clamped to the keyspace's `maxTtl` (see `Strategy.WriteOptions`).
  *
  * @example
  * ```ts
@@ -372,12 +374,13 @@ export const getMany = <P, A, EN>(
  *
  * const Users = Keyspace.make({ name: "user", key: "{id}", value: Schema.String, ttl: "1 minute" })
  * const program = Cachet.set(Users, { id: 1 }, "Ada").pipe(Effect.provide(Cachet.layerMemory()))
+ * const briefly = Cachet.set(Users, { id: 2 }, "Grace", { ttl: "10 seconds" })
  * ```
  *
  * @since 0.1.0
  * @category mutations
  */
-export const set = <P, A, EN, const O extends Strategy.Options = {}>(
+export const set = <P, A, EN, const O extends Strategy.WriteOptions = {}>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   params: P,
   value: A,
@@ -409,8 +412,9 @@ export const set = <P, A, EN, const O extends Strategy.Options = {}>(
         )
       }
       rt.invalidateFlights(key, true)
+      const policy = internalStrategy.writePolicyOf(state, options)
       return Effect.flatMap(
-        rt.write(state, key, params, value, rt.clock.currentTimeMillisUnsafe(), false),
+        rt.write(state, key, params, value, rt.clock.currentTimeMillisUnsafe(), false, undefined, undefined, policy),
         (error): Effect.Effect<void, CacheEncodeError | CacheValueTooLarge | CacheStoreError> =>
           error === undefined || (error._tag === "CacheStoreError" && options?.onStoreError !== "fail")
             ? Effect.void

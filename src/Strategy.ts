@@ -99,6 +99,23 @@ export type StrictError<O> = internal.StrictError<O>
 export interface ReadOptions extends internal.ReadOptions {}
 
 /**
+ * Options of a write (`writeThrough`, `Cachet.set`): the mode
+ * (`onStoreError`), and `ttl` / `staleFor` for this value (a duration or a
+ * function of the value and parameters), clamped to the keyspace's `maxTtl`
+ * as for a read's overrides.
+ *
+ * @example
+ * ```ts
+ * import type { Strategy } from "cachet"
+ * const shortLived: Strategy.WriteOptions = { ttl: "30 seconds", staleFor: 0 }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WriteOptions extends internal.WriteOptions {}
+
+/**
  * A read strategy as a value, for `Cachet.cached` and `Strategy.layer`:
  * given a keyspace and parameters, a combinator over the loader.
  *
@@ -428,18 +445,21 @@ export const refreshAhead: {
  * const saveUser = (id: number, name: string) => Effect.succeed(name) // returns the saved row
  *
  * const rename = (id: number, name: string) => saveUser(id, name).pipe(Strategy.writeThrough(Users, { id }))
+ * // This value's own lifetime (clamped to the keyspace's maxTtl):
+ * const renameBriefly = (id: number, name: string) =>
+ *   saveUser(id, name).pipe(Strategy.writeThrough(Users, { id }, { ttl: "30 seconds" }))
  * ```
  *
  * @since 0.1.0
  * @category strategies
  */
 export const writeThrough: {
-  <P, A, EN, const O extends Options = {}>(
+  <P, A, EN, const O extends WriteOptions = {}>(
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,
     options?: O
   ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StrictError<O>, R | Cachet>
-  <A, E, R, P, EN, const O extends Options = {}>(
+  <A, E, R, P, EN, const O extends WriteOptions = {}>(
     self: Effect.Effect<A, E, R>,
     keyspace: Keyspace.Keyspace<P, A, EN>,
     params: P,

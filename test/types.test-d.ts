@@ -321,3 +321,16 @@ describe("batched loads typing", () => {
     Cachet.resolver(Users, {} as RequestResolver.RequestResolver<GetName>)
   })
 })
+
+describe("write lifetimes", () => {
+  it("ttl and staleFor on a write add nothing to E or R; onStoreError 'fail' adds CacheStoreError", () => {
+    const user = new User({ id: 1, name: "a", orgId: 1 })
+    const plain = Cachet.set(Users, { id: 1 }, user)
+    const timed = Cachet.set(Users, { id: 1 }, user, { ttl: "10 seconds", staleFor: 0 })
+    expectTypeOf(timed).toEqualTypeOf(plain)
+    const strict = Cachet.set(Users, { id: 1 }, user, { ttl: "10 seconds", onStoreError: "fail" })
+    expectTypeOf<Effect.Error<typeof strict>>().toEqualTypeOf<Effect.Error<typeof plain> | CacheStoreError>()
+    const through = findUser(1).pipe(Strategy.writeThrough(Users, { id: 1 }, { ttl: (u: User) => (u.orgId ? 1 : 2) }))
+    expectTypeOf(through).toEqualTypeOf<Effect.Effect<User, DbError, Db | Cachet.Cachet>>()
+  })
+})

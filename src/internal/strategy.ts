@@ -294,6 +294,15 @@ export interface ModeOptions {
 /** Options of the read strategies: the mode, and per-call lifetimes and timeouts. */
 export interface ReadOptions extends ModeOptions, CallOptions {}
 
+/** Options of a write (`writeThrough`, `Cachet.set`): the mode, and this value's lifetimes. */
+export interface WriteOptions extends ModeOptions, Pick<CallOptions, "ttl" | "staleFor"> {}
+
+/** The policy of a write: the keyspace's, or with the call's lifetimes (compiled here). */
+export const writePolicyOf = (state: KeyspaceState, options: WriteOptions | undefined): Policy | undefined =>
+  options === undefined || (options.ttl === undefined && options.staleFor === undefined)
+    ? undefined
+    : withCall(state.policy, state.keyspace, { ttl: options.ttl, staleFor: options.staleFor })
+
 type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O> | TimeoutError<O>, R | Cachet>
 
 /** `Strategy.cacheAside`, data-first. */
@@ -457,7 +466,7 @@ export const bypass = <A, E, R, P, EN>(
  * `Strategy.writeThrough`, data-first: runs the write; on success stores its
  * value, or invalidates the key when that fails.
  */
-export const writeThrough = <A, E, R, P, EN, O extends ModeOptions = {}>(
+export const writeThrough = <A, E, R, P, EN, O extends WriteOptions = {}>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P,
@@ -471,13 +480,14 @@ export const writeThrough = <A, E, R, P, EN, O extends ModeOptions = {}>(
     const key = rt.keyOf(state, params)
     if (key === undefined) return self
     const strict = options?.onStoreError === "fail"
+    const policy = writePolicyOf(state, options)
     // A load of the key that started before the write may return the old
     // value: keep it out of the cache.
     rt.invalidateFlights(key, true)
     return Effect.flatMap(self, (value) => {
       // Again, for loads that started while the source was being written.
       rt.invalidateFlights(key, true)
-      return Effect.flatMap(rt.replace(state, key, params, value), (error) =>
+      return Effect.flatMap(rt.replace(state, key, params, value, policy), (error) =>
         strict && error?._tag === "CacheStoreError" ? Effect.fail(error) : Effect.succeed(value)
       )
     })

@@ -455,3 +455,33 @@ describe("failure backoff", () => {
     }).pipe(Effect.provide(Cachet.layerMemory()))
   )
 })
+
+describe("lifetimes of a write (writeThrough, Cachet.set)", () => {
+  const Users = Keyspace.make({
+    name: "wuser",
+    key: "{id}",
+    value: Schema.String,
+    ttl: "1 minute",
+    staleFor: "1 minute"
+  })
+
+  it.effect("Cachet.set and writeThrough take ttl and staleFor for this value, clamped to the keyspace's maxTtl", () =>
+    Effect.gen(function* () {
+      yield* Cachet.set(Users, { id: 1 }, "short", { ttl: "2 seconds", staleFor: 0 })
+      yield* Effect.succeed("through").pipe(Strategy.writeThrough(Users, { id: 2 }, { ttl: "5 seconds" }))
+      yield* Cachet.set(Users, { id: 3 }, "long", { ttl: "1 hour" })
+      yield* Cachet.set(Users, { id: 4 }, "by value", { ttl: (v: string) => (v.length > 3 ? "3 seconds" : "1 minute") })
+      const at = (id: number) => entryOf(Users, { id })
+      assert.deepStrictEqual([(yield* at(1))?.freshUntil, (yield* at(1))?.staleUntil], [2_000, 2_000])
+      assert.deepStrictEqual([(yield* at(2))?.freshUntil, (yield* at(2))?.staleUntil], [5_000, 65_000])
+      assert.strictEqual((yield* at(3))?.freshUntil, 60_000, "a write may shorten the ttl, not lengthen it")
+      assert.strictEqual((yield* at(4))?.freshUntil, 3_000)
+      yield* TestClock.adjust(2_001)
+      assert.deepStrictEqual(yield* Cachet.get(Users, { id: 1 }), Option.none(), "gone after its own 2 s")
+      assert.deepStrictEqual(yield* Cachet.get(Users, { id: 2 }), Option.some("through"))
+      // Without options: the keyspace's lifetimes, as before.
+      yield* Cachet.set(Users, { id: 5 }, "plain")
+      assert.strictEqual((yield* at(5))?.freshUntil, 2_001 + 60_000)
+    }).pipe(Effect.provide(Cachet.layerMemory()))
+  )
+})

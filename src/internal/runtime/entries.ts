@@ -97,7 +97,9 @@ export interface Entries {
     state: KeyspaceState,
     key: string,
     params: unknown,
-    value: unknown
+    value: unknown,
+    /** The write's lifetimes (a call's overrides); default the keyspace's policy. */
+    policy?: Policy
   ) => Effect.Effect<WriteError | undefined>
   readonly storeFailed: (state: KeyspaceState | undefined, op: StoreOp, error: CacheStoreError) => Effect.Effect<void>
 }
@@ -541,15 +543,18 @@ export const make = ({
           )
     )
 
-  const replace: Entries["replace"] = (state, key, params, value) =>
-    Effect.flatMap(write(state, key, params, value, clock.currentTimeMillisUnsafe(), false), (error) => {
-      if (error === undefined) return Effect.undefined
-      // The source has the new value: the old entry must not outlive it.
-      return Effect.map(remove(state, key), (removeError) => {
-        if (removeError !== undefined) floors.hide(state, key)
-        return error
-      })
-    })
+  const replace: Entries["replace"] = (state, key, params, value, policy) =>
+    Effect.flatMap(
+      write(state, key, params, value, clock.currentTimeMillisUnsafe(), false, undefined, undefined, policy),
+      (error) => {
+        if (error === undefined) return Effect.undefined
+        // The source has the new value: the old entry must not outlive it.
+        return Effect.map(remove(state, key), (removeError) => {
+          if (removeError !== undefined) floors.hide(state, key)
+          return error
+        })
+      }
+    )
 
   return { read, readSync, readFront, readMany, stateNow, write, writeMany, touch, remove, replace, storeFailed }
 }
