@@ -227,7 +227,10 @@ export interface PlainCombinator {
  * @since 0.1.0
  * @category strategies
  */
-export const cacheAside: ReadCombinator = dualStrategy(internal.cacheAside)
+export const cacheAside: ReadCombinator = internal.withPlan(
+  dualStrategy(internal.cacheAside),
+  internal.plans.cacheAside
+)
 
 /**
  * Stale-while-revalidate: a stale entry is served at once, and one
@@ -281,7 +284,10 @@ export const cacheAside: ReadCombinator = dualStrategy(internal.cacheAside)
  * @since 0.1.0
  * @category strategies
  */
-export const staleWhileRevalidate: ReadCombinator = dualStrategy(internal.staleWhileRevalidate)
+export const staleWhileRevalidate: ReadCombinator = internal.withPlan(
+  dualStrategy(internal.staleWhileRevalidate),
+  internal.plans.staleWhileRevalidate
+)
 
 /**
  * Options of {@link refreshAhead}.
@@ -372,18 +378,21 @@ export const refreshAhead: {
     params: P,
     options?: O
   ): Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
-} = ((...args: Array<any>) => {
-  // Not `dual`: the data-last form validates its options (and builds the
-  // refresh hook) once, when the combinator is made, not per read.
-  if (E.isEffect(args[0])) return internal.refreshAhead(args[0], args[1], args[2], args[3])
-  const keyspace = args[0] as Keyspace.Any
-  const params: unknown = args[1]
-  const options = args[2] as RefreshAheadOptions | undefined
-  const hook = internal.refreshAheadHook(options)
-  const strict = options?.onStoreError === "fail"
-  return (self: Effect.Effect<unknown, unknown, unknown>) =>
-    internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook, options)
-}) as any
+} = internal.withPlan(
+  ((...args: Array<any>) => {
+    // Not `dual`: the data-last form validates its options (and builds the
+    // refresh hook) once, when the combinator is made, not per read.
+    if (E.isEffect(args[0])) return internal.refreshAhead(args[0], args[1], args[2], args[3])
+    const keyspace = args[0] as Keyspace.Any
+    const params: unknown = args[1]
+    const options = args[2] as RefreshAheadOptions | undefined
+    const hook = internal.refreshAheadHook(options)
+    const strict = options?.onStoreError === "fail"
+    return (self: Effect.Effect<unknown, unknown, unknown>) =>
+      internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook, options)
+  }) as any,
+  internal.plans.refreshAhead
+)
 
 /**
  * Write-through: runs the write (the effect returns the value as saved),
@@ -1033,7 +1042,7 @@ export const deleteBehindDurable: <P, A, EN, const O extends Options = {}>(
  * @since 0.1.0
  * @category strategies
  */
-export const bypass: PlainCombinator = dualStrategy(internal.bypass)
+export const bypass: PlainCombinator = internal.withPlan(dualStrategy(internal.bypass), internal.plans.bypass)
 
 /**
  * Reads the cache, never writes it: a fresh entry is served; otherwise the
@@ -1063,7 +1072,7 @@ export const bypass: PlainCombinator = dualStrategy(internal.bypass)
  * @since 0.1.0
  * @category strategies
  */
-export const readOnly: ReadCombinator = dualStrategy(internal.readOnly)
+export const readOnly: ReadCombinator = internal.withPlan(dualStrategy(internal.readOnly), internal.plans.readOnly)
 
 /**
  * The strategy of a keyspace taken from context: the one given by
