@@ -12,7 +12,8 @@
  * show what no cache built on Effect can go below: one `withFiber` and one
  * `succeed`; and that plus a params object, two Map lookups and a clock read.
  */
-import { Cache, Effect, ManagedRuntime, Schema } from "effect"
+import { Cache, Effect, ManagedRuntime } from "effect"
+import { idSequence, makeUser, User } from "./lib/fixtures.ts"
 
 const baseDir = process.argv[2]
 if (baseDir === undefined) throw new Error("usage: bench/hit-ab.ts <base checkout> [fiber|promise] [rounds]")
@@ -20,34 +21,10 @@ const which = process.argv[3] ?? "fiber"
 const rounds = Number(process.argv[4] ?? 30)
 const KEYS = 1000
 const N = 20000
-const users = Array.from({ length: KEYS }, (_, i) => ({
-  id: i,
-  name: `user ${i}`,
-  email: `u${i}@x`,
-  orgId: i % 97,
-  active: true,
-  roles: ["a"],
-  bio: "b"
-}))
-const seq = new Int32Array(1 << 16)
-let a = 42
-for (let i = 0; i < seq.length; i++) {
-  a = (a + 0x6d2b79f5) >>> 0
-  let t = a
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  seq[i] = ((t ^ (t >>> 14)) >>> 0) % KEYS
-}
+// The memory suite's fixtures: ~1 KB users, the same id sequence.
+const users = Array.from({ length: KEYS }, (_, i) => makeUser(i))
+const seq = idSequence(1 << 16, KEYS)
 const findUser = (id: number) => Effect.sync(() => users[id % KEYS]!)
-const User = Schema.Struct({
-  id: Schema.Number,
-  name: Schema.String,
-  email: Schema.String,
-  orgId: Schema.Number,
-  active: Schema.Boolean,
-  roles: Schema.Array(Schema.String),
-  bio: Schema.String
-})
 
 const setup = async (dir: string) => {
   const { Cachet, Strategy, Keyspace } = await import(`${dir}/src/index.ts`)
