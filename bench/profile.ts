@@ -1,8 +1,12 @@
 /**
  * Profiles the memory hit path (the in-fiber scenario):
  *
- *   node bench/profile.ts [--seconds 5] [--scenario hit|runpromise|miss|redis-hit|redis-getmany] [--top 25]
+ *   node bench/profile.ts [--seconds 5] [--scenario hit|cached|runpromise|miss|stampede|redis-hit|redis-getmany] [--top 25]
  *                         [--no-breaker] [--autopipelining]   (redis-hit: RedisStore options)
+ *
+ * `hit`: `findUser(id).pipe(Strategy.cacheAside(Users, { id }))` in one fiber;
+ * `cached`: the same through `Cachet.cached(Users, (p) => findUser(p.id), Strategy.cacheAside)`;
+ * `stampede`: rounds of 1,000 concurrent misses of one fresh key, 1 ms loader.
  *
  * re-runs itself under `node --cpu-prof`, then prints the top self-time frames
  * (all code, and cachet's own `src/` frames). The .cpuprofile is kept in
@@ -90,6 +94,7 @@ const workload = async (): Promise<number> => {
   const runtime = ManagedRuntime.make(Cachet.layerMemory({ capacity: 10_000 }))
   const run = Effect.runPromiseWith(await runtime.context())
   const get = (id: number) => findUser(id).pipe(Strategy.cacheAside(Users, { id }))
+  const cachedUser = Cachet.cached(Users, (p: { readonly id: number }) => findUser(p.id), Strategy.cacheAside)
   await run(Effect.forEach(users, (u) => get(u.id), { discard: true }))
   const deadline = performance.now() + seconds * 1000
   let ops = 0
@@ -98,6 +103,25 @@ const workload = async (): Promise<number> => {
   while (performance.now() < deadline) {
     if (scenario === "runpromise") {
       for (let i = 0; i < N; i++) await run(get(seq[(ops + i) & 0xffff]!))
+    } else if (scenario === "cached") {
+      await run(
+        Effect.gen(function* () {
+          for (let i = 0; i < N; i++) yield* cachedUser({ id: seq[(ops + i) & 0xffff]! })
+        })
+      )
+    } else if (scenario === "stampede") {
+      // ops counts requests: 1,000 per round, 5 rounds per pass.
+      for (let round = 0; round < 5; round++) {
+        const id = fresh++
+        const loader = Effect.sleep(1).pipe(Effect.as(users[id % KEYS]!))
+        await run(
+          Effect.forEach(
+            Array.from({ length: 1_000 }, () => id),
+            (i) => loader.pipe(Strategy.cacheAside(Users, { id: i })),
+            { concurrency: "unbounded", discard: true }
+          )
+        )
+      }
     } else if (scenario === "miss") {
       await run(
         Effect.gen(function* () {

@@ -200,7 +200,7 @@ const readEntry = <P, A, EN>(
   quiet?: boolean
 ): Effect.Effect<Option.Option<Entry<A>>, never, Cachet> =>
   Effect.flatMap(internal.service, (rt) => {
-    if (rt.isClosed()) return Effect.succeed(Option.none())
+    if (rt.closed) return Effect.succeed(Option.none())
     const state = rt.stateOf(keyspace)
     const key = rt.keyOf(state, params)
     if (key === undefined) return Effect.succeed(Option.none())
@@ -332,7 +332,7 @@ export const getMany = <P, A, EN>(
   params: ReadonlyArray<P>
 ): Effect.Effect<Array<Option.Option<A>>, never, Cachet> =>
   Effect.flatMap(internal.service, (rt) => {
-    if (rt.isClosed()) return Effect.succeed(params.map(() => Option.none()))
+    if (rt.closed) return Effect.succeed(params.map(() => Option.none()))
     const state = rt.stateOf(keyspace)
     const keys = params.map((p) => rt.keyOf(state, p))
     const present = keys.filter((k): k is string => k !== undefined)
@@ -398,7 +398,7 @@ export const set = <P, A, EN, const O extends Strategy.WriteOptions = {}>(
       void,
       CacheEncodeError | CacheValueTooLarge | CacheKeyError | CacheShuttingDown | CacheStoreError
     > => {
-      if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "set" }))
+      if (rt.closed) return Effect.fail(new CacheShuttingDown({ op: "set" }))
       const state = rt.stateOf(keyspace)
       let key: string
       try {
@@ -765,6 +765,11 @@ export const warm = <P, A, EN, E, R>(
  * `Strategy.cacheAside`), so a Layer can change it without touching the call
  * site.
  *
+ * With a built-in strategy (or none), `loader` is called only when the read
+ * needs it (a miss, a stale entry, a refresh-ahead hook, an observed read):
+ * a fresh hit builds no loader effect. A strategy of your own (an arrow) is
+ * applied to `loader(params)` on every call.
+ *
  * @example
  * ```ts
  * import { Effect, Schema } from "effect"
@@ -782,12 +787,10 @@ export const cached = <P, A, EN, E, R>(
   keyspace: Keyspace.Keyspace<P, A, EN>,
   loader: (params: P) => Effect.Effect<A, E, R>,
   strategy?: Strategy.Strategy
-): ((params: P) => Effect.Effect<A, E | EN, R | Cachet>) => {
-  if (strategy === undefined) {
-    return (params) => internalStrategy.auto(loader(params), keyspace, params)
-  }
-  return (params) => strategy(keyspace, params)(loader(params))
-}
+): ((params: P) => Effect.Effect<A, E | EN, R | Cachet>) =>
+  // With a built-in strategy (or none), `loader` runs on a miss only: a
+  // fresh hit builds no loader effect and applies no combinator.
+  internalStrategy.memoised(keyspace, loader, strategy as internalStrategy.AnyStrategy | undefined)
 
 /**
  * A batched memoised function: `(params[]) => Effect<A[], E, R | Cachet>`,

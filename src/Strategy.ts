@@ -149,7 +149,15 @@ export type Strategy = <P, A, EN>(
 const dualStrategy =
   <F extends (self: any, keyspace: any, params: any, options?: any) => any>(f: F): any =>
   (a: unknown, b: unknown, c: unknown, d: unknown) =>
-    E.isEffect(a) ? f(a, b, c, d) : (self: unknown) => f(self, a, b, c)
+    isEffect(a) ? f(a, b, c, d) : (self: unknown) => f(self, a, b, c)
+
+/**
+ * `Effect.isEffect` without its cost: it is `Predicate.hasProperty`, a `dual`
+ * that inspects `arguments` (4% of a memory hit on the profile). Same test:
+ * an object or function carrying Effect's type id.
+ */
+const isEffect = (u: unknown): u is E.Effect<unknown, unknown, unknown> =>
+  (typeof u === "object" || typeof u === "function") && u !== null && E.TypeId in u
 
 /**
  * The shape of a read strategy with options (`cacheAside`,
@@ -244,7 +252,10 @@ export interface PlainCombinator {
  * @since 0.1.0
  * @category strategies
  */
-export const cacheAside: ReadCombinator = dualStrategy(internal.cacheAside)
+export const cacheAside: ReadCombinator = internal.withPlan(
+  dualStrategy(internal.cacheAside),
+  internal.plans.cacheAside
+)
 
 /**
  * Stale-while-revalidate: a stale entry is served at once, and one
@@ -298,7 +309,10 @@ export const cacheAside: ReadCombinator = dualStrategy(internal.cacheAside)
  * @since 0.1.0
  * @category strategies
  */
-export const staleWhileRevalidate: ReadCombinator = dualStrategy(internal.staleWhileRevalidate)
+export const staleWhileRevalidate: ReadCombinator = internal.withPlan(
+  dualStrategy(internal.staleWhileRevalidate),
+  internal.plans.staleWhileRevalidate
+)
 
 /**
  * Options of {@link refreshAhead}.
@@ -389,18 +403,21 @@ export const refreshAhead: {
     params: P,
     options?: O
   ): Effect.Effect<A, E | EN | StrictError<O> | Keyspace.TimeoutError<O>, R | Cachet>
-} = ((...args: Array<any>) => {
-  // Not `dual`: the data-last form validates its options (and builds the
-  // refresh hook) once, when the combinator is made, not per read.
-  if (E.isEffect(args[0])) return internal.refreshAhead(args[0], args[1], args[2], args[3])
-  const keyspace = args[0] as Keyspace.Any
-  const params: unknown = args[1]
-  const options = args[2] as RefreshAheadOptions | undefined
-  const hook = internal.refreshAheadHook(options)
-  const strict = options?.onStoreError === "fail"
-  return (self: Effect.Effect<unknown, unknown, unknown>) =>
-    internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook, options)
-}) as any
+} = internal.withPlan(
+  ((...args: Array<any>) => {
+    // Not `dual`: the data-last form validates its options (and builds the
+    // refresh hook) once, when the combinator is made, not per read.
+    if (isEffect(args[0])) return internal.refreshAhead(args[0], args[1], args[2], args[3])
+    const keyspace = args[0] as Keyspace.Any
+    const params: unknown = args[1]
+    const options = args[2] as RefreshAheadOptions | undefined
+    const hook = internal.refreshAheadHook(options)
+    const strict = options?.onStoreError === "fail"
+    return (self: Effect.Effect<unknown, unknown, unknown>) =>
+      internal.readThrough(self, keyspace, params, strict, internal.loadOrStale, hook, options)
+  }) as any,
+  internal.plans.refreshAhead
+)
 
 /**
  * Write-through: runs the write (the effect returns the value as saved),
@@ -1053,7 +1070,7 @@ export const deleteBehindDurable: <P, A, EN, const O extends Options = {}>(
  * @since 0.1.0
  * @category strategies
  */
-export const bypass: PlainCombinator = dualStrategy(internal.bypass)
+export const bypass: PlainCombinator = internal.withPlan(dualStrategy(internal.bypass), internal.plans.bypass)
 
 /**
  * Reads the cache, never writes it: a fresh entry is served; otherwise the
@@ -1083,7 +1100,7 @@ export const bypass: PlainCombinator = dualStrategy(internal.bypass)
  * @since 0.1.0
  * @category strategies
  */
-export const readOnly: ReadCombinator = dualStrategy(internal.readOnly)
+export const readOnly: ReadCombinator = internal.withPlan(dualStrategy(internal.readOnly), internal.plans.readOnly)
 
 /**
  * The strategy of a keyspace taken from context: the one given by

@@ -22,7 +22,7 @@ export const exitsOf = (
   loader: BatchLoader
 ): Effect.Effect<Array<Exit.Exit<unknown, unknown>>, never, unknown> => {
   if (params.length === 0) return Effect.succeed([])
-  if (rt.isClosed()) return Effect.map(loader(params), (exits) => [...exits])
+  if (rt.closed) return Effect.map(loader(params), (exits) => [...exits])
   const state = rt.stateOf(keyspace)
   const keys = params.map((p) => rt.keyOf(state, p))
   const unique: Array<string> = []

@@ -306,7 +306,7 @@ const refuse = (
   state: KeyspaceState,
   params: unknown
 ): string | CacheKeyError | CacheShuttingDown => {
-  if (rt.isClosed()) return new CacheShuttingDown({ op: "writeBehindDurable" })
+  if (rt.closed) return new CacheShuttingDown({ op: "writeBehindDurable" })
   const key = rt.keyOf(state, params)
   if (key === undefined) {
     // keyOf counted and logged it; rebuild the error for the caller.

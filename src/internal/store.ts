@@ -218,8 +218,13 @@ export interface StoreService {
    * hit path to skip an Effect step. Must behave exactly as `get`.
    */
   readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
-  /** Synchronous tag-time read for stores in the process (see `getUnsafe`). */
-  readonly getTagTimeUnsafe?: ((tag: string) => number | undefined) | undefined
+  /**
+   * Synchronous tag-time read for stores in the process (see `getUnsafe`).
+   * `now`, when given, is the caller's clock reading of the same hit (the
+   * runtime reads the clock once per hit); a store may use it instead of
+   * reading the clock again, and must otherwise ignore it.
+   */
+  readonly getTagTimeUnsafe?: ((tag: string, now?: number) => number | undefined) | undefined
   /**
    * Synchronous read of a copy in the process in front of a remote store
    * (TieredStore's L1): an entry fresh at `now` whose tags this process

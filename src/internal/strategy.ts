@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Random, type Tracer } from "effect"
+import { Cause, Context, Effect, Exit, type Fiber, Random, type Tracer } from "effect"
 import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreError } from "../CacheError.ts"
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace, TimeoutError } from "../Keyspace.ts"
@@ -39,7 +39,9 @@ export type OnFresh = (
   state: KeyspaceState,
   key: string,
   params: unknown,
-  loader: Effect.Effect<unknown, unknown, unknown>,
+  /** The loader, when the read was given one built; else `make` builds it (only if the hook reloads). */
+  loader: Effect.Effect<unknown, unknown, unknown> | undefined,
+  make: MakeLoader | undefined,
   entry: StoredEntry,
   call: CallOptions | undefined
 ) => Effect.Effect<unknown, unknown, unknown> | undefined
@@ -65,11 +67,14 @@ const slide = (
 const policyOf = (state: KeyspaceState, call: CallOptions | undefined): Policy =>
   isEmpty(call) ? state.policy : withCall(state.policy, state.keyspace, call)
 
+/** Builds the loader of `params` (`Cachet.cached`): called on a miss only, never on a fresh hit. */
+export type MakeLoader = (params: unknown) => Effect.Effect<unknown, unknown, unknown>
+
 /**
  * Reads `key` and either serves a fresh hit or hands over to `onEntry`.
  * With a store in the process the read is synchronous: a hit is one
- * `flatMap` on the service and one `succeed`. `onFresh` is one `undefined`
- * check on a hit when the strategy has none.
+ * `withFiber` and one `succeed`. `onFresh` is one `undefined` check on a hit
+ * when the strategy has none.
  */
 export const readThrough = (
   loader: Effect.Effect<unknown, unknown, unknown>,
@@ -82,59 +87,88 @@ export const readThrough = (
 ): Effect.Effect<unknown, unknown, unknown> =>
   // withFiber + a context lookup: one primitive, where flatMap(service, f)
   // is two (the service tag, then the continuation).
-  Effect.withFiber((fiber) => {
-    const rt = Context.getUnsafe(fiber.context, Cachet)
-    // After the layer closed there is no cache to use: the loader answers.
-    if (rt.isClosed()) return loader
-    const state = rt.stateOf(keyspace)
-    const key = rt.keyOf(state, params)
-    if (key === undefined) return loader
-    if (rt.readSync !== null) {
-      // One clock read for the store's expiry check and the freshness check.
-      const now = rt.clock.currentTimeMillisUnsafe()
-      const entry = rt.readSync(state, key, now)
-      if (entry !== undefined && now < entry.freshUntil) {
-        state.counters.hits++
-        // Events or traced reads: off by default, and then one number read.
-        if (rt.observe.active !== 0)
-          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call))
-        if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry, call)
-          if (answer !== undefined) return answer
-        }
-        // One boolean on the hit path; sliding keyspaces pay the rest.
-        if (state.sliding) return slide(rt, state, key, params, entry, now)
-        return serve(entry)
-      }
-      if (rt.observe.active !== 0)
-        return observed(rt, state, key, params, loader, entry, strict, onEntry, undefined, call)
-      return onEntry(rt, state, key, params, loader, entry, strict, call)
+  Effect.withFiber((fiber) => readIn(fiber, loader, undefined, keyspace, params, strict, onEntry, onFresh, call))
+
+/**
+ * `readThrough` in a fiber, with the loader given either built (`loader`, a
+ * strategy over an effect) or as the function that builds it (`make`, from
+ * `Cachet.cached`): then it is built only when something needs it (a miss,
+ * an observed read, an `onFresh` hook), so a fresh hit allocates nothing
+ * for it.
+ */
+const readIn = (
+  fiber: Fiber.Fiber<unknown, unknown>,
+  loader: Effect.Effect<unknown, unknown, unknown> | undefined,
+  make: MakeLoader | undefined,
+  keyspace: Keyspace<any, any, any>,
+  params: unknown,
+  strict: boolean,
+  onEntry: OnEntry,
+  onFresh: OnFresh | undefined,
+  call: CallOptions | undefined
+): Effect.Effect<unknown, unknown, unknown> => {
+  const rt = Context.getUnsafe(fiber.context, Cachet)
+  // After the layer closed there is no cache to use: the loader answers.
+  if (rt.closed) return loader ?? make!(params)
+  const state = rt.stateOf(keyspace)
+  const key = rt.keyOf(state, params)
+  if (key === undefined) return loader ?? make!(params)
+  if (rt.readSync !== null) {
+    // One clock read for the store's expiry check, the tag check and the
+    // freshness check.
+    const now = rt.clock.currentTimeMillisUnsafe()
+    const entry = rt.readSync(state, key, now)
+    if (entry !== undefined && now < entry.freshUntil) {
+      return hit(rt, state, key, params, loader, make, entry, onFresh, call, now)
     }
-    // A store outside the process: with tracing "all" the read's span
-    // (`cachet.get`) starts before the store call, which it then contains.
-    if (rt.observe.tracing === "all") {
-      return rt.observe.traceRead(state, key, (span) =>
-        readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, span, call)
-      )
-    }
-    if (rt.readFront !== null) {
-      // TieredStore: a fresh L1 copy is served without an Effect step.
-      const now = rt.clock.currentTimeMillisUnsafe()
-      const entry = rt.readFront(state, key, now)
-      if (entry !== undefined) {
-        state.counters.hits++
-        if (rt.observe.active !== 0)
-          return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call))
-        if (onFresh !== undefined) {
-          const answer = onFresh(rt, state, key, params, loader, entry, call)
-          if (answer !== undefined) return answer
-        }
-        if (state.sliding) return slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe())
-        return serve(entry)
-      }
-    }
-    return readRemote(rt, state, key, params, loader, strict, onEntry, onFresh, undefined, call)
-  })
+    const built = loader ?? make!(params)
+    if (rt.observe.active !== 0) return observed(rt, state, key, params, built, entry, strict, onEntry, undefined, call)
+    return onEntry(rt, state, key, params, built, entry, strict, call)
+  }
+  // A store outside the process: with tracing "all" the read's span
+  // (`cachet.get`) starts before the store call, which it then contains.
+  if (rt.observe.tracing === "all") {
+    const built = loader ?? make!(params)
+    return rt.observe.traceRead(state, key, (span) =>
+      readRemote(rt, state, key, params, built, strict, onEntry, onFresh, span, call)
+    )
+  }
+  if (rt.readFront !== null) {
+    // TieredStore: a fresh L1 copy is served without an Effect step.
+    const now = rt.clock.currentTimeMillisUnsafe()
+    const entry = rt.readFront(state, key, now)
+    if (entry !== undefined) return hit(rt, state, key, params, loader, make, entry, onFresh, call, now)
+  }
+  return readRemote(rt, state, key, params, loader ?? make!(params), strict, onEntry, onFresh, undefined, call)
+}
+
+/** A fresh hit read in the process at `now` (memory store, TieredStore's L1). */
+const hit = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown> | undefined,
+  make: MakeLoader | undefined,
+  entry: StoredEntry,
+  onFresh: OnFresh | undefined,
+  call: CallOptions | undefined,
+  now: number
+): Effect.Effect<unknown, unknown, unknown> => {
+  state.counters.hits++
+  // Events or traced reads: off by default, and then one number read.
+  if (rt.observe.active !== 0) {
+    const built = loader ?? make!(params)
+    return rt.observe.read("hit", state, key, fresh(rt, state, key, params, built, entry, onFresh, call))
+  }
+  if (onFresh !== undefined) {
+    const answer = onFresh(rt, state, key, params, loader, make, entry, call)
+    if (answer !== undefined) return answer
+  }
+  // One boolean on the hit path; sliding keyspaces pay the rest.
+  if (state.sliding) return slide(rt, state, key, params, entry, now)
+  return serve(entry)
+}
 
 /** `readThrough` on a store outside the process (no synchronous read). */
 const readRemote = (
@@ -155,7 +189,7 @@ const readRemote = (
       if (rt.observe.active !== 0)
         return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call), span)
       if (onFresh !== undefined) {
-        const answer = onFresh(rt, state, key, params, loader, entry, call)
+        const answer = onFresh(rt, state, key, params, loader, undefined, entry, call)
         if (answer !== undefined) return answer
       }
       if (state.sliding) return slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe())
@@ -176,7 +210,7 @@ const fresh = (
   onFresh: OnFresh | undefined,
   call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
-  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, entry, call)) ??
+  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, undefined, entry, call)) ??
   (state.sliding ? slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe()) : serve(entry))
 
 /**
@@ -386,7 +420,7 @@ const xfetchReach = 37
  */
 const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
   const earliest = at - jitter
-  return (rt, state, key, params, loader, entry, call) => {
+  return (rt, state, key, params, loader, make, entry, call) => {
     if (entry.negative) return undefined
     const ttl = entry.freshUntil - entry.createdAt
     const now = rt.clock.currentTimeMillisUnsafe()
@@ -397,14 +431,14 @@ const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
     if (jitter > 0) point -= jitter * ttl * unitHash(key, entry.createdAt, rt.salt)
     if (delta === 0) {
       if (now < point) return undefined
-      const reload = rt.revalidate(state, key, params, loader, policyOf(state, call))
+      const reload = rt.revalidate(state, key, params, loader ?? make!(params), policyOf(state, call))
       return reload === undefined ? undefined : Effect.as(reload, entry.value)
     }
     if (now < point - delta * xfetchReach) return undefined
     return Effect.withFiber((fiber) => {
       const u = fiber.getRef(Random.Random).nextDoubleUnsafe()
       if (now - delta * Math.log(u) < point) return Effect.succeed(entry.value)
-      const reload = rt.revalidate(state, key, params, loader, policyOf(state, call))
+      const reload = rt.revalidate(state, key, params, loader ?? make!(params), policyOf(state, call))
       return reload === undefined ? Effect.succeed(entry.value) : Effect.as(reload, entry.value)
     })
   }
@@ -475,7 +509,7 @@ export const writeThrough = <A, E, R, P, EN, O extends WriteOptions = {}>(
   Effect.flatMap(service, (rt) => {
     // Closing: the cache is not touched (nothing is written to a store once
     // the layer closes); the write still runs.
-    if (rt.isClosed()) return self
+    if (rt.closed) return self
     const state = rt.stateOf(keyspace)
     const key = rt.keyOf(state, params)
     if (key === undefined) return self
@@ -519,7 +553,7 @@ export const writeBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   options?: O
 ): Effect.Effect<void, WriteBehindError | StrictError<O>, R | Cachet> =>
   Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
-    if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "writeBehind" }))
+    if (rt.closed) return Effect.fail(new CacheShuttingDown({ op: "writeBehind" }))
     const state = rt.stateOf(keyspace)
     const key = keyOrFail(state, params)
     if (typeof key !== "string") return Effect.fail(key)
@@ -553,7 +587,7 @@ export const deleteBehind = <P, A, EN, E, R, O extends ModeOptions = {}>(
   options?: O
 ): Effect.Effect<void, CacheShuttingDown | WriteBehindQueueFull | CacheKeyError | StrictError<O>, R | Cachet> =>
   Effect.flatMap(service, (rt): Effect.Effect<void, WriteBehindError | CacheStoreError, R> => {
-    if (rt.isClosed()) return Effect.fail(new CacheShuttingDown({ op: "deleteBehind" }))
+    if (rt.closed) return Effect.fail(new CacheShuttingDown({ op: "deleteBehind" }))
     const state = rt.stateOf(keyspace)
     const key = keyOrFail(state, params)
     if (typeof key !== "string") return Effect.fail(key)
@@ -616,13 +650,97 @@ export const DefaultStrategy: Context.Reference<AnyStrategy | undefined> = Conte
   { defaultValue: () => undefined }
 )
 
+/**
+ * What a strategy value does on a read, when it is one of ours: its
+ * `onEntry` and `onFresh` (run by `readThrough`), or `"bypass"`. Attached to
+ * the public strategy functions (`Strategy.ts`), so that `Cachet.cached` and
+ * `Strategy.auto` run the read directly, with no combinator in between, and
+ * `Cachet.cached` builds the loader only on a miss. A strategy without one
+ * (a user's arrow) is applied as before.
+ */
+export type ReadPlan = { readonly onEntry: OnEntry; readonly onFresh: OnFresh | undefined } | "bypass"
+
+const planKey: unique symbol = Symbol.for("cachet/Strategy/plan")
+
+/** Attaches `plan` to a public strategy function (see {@link ReadPlan}). */
+export const withPlan = <F extends object>(strategy: F, plan: ReadPlan): F => {
+  Object.defineProperty(strategy, planKey, { value: plan, enumerable: false })
+  return strategy
+}
+
+const planOf = (strategy: object): ReadPlan | undefined => (strategy as { [planKey]?: ReadPlan })[planKey]
+
+/** The plans of the built-in read strategies, for `Strategy.ts`. */
+export const plans = {
+  cacheAside: { onEntry: loadOrStale, onFresh: undefined },
+  staleWhileRevalidate: { onEntry: serveStaleOrLoad, onFresh: undefined },
+  refreshAhead: { onEntry: loadOrStale, onFresh: defaultRefreshHook },
+  readOnly: { onEntry: loadWithoutStoring, onFresh: undefined },
+  bypass: "bypass"
+} as const satisfies Record<string, ReadPlan>
+
+/**
+ * One read with `strategy` in a fiber: a built-in strategy runs its plan
+ * (the loader built from `make` only if needed); any other is applied to
+ * the loader.
+ */
+const readWith = (
+  fiber: Fiber.Fiber<unknown, unknown>,
+  strategy: AnyStrategy | undefined,
+  loader: Effect.Effect<unknown, unknown, unknown> | undefined,
+  make: MakeLoader | undefined,
+  keyspace: Keyspace<any, any, any>,
+  params: unknown
+): Effect.Effect<unknown, unknown, unknown> => {
+  if (strategy === undefined)
+    return readIn(fiber, loader, make, keyspace, params, false, loadOrStale, undefined, undefined)
+  const plan = planOf(strategy)
+  if (plan === undefined) return strategy(keyspace, params)(loader ?? make!(params))
+  if (plan === "bypass") return loader ?? make!(params)
+  return readIn(fiber, loader, make, keyspace, params, false, plan.onEntry, plan.onFresh, undefined)
+}
+
+/** The strategy from context for `keyspace`: its own (`Strategy.layer`), else the default one, else none. */
+const strategyIn = (
+  fiber: Fiber.Fiber<unknown, unknown>,
+  reference: Context.Reference<AnyStrategy | undefined>
+): AnyStrategy | undefined => fiber.getRef(reference) ?? fiber.getRef(DefaultStrategy)
+
+/**
+ * `Cachet.cached`: a memoised function of `params`. With a built-in
+ * strategy (or none: the one from context) a fresh hit calls neither `make`
+ * nor a combinator: one `withFiber`, the read and the value.
+ */
+export const memoised = <P, A, EN, E, R>(
+  keyspace: Keyspace<P, A, EN>,
+  make: (params: P) => Effect.Effect<A, E, R>,
+  strategy?: AnyStrategy
+): ((params: P) => Effect.Effect<A, E | EN, R | Cachet>) => {
+  const build = make as MakeLoader
+  type Out = Effect.Effect<A, E | EN, R | Cachet>
+  if (strategy === undefined) {
+    const reference = referenceFor(keyspace.name)
+    return (params) =>
+      Effect.withFiber((fiber) =>
+        readWith(fiber, strategyIn(fiber, reference), undefined, build, keyspace, params)
+      ) as Out
+  }
+  const plan = planOf(strategy)
+  if (plan === undefined) return (params) => strategy(keyspace, params)(make(params)) as Out
+  if (plan === "bypass") return make as (params: P) => Out
+  const { onEntry, onFresh } = plan
+  return (params) =>
+    Effect.withFiber((fiber) =>
+      readIn(fiber, undefined, build, keyspace, params, false, onEntry, onFresh, undefined)
+    ) as Out
+}
+
 /** `Strategy.auto`, data-first: the keyspace's strategy from context, else the default one, else cache-aside. */
 export const auto = <A, E, R, P, EN>(
   self: Effect.Effect<A, E, R>,
   keyspace: Keyspace<P, A, EN>,
   params: P
 ): Effect.Effect<A, E | EN, R | Cachet> =>
-  Effect.withFiber((fiber) => {
-    const strategy = fiber.getRef(referenceFor(keyspace.name)) ?? fiber.getRef(DefaultStrategy)
-    return strategy === undefined ? cacheAside(self, keyspace, params) : strategy(keyspace, params)(self)
-  })
+  Effect.withFiber((fiber) =>
+    readWith(fiber, strategyIn(fiber, referenceFor(keyspace.name)), self, undefined, keyspace, params)
+  ) as Effect.Effect<A, E | EN, R | Cachet>

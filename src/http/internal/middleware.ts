@@ -120,7 +120,7 @@ export const make = (options: Options | undefined) => {
   const bypass = (app: App): App => Effect.map(app, (r) => withXCache(r, "BYPASS"))
 
   const run = (rt: RuntimeService, request: HttpServerRequest.HttpServerRequest, app: App): App => {
-    if (rt.isClosed()) return app
+    if (rt.closed) return app
     const method = request.method
     // RFC 9111 §4.4: every method not known to be safe invalidates.
     if (!safeMethods.has(method)) return config.invalidateOnUnsafe ? invalidating(rt, request, app) : app

@@ -193,9 +193,9 @@ export const make = ({
           // the journal unless an invalidation could not: two cheap checks
           // on the hit path.
           if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
-          if (journal.active() && journal.hides(state, key, entry)) return undefined
+          if (journal.active && journal.hides(state, key, entry)) return undefined
           if (entry.tags.length === 0) return entry
-          return validSync(entry) ? entry : undefined
+          return validSync(entry, now) ? entry : undefined
         }
 
   const getFrontUnsafe = store.getFrontUnsafe
@@ -206,7 +206,7 @@ export const make = ({
           const entry = getFrontUnsafe(key, now)
           if (entry === undefined) return entry
           if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
-          if (journal.active() && journal.hides(state, key, entry)) return undefined
+          if (journal.active && journal.hides(state, key, entry)) return undefined
           return entry
         }
 
@@ -227,8 +227,7 @@ export const make = ({
         if (entry !== undefined && hidden.size !== 0 && floors.isHidden(state, key, entry)) {
           return Effect.succeed(undefined)
         }
-        if (entry !== undefined && journal.active() && journal.hides(state, key, entry))
-          return Effect.succeed(undefined)
+        if (entry !== undefined && journal.active && journal.hides(state, key, entry)) return Effect.succeed(undefined)
         if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
         return tags.valid(entry).pipe(
           Effect.map((valid) => (valid ? entry : undefined)),
@@ -254,7 +253,7 @@ export const make = ({
           const visible = entries.map((entry, i) =>
             entry === undefined ||
             (hidden.size !== 0 && floors.isHidden(state, keys[i]!, entry)) ||
-            (journal.active() && journal.hides(state, keys[i]!, entry))
+            (journal.active && journal.hides(state, keys[i]!, entry))
               ? undefined
               : entry
           )
@@ -375,7 +374,7 @@ export const make = ({
         return Effect.succeed(undefined)
       }
       // A keyspace bypassed after a journal overflow stores nothing until resynced.
-      if (journal.active() && journal.bypassed(state)) return Effect.succeed(undefined)
+      if (journal.active && journal.bypassed(state)) return Effect.succeed(undefined)
       // A load whose start could not be ordered on the store's clock: its
       // result is not stored (it could undo a write it cannot be ordered against).
       if (since === null && setOrdered !== undefined) return Effect.succeed(undefined)
@@ -419,7 +418,7 @@ export const make = ({
   const writeMany: Entries["writeMany"] = (state, items, policy) =>
     Effect.suspend((): Effect.Effect<CacheStoreError | undefined> => {
       if (isClosed() || items.length === 0) return Effect.undefined
-      if (journal.active() && journal.bypassed(state)) return Effect.undefined
+      if (journal.active && journal.bypassed(state)) return Effect.undefined
       const batch: Array<readonly [key: string, entry: StoredEntry, since: number | undefined]> = []
       let refusal: CacheEncodeError | undefined
       // Every guard is checked in this synchronous step, which also issues

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Cause, type Clock, type Context, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import { Cause, type Clock, type Context, Effect, Exit, Fiber, Option } from "effect"
 import { CacheLoadTimeout, type CacheStoreError } from "../../CacheError.ts"
 import type { LoadLease } from "../loadLease.ts"
 import type { Warn } from "../warn.ts"
@@ -51,7 +51,19 @@ const isNotStored = (cause: Cause.Cause<unknown>): boolean => {
 }
 
 interface Flight {
-  readonly deferred: Deferred.Deferred<FlightResult>
+  /** The load's result, once done; `undefined` while it runs. */
+  result: FlightResult | undefined
+  /** The fibers waiting for `result` (their `Effect.callback` resumes). */
+  resumes: Array<(answer: Effect.Effect<FlightResult>) => void> | undefined
+  /**
+   * Waits for `result`, counting this caller among the waiters while it
+   * waits; an interrupted waiter leaves (the last one out stops the load).
+   * One effect per flight, shared by all its waiters: a waiter costs one
+   * resume in `resumes`, like a waiter of effect's `Cache`.
+   */
+  readonly join: Effect.Effect<FlightResult>
+  /** Waits for `result` without counting as a waiter (for `boundedAwait`, which counts itself). */
+  readonly await: Effect.Effect<FlightResult>
   waiters: number
   fiber: Fiber.Fiber<unknown> | undefined
   /** Set when the key is invalidated during the load: its result is not stored. */
@@ -186,6 +198,31 @@ export const make = ({
       : storeTime(key).pipe(Effect.catch((error) => Effect.as(storeFailed(state, "get", error), null)))
 
   const load: Flights["load"] = (state, key, params, loader, policy, staleFallback) =>
+    Effect.suspend(() => {
+      // Joining a load in flight without a timeout (a stampede's 999 other
+      // callers): one shared effect, no mask. Registering as a waiter is one
+      // synchronous step of the join itself: a caller interrupted before it
+      // never counted. (The caller that starts a load takes `wait` below,
+      // inside the mask: it must count before it can be interrupted, or
+      // the load would run on with nobody to stop it.)
+      if (!isClosed()) {
+        const existing = flights.get(key)
+        if (existing !== undefined) {
+          const p = policy ?? state.policy
+          if (p.hard === undefined && (staleFallback !== true || p.soft === undefined)) return existing.join
+        }
+      }
+      return startOrWait(state, key, params, loader, policy, staleFallback)
+    })
+
+  const startOrWait = (
+    state: KeyspaceState,
+    key: string,
+    params: unknown,
+    loader: Loader,
+    policy: Policy | undefined,
+    staleFallback: boolean | undefined
+  ): Effect.Effect<FlightResult> =>
     // Forking the load and registering as its waiter happen without an
     // interruption point between them; only the wait itself is
     // interruptible. Otherwise a caller interrupted right after the fork
@@ -230,15 +267,19 @@ export const make = ({
     // The span ends with the loader's failure (its status in an exporter),
     // while the flight itself still answers with the result.
     let result: FlightResult | undefined
-    return Effect.useSpan(flight.background ? "cachet.revalidate" : "cachet.load", { attributes }, (span) =>
-      Effect.withParentSpan(
+    // withSpan, not useSpan, to turn off the call-site stack trace: it
+    // would point into this file, and costs a `new Error()` per load (10% of
+    // a miss on the profile).
+    return Effect.withSpan(
+      Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
         Effect.flatMap(run, (r) => {
           result = r
           span.attribute("cachet.result", flight.fenced ? "fenced" : stale ? "stale" : "miss")
           return Exit.isFailure(r.exit) ? Effect.failCause(r.exit.cause) : Effect.succeed(r)
-        }),
-        span
-      )
+        })
+      ),
+      flight.background ? "cachet.revalidate" : "cachet.load",
+      { attributes, captureStackTrace: false }
     ).pipe(
       Effect.catchCause((cause) =>
         result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result)
@@ -246,17 +287,52 @@ export const make = ({
     )
   }
 
-  const newFlight = (isBackground: boolean, group: Group | undefined): Flight => ({
-    deferred: Deferred.makeUnsafe<FlightResult>(),
-    waiters: 0,
-    fiber: undefined,
-    invalidated: false,
-    background: isBackground,
-    since: undefined,
-    detached: false,
-    group,
-    fenced: false
-  })
+  const newFlight = (key: string, isBackground: boolean, group: Group | undefined): Flight => {
+    // A waiter interrupted while registered: its resume stays in `resumes`
+    // (resuming an interrupted callback is a no-op) and is dropped when the
+    // flight completes; no per-waiter cleanup to allocate.
+    const leave = Effect.suspend(() => {
+      flight.waiters--
+      if (flight.waiters > 0 || flight.background || flight.detached) return Effect.void
+      return abandon(flight, key)
+    })
+    const flight: Flight = {
+      result: undefined,
+      resumes: undefined,
+      join: Effect.callback<FlightResult>((resume) => {
+        if (flight.result !== undefined) return resume(Effect.succeed(flight.result))
+        flight.waiters++
+        ;(flight.resumes ??= []).push(resume)
+        return leave
+      }),
+      await: Effect.callback<FlightResult>((resume) => {
+        if (flight.result !== undefined) return resume(Effect.succeed(flight.result))
+        ;(flight.resumes ??= []).push(resume)
+      }),
+      waiters: 0,
+      fiber: undefined,
+      invalidated: false,
+      background: isBackground,
+      since: undefined,
+      detached: false,
+      group,
+      fenced: false
+    }
+    return flight
+  }
+
+  /** Completes a flight (once; later calls are ignored) and resumes its waiters. */
+  const complete = (flight: Flight, result: FlightResult): void => {
+    if (flight.result !== undefined) return
+    flight.result = result
+    const resumes = flight.resumes
+    if (resumes === undefined) return
+    // Cleared before resuming, as Deferred does: a waiter resumed
+    // synchronously must not see (or change) the list mid-iteration.
+    flight.resumes = undefined
+    const answer = Exit.succeed(result)
+    for (let i = 0; i < resumes.length; i++) resumes[i]!(answer)
+  }
 
   const startFlight = (
     state: KeyspaceState,
@@ -267,16 +343,13 @@ export const make = ({
     policy: Policy,
     stale: boolean
   ) => {
-    const flight = newFlight(isBackground, undefined)
+    const flight = newFlight(key, isBackground, undefined)
     flights.set(key, flight)
     const run = traced(state, key, flight, stale, runLoad(state, key, params, loader, flight, policy)).pipe(
       Effect.onExit((exit) =>
         Effect.sync(() => {
           if (flights.get(key) === flight) flights.delete(key)
-          Deferred.doneUnsafe(
-            flight.deferred,
-            Exit.isSuccess(exit) ? exit : Effect.succeed({ exit, storeError: undefined })
-          )
+          complete(flight, Exit.isSuccess(exit) ? exit.value : { exit, storeError: undefined })
         })
       )
     )
@@ -313,7 +386,7 @@ export const make = ({
     soft: number | undefined,
     hard: number | undefined
   ): Effect.Effect<FlightResult> => {
-    const awaited = Deferred.await(flight.deferred)
+    const awaited = flight.await
     if (soft === undefined && hard === undefined) return awaited
     const first = soft ?? hard!
     return Effect.flatMap(Effect.timeoutOption(awaited, first), (result): Effect.Effect<FlightResult> => {
@@ -521,7 +594,7 @@ export const make = ({
             joined.set(item.key, existing)
             continue
           }
-          const flight = newFlight(false, group)
+          const flight = newFlight(item.key, false, group)
           flights.set(item.key, flight)
           joined.set(item.key, flight)
           batch.push({ item, flight })
@@ -549,7 +622,7 @@ export const make = ({
     const settle = (results: ReadonlyArray<FlightResult>) => {
       batch.forEach(({ item, flight }, i) => {
         if (flights.get(item.key) === flight) flights.delete(item.key)
-        Deferred.doneUnsafe(flight.deferred, Effect.succeed(results[i]!))
+        complete(flight, results[i]!)
       })
     }
     return Effect.gen(function* () {
@@ -659,7 +732,7 @@ export const make = ({
 
   const releaseAll = () => {
     for (const flight of flights.values()) {
-      Deferred.doneUnsafe(flight.deferred, Effect.succeed({ exit: Exit.interrupt(), storeError: undefined }))
+      complete(flight, { exit: Exit.interrupt(), storeError: undefined })
     }
     flights.clear()
   }

@@ -3,8 +3,9 @@
  * down, paused, refusing), applied to this process's view at once and
  * replayed in order once the store answers again.
  *
- * Empty in normal operation: readers check `active()` first, so the hit
- * path pays one boolean. Bounded: past `capacity` operations the affected
+ * Empty in normal operation: readers check `active` first, so the hit
+ * path pays one field read (a boolean kept current by every change, not a
+ * call that recomputes it). Bounded: past `capacity` operations the affected
  * keyspaces bypass the cache in this process (reads miss, nothing is
  * written) until a full resync (their keyspace cleared in the store), loudly.
  *
@@ -32,8 +33,11 @@ export type JournalOp =
     }
 
 export interface Journal {
-  /** Whether anything is journalled or bypassed (the hit path checks this first). */
-  readonly active: () => boolean
+  /**
+   * Whether anything is journalled or bypassed (the hit path checks this
+   * first): a field, updated on every push and replay step.
+   */
+  readonly active: boolean
   /** Operations waiting for the store. */
   readonly depth: () => number
   /** Records `op`, applied to this process's view at once; starts the replay. */
@@ -98,7 +102,12 @@ export const make = ({
     return store.deletePrefix(`${state?.namespace ?? name}:`)
   }
 
-  const active = () => ops.length !== 0 || bypass.size !== 0 || bypassAll
+  // `active` is recomputed after every change of `ops`, `bypass` or
+  // `bypassAll`, so that readers pay a field read rather than a call.
+  // (`self` is the object returned below; this runs only after it exists.)
+  const refresh = () => {
+    self.active = ops.length !== 0 || bypass.size !== 0 || bypassAll
+  }
 
   const countersOf = (op: JournalOp): Counters => (op._tag === "Tag" ? globalCounters : op.state.counters)
 
@@ -136,14 +145,17 @@ export const make = ({
       if (!ok) return false
       ops.shift()
       release(op)
+      refresh()
     }
     const resync = bypassAll ? states().map((s) => s.keyspace.name) : [...bypass]
     for (const name of resync) {
       const ok = yield* Effect.match(resyncOf(name), { onFailure: () => false, onSuccess: () => true })
       if (!ok) return false
       bypass.delete(name)
+      refresh()
     }
     bypassAll = false
+    refresh()
     return true
   })
 
@@ -167,6 +179,7 @@ export const make = ({
         counters.journalOverflows++
         if (op._tag === "Tag") bypassAll = true
         else bypass.add(op.state.keyspace.name)
+        refresh()
         return warn(
           "journal:overflow",
           `cachet: the invalidation journal is full (${capacity} operations while the store does not answer); ${
@@ -176,6 +189,7 @@ export const make = ({
         ).pipe(Effect.andThen(start))
       }
       ops.push(op)
+      refresh()
       if (op._tag === "Key") increment(keys, op.key)
       else if (op._tag === "Tag") increment(tags, escapePart(op.tag))
       else if (op._tag === "Pattern") {
@@ -210,11 +224,12 @@ export const make = ({
     return false
   }
 
-  return {
-    active,
+  const self: { -readonly [K in keyof Journal]: Journal[K] } = {
+    active: false,
     depth: () => ops.length,
     push,
     hides,
     bypassed: (state) => bypassAll || bypass.has(state.keyspace.name)
   }
+  return self
 }

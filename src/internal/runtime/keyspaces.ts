@@ -30,7 +30,21 @@ export interface KeyspaceState {
   readonly policy: Policy.Policy
   /** Whether fresh reads extend freshness (one check on the hit path). */
   readonly sliding: boolean
+  /** The runtime this state belongs to (see `stateOf`'s slot on the keyspace). */
+  readonly owner: object
 }
+
+/**
+ * The slot on a keyspace object that holds the state of the runtime that
+ * last looked it up: `stateOf` reads one property and compares its owner
+ * instead of a `Map` lookup by name (the common case is one runtime per
+ * process). Another runtime finds a foreign owner and takes the map path,
+ * then takes the slot over. Non-enumerable, so that spreading a keyspace
+ * (`{ ...Users }`) does not copy it.
+ */
+const slot: unique symbol = Symbol.for("cachet/Keyspace/runtimeState")
+
+type Slotted = Keyspace<any, any, any> & { [slot]?: KeyspaceState | undefined }
 
 /** The first segment of a keyspace's store keys (hand-built keyspaces: the name). */
 export const namespaceOf = (keyspace: Keyspace<any, any, any>): string => keyspace.namespace ?? keyspace.name
@@ -52,12 +66,18 @@ export interface Keyspaces {
   /** The store key of `params`, or `undefined` after counting a key error. */
   readonly keyOf: (state: KeyspaceState, params: unknown) => string | undefined
   readonly all: () => ReadonlyArray<KeyspaceState>
+  /** Empties the keyspaces' slots that hold this runtime's states (at close). */
+  readonly release: () => void
 }
 
 const loadBoundaries = Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 16 })
 
 export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
   const states = new Map<string, KeyspaceState>()
+  // This runtime's identity in the keyspaces' slots, and the keyspaces
+  // whose slot it has written (duplicates included), emptied at close.
+  const owner = {}
+  const slotted = new Set<Slotted>()
 
   // Keyspaces that share a name with a different registered one: they
   // bypass the cache (every key is a CacheKeyError), counted and logged.
@@ -97,7 +117,8 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
       namespace,
       olderNamespaces: olderNamespaces.length === 0 ? undefined : olderNamespaces,
       policy: Policy.ofKeyspace(keyspace),
-      sliding: keyspace.sliding === true
+      sliding: keyspace.sliding === true,
+      owner
     }
     registerKeyspace(metrics, keyspace.name, counters)
     states.set(keyspace.name, state)
@@ -144,10 +165,31 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
     return state
   }
 
-  const stateOf = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
+  const lookup = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
     const existing = states.get(keyspace.name)
     if (existing !== undefined && existing.keyspace === keyspace) return existing
     return existing === undefined ? register(keyspace) : conflict(keyspace, existing)
+  }
+
+  const stateOf = (keyspace: Keyspace<any, any, any>): KeyspaceState => {
+    // The hit path: one property read and one comparison.
+    const cached = (keyspace as Slotted)[slot]
+    if (cached !== undefined && cached.owner === owner) return cached
+    const state = lookup(keyspace)
+    // Reflect.set: a keyspace frozen after its slot was made refuses
+    // quietly (it then always takes the map path) rather than throwing.
+    if (cached !== undefined) Reflect.set(keyspace, slot, state)
+    else if (Object.isExtensible(keyspace)) {
+      Object.defineProperty(keyspace, slot, { value: state, writable: true, enumerable: false, configurable: true })
+    } else return state
+    slotted.add(keyspace)
+    return state
+  }
+
+  /** At close: the slots this runtime holds are emptied, so a closed runtime is not kept alive by a keyspace. */
+  const release = () => {
+    for (const keyspace of slotted) if (keyspace[slot]?.owner === owner) Reflect.set(keyspace, slot, undefined)
+    slotted.clear()
   }
 
   const keyOf = (state: KeyspaceState, params: unknown): string | undefined => {
@@ -164,5 +206,5 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
     }
   }
 
-  return { stateOf, keyOf, all: () => [...states.values()] }
+  return { stateOf, keyOf, all: () => [...states.values()], release }
 }

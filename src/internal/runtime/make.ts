@@ -59,6 +59,9 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
     // written to the store, loads bypass the cache, writes are refused.
     let closed = false
     const isClosed = () => closed
+    // The service, once built: its `closed` field is what the hit path reads
+    // (a field, not a call).
+    let self: { -readonly [K in keyof RuntimeService]: RuntimeService[K] } | undefined
 
     const background = yield* Background.make
     const backoff = Backoff.make(clock)
@@ -117,12 +120,18 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       background.scope,
       Effect.suspend(() => {
         closed = true
+        if (self !== undefined) self.closed = true
         return background.interruptLoads.pipe(
           // A load interrupted before it started never completes its flight:
           // release whoever still waits on one.
           Effect.andThen(Effect.sync(flights.releaseAll)),
           Effect.andThen(Effect.suspend(() => pending.writeBehind.shutdown)),
-          Effect.ensuring(Effect.sync(metrics.removeAll))
+          Effect.ensuring(
+            Effect.sync(() => {
+              metrics.removeAll()
+              keyspaces.release()
+            })
+          )
         )
       })
     )
@@ -154,7 +163,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       bypassed: (state) => journal.bypassed(state)
     })
 
-    return {
+    self = {
       store,
       clock,
       stateOf: keyspaces.stateOf,
@@ -183,12 +192,13 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       tagRetention,
       invalidateFlights: flights.invalidate,
       invalidateFlightsWhere: flights.invalidateWhere,
-      isClosed,
+      closed,
       stats,
       salt,
       liveFibers: background.live,
       observe,
       health
-    } satisfies RuntimeService
+    }
+    return self
   })
 }

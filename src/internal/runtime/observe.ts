@@ -175,17 +175,23 @@ export const make = (clock: Clock.Clock, options: Options): Observe => {
       }
       const attrs = attributes(state, key)
       attrs["cachet.result"] = result
-      return Effect.withSpan(answer, "cachet.get", { attributes: attrs })
+      return Effect.withSpan(answer, "cachet.get", { attributes: attrs, captureStackTrace: false })
     },
     traceRead: (state, key, read) =>
-      Effect.useSpan("cachet.get", { attributes: attributes(state, key) }, (span) =>
-        Effect.withParentSpan(read(span), span)
-      ),
+      // withSpan (it takes captureStackTrace: false, useSpan does not): the
+      // span is the parent of the read, which receives it.
+      Effect.withSpan(Effect.flatMap(Effect.orDie(Effect.currentSpan), read), "cachet.get", {
+        attributes: attributes(state, key),
+        captureStackTrace: false
+      }),
     flushSpan:
       options.tracing === "off"
         ? undefined
         : (size, effect) =>
-            Effect.withSpan(effect, "cachet.writeBehind.flush", { attributes: { "cachet.batch": size } })
+            Effect.withSpan(effect, "cachet.writeBehind.flush", {
+              attributes: { "cachet.batch": size },
+              captureStackTrace: false
+            })
   }
   return observe
 }
@@ -208,7 +214,10 @@ export const traceStore = (store: StoreService, mode: TracingMode, traceKeys: bo
   const span =
     <A, E>(op: string, attributes: Record<string, unknown>) =>
     (effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-      Effect.withSpan(effect, `cachet.store.${op}`, { attributes: { "cachet.store": store.name, ...attributes } })
+      Effect.withSpan(effect, `cachet.store.${op}`, {
+        attributes: { "cachet.store": store.name, ...attributes },
+        captureStackTrace: false
+      })
   const ofKey = (key: string): Record<string, unknown> =>
     traceKeys ? { "cachet.keyspace": keyspaceOfKey(key), "cachet.key": key } : { "cachet.keyspace": keyspaceOfKey(key) }
   const ofKeys = (keys: ReadonlyArray<string>): Record<string, unknown> => ({

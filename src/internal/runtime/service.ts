@@ -152,8 +152,11 @@ export interface RuntimeService {
   readonly invalidateFlights: Flights["invalidate"]
   /** Marks in-flight loads under a prefix whose key part is covered (pattern invalidation). */
   readonly invalidateFlightsWhere: Flights["invalidateWhere"]
-  /** Whether the layer is closing or has closed. */
-  readonly isClosed: () => boolean
+  /**
+   * Whether the layer is closing or has closed: a field (set once, when the
+   * layer starts closing), read on every hit.
+   */
+  readonly closed: boolean
   /** A snapshot of the counters. */
   readonly stats: Effect.Effect<CacheStats>
   /** A random number fixed per runtime (from Effect's `Random`), for jitter. */

@@ -19,8 +19,12 @@ export interface Tags {
    * carry the tag.
    */
   readonly invalidate: (tag: string, retainMillis?: number) => Effect.Effect<void, CacheStoreError>
-  /** Synchronous check for stores in the process, else `null`: whether no tag of `entry` invalidates it. */
-  readonly validSync: ((entry: StoredEntry) => boolean) | null
+  /**
+   * Synchronous check for stores in the process, else `null`: whether no tag
+   * of `entry` invalidates it. `now`: the hit's clock reading, passed on to
+   * the store's tag-time read (no second clock read per tag).
+   */
+  readonly validSync: ((entry: StoredEntry, now?: number) => boolean) | null
   /** Whether no tag of `entry` invalidates it, asking the store. */
   readonly valid: (entry: StoredEntry) => Effect.Effect<boolean, CacheStoreError>
 }
@@ -39,9 +43,9 @@ export const make = (store: StoreService, clock: Clock.Clock, retention: number)
     validSync:
       getTagTimeUnsafe === undefined
         ? null
-        : (entry) => {
+        : (entry, now) => {
             for (const tag of entry.tags) {
-              const time = getTagTimeUnsafe(tag)
+              const time = getTagTimeUnsafe(tag, now)
               if (time !== undefined && time >= (entry.order ?? entry.createdAt)) return false
             }
             return true
