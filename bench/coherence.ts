@@ -8,11 +8,12 @@
  * (on a Cluster: one master) is, in turn, SIGSTOPped for 1.5 s, SIGKILLed and
  * restarted empty, or left alone; in every segment the child process is also
  * SIGKILLed in the middle of a load and started again. The history of each
- * segment is checked with the replay bound (1 s: an invalidation journalled
- * during a fault reaches the store when it answers). The last line says
- * PASS or FAIL.
+ * segment is checked with the replay bound (1 s, from the fault's end for a
+ * write acknowledged during it: an invalidation journalled during a fault
+ * reaches the store when it answers). The last line says PASS or FAIL.
  */
 import { Effect, Exit, Scope } from "effect"
+import type { Outage } from "../test/coherence/checker.ts"
 import { clientsOf, historyRun, summary } from "../test/coherence/history.ts"
 import { type Setup, sleepReal } from "../test/coherence/workload.ts"
 import { RedisCluster, RedisServer } from "../test/harness/redis.ts"
@@ -58,11 +59,14 @@ export const runCoherenceSoak = async (
     // A last segment too short for a fault has none.
     const short = segmentEnd - performance.now() < faultEvery * 1_000 - 100
     const kind = short ? "none" : kinds[segments % kinds.length]!
+    // When the store did not answer: the bound of a write acknowledged then runs from its end.
+    const outages: Array<Outage> = []
     const fault =
       kind === "none"
         ? Effect.void
         : Effect.gen(function* () {
             yield* sleepReal(Math.min(2_000, faultEvery * 250))
+            const from = performance.now()
             if (kind === "SIGSTOP 1.5 s") {
               yield* target.pause
               yield* sleepReal(1_500)
@@ -73,6 +77,7 @@ export const runCoherenceSoak = async (
               yield* target.restart
             }
             yield* healthy
+            outages.push({ from, to: performance.now() })
           })
     // Half-way through the segment; it fails the run if no load came in the next quarter.
     const midLoad = short
@@ -85,7 +90,8 @@ export const runCoherenceSoak = async (
         ops: Number.MAX_SAFE_INTEGER,
         seed: seed++,
         until: () => performance.now() >= segmentEnd,
-        faults: [fault, midLoad]
+        faults: [fault, midLoad],
+        outages
       })
     )
     operations += run.report.operations

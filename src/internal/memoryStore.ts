@@ -136,8 +136,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       return tagFloor.time
     }
 
-    const getTagTimeUnsafe = (tag: string): number | undefined => {
-      const now = clock.currentTimeMillisUnsafe()
+    // `now`: the hit's own clock reading, when the runtime has one.
+    const getTagTimeUnsafe = (tag: string, now: number = clock.currentTimeMillisUnsafe()): number | undefined => {
       if (now >= tagsDueAt) sweepTags(now)
       const record = tagTimes.get(tag)
       if (record === undefined) return floorTime(now)
@@ -228,7 +228,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
           }
           return count
         }),
-      getTagTimes: (tags) => Effect.sync(() => tags.map(getTagTimeUnsafe)),
+      getTagTimes: (tags) => Effect.sync(() => tags.map((tag) => getTagTimeUnsafe(tag))),
       setTagTime: (tag, time, retainMillis) => Effect.sync(() => setTagTimeUnsafe(tag, time, retainMillis)),
       ping: Effect.void,
       info: Effect.succeed(info),

@@ -98,4 +98,21 @@ describe("the coherence checker", () => {
     const report = check(history)
     assert.deepStrictEqual([report.operations, report.reads, report.writes], [5, 3, 2])
   })
+
+  it("a write acknowledged during an outage: its bound runs from the outage's end", () => {
+    const history: Array<Operation> = [
+      { type: "write", client: "a", key: "k", version: 1, invokedAt: 100, completedAt: 110 },
+      // 1 s after the ack, but the store came back at 1,500: inside the bound.
+      { type: "read", client: "b", key: "k", version: 0, invokedAt: 1_200, completedAt: 1_201 },
+      // Past the outage's end + the bound: a violation.
+      { type: "read", client: "b", key: "k", version: 0, invokedAt: 2_600, completedAt: 2_601 }
+    ]
+    const outages = [{ from: 50, to: 1_500 }]
+    assert.strictEqual(check(history, 1_000).violations.length, 2, "without the outage, both reads are late")
+    const report = check(history, 1_000, outages)
+    assert.strictEqual(report.violations.length, 1)
+    assert.strictEqual(report.violations[0]!.read.invokedAt, 2_600)
+    // A write acknowledged outside every outage keeps its own time.
+    assert.strictEqual(check(history, 1_000, [{ from: 200, to: 5_000 }]).violations.length, 2)
+  })
 })

@@ -52,13 +52,30 @@ export interface Report {
 
 type Write = Extract<Operation, { readonly type: "write" }>
 
+/** A time window (recorder clock) during which the store did not answer. */
+export interface Outage {
+  readonly from: number
+  readonly to: number
+}
+
 /**
  * Checks `history` with a staleness bound of `boundMillis`. O(n log n): per
  * key, acknowledged writes sorted by completion with a running maximum of
  * their versions; each read looks up the newest write acknowledged more
  * than `boundMillis` before it started.
+ *
+ * `outages`: a write acknowledged while the store did not answer reached
+ * only its own process (it is journalled and replayed once the store
+ * answers); for the other processes it counts as acknowledged at the
+ * outage's end, with `outageBoundMillis` (the replay's bound) instead of
+ * `boundMillis`.
  */
-export const check = (history: ReadonlyArray<Operation>, boundMillis = 0): Report => {
+export const check = (
+  history: ReadonlyArray<Operation>,
+  boundMillis = 0,
+  outages: ReadonlyArray<Outage> = [],
+  outageBoundMillis = boundMillis
+): Report => {
   const byKey = new Map<string, Array<Operation>>()
   for (const op of history) {
     let ops = byKey.get(op.key)
@@ -71,6 +88,12 @@ export const check = (history: ReadonlyArray<Operation>, boundMillis = 0): Repor
   for (const ops of byKey.values()) {
     const acked = ops
       .filter((op): op is Write => op.type === "write" && op.completedAt !== undefined)
+      .map((op) => {
+        const during = outages.find((o) => op.completedAt! >= o.from && op.completedAt! <= o.to)
+        // Shifted so that "acknowledged before start - boundMillis" means
+        // "before the outage's end + outageBoundMillis".
+        return during === undefined ? op : { ...op, completedAt: during.to + outageBoundMillis - boundMillis }
+      })
       .sort((a, b) => a.completedAt! - b.completedAt!)
     writes += ops.filter((op) => op.type === "write").length
     // best[i]: the write with the highest version among acked[0..i].

@@ -5,7 +5,7 @@
  * the tests and `npm run soak -- --coherence`.
  */
 import { Effect, Fiber, type Scope } from "effect"
-import { check, describe as explain, type Report } from "./checker.ts"
+import { check, describe as explain, type Outage, type Report } from "./checker.ts"
 import { type ChildClient, childClient } from "./process.ts"
 import { type Client, inProcess, instance, runWorkload, type Setup } from "./workload.ts"
 
@@ -31,6 +31,7 @@ export const clientsOf = (setup: Setup): Effect.Effect<Clients, Error, Scope.Sco
 export interface HistoryRun {
   readonly label: string
   readonly bound: number
+  readonly outageBound: number | undefined
   readonly report: Report
   readonly fencedWrites: number
   readonly journaled: number
@@ -54,18 +55,30 @@ export const historyRun = (
     readonly seed?: number | undefined
     readonly until?: (() => boolean) | undefined
     readonly faults?: ReadonlyArray<Effect.Effect<void, unknown>> | undefined
+    /** Filled by the faults while they run: when the store did not answer (see `check`). */
+    readonly outages?: ReadonlyArray<Outage> | undefined
+    /** The bound of a write acknowledged during an outage, from the outage's end. */
+    readonly outageBound?: number | undefined
+    /** While true, the clients only read (see `runWorkload`). */
+    readonly readsOnly?: (() => boolean) | undefined
   }
 ): Effect.Effect<HistoryRun, unknown> =>
   Effect.gen(function* () {
     const before = yield* counts(clients)
     const faults = yield* Effect.forEach(options.faults ?? [], (fault) => Effect.forkChild(fault))
-    const run = yield* runWorkload(clients.all, { ops: options.ops, seed: options.seed, until: options.until })
+    const run = yield* runWorkload(clients.all, {
+      ops: options.ops,
+      seed: options.seed,
+      until: options.until,
+      readsOnly: options.readsOnly
+    })
     for (const fault of faults) yield* Fiber.join(fault)
     const after = yield* counts(clients)
     return {
       label: options.label,
       bound: options.bound,
-      report: check(run.history, options.bound),
+      outageBound: options.outages === undefined ? undefined : (options.outageBound ?? options.bound),
+      report: check(run.history, options.bound, options.outages, options.outageBound),
       fencedWrites: Math.max(0, after.fencedWrites - before.fencedWrites),
       journaled: Math.max(0, after.journaled - before.journaled),
       l1Clears: after.l1Clears,
@@ -88,6 +101,6 @@ const counts = (clients: Clients) =>
 /** The run's line for the log, and up to three offending sub-histories. */
 export const summary = (run: HistoryRun): string =>
   [
-    `coherence (${run.label}, skew ±5 s, bound ${run.bound} ms): ${run.report.operations} operations, ${run.report.reads} reads, ${run.report.writes} writes, ${run.report.violations.length} violations; ${run.fencedWrites} fenced writes, ${run.journaled} journalled, ${run.lostReads + run.lostWrites} lost to a kill`,
+    `coherence (${run.label}, skew ±5 s, bound ${run.bound} ms${run.outageBound === undefined ? "" : `, ${run.outageBound} ms after a fault`}): ${run.report.operations} operations, ${run.report.reads} reads, ${run.report.writes} writes, ${run.report.violations.length} violations; ${run.fencedWrites} fenced writes, ${run.journaled} journalled, ${run.lostReads + run.lostWrites} lost to a kill`,
     ...run.report.violations.slice(0, 3).map(explain)
   ].join("\n")

@@ -190,6 +190,11 @@ export const runWorkload = (
     readonly seed?: number | undefined
     readonly keys?: number | undefined
     readonly until?: (() => boolean) | undefined
+    /**
+     * While true, every operation is a read: after a fault, so that what was
+     * written during it is read back before anything overwrites it.
+     */
+    readonly readsOnly?: (() => boolean) | undefined
   }
 ): Effect.Effect<Run, unknown> =>
   Effect.gen(function* () {
@@ -210,7 +215,7 @@ export const runWorkload = (
         const id = keys[Math.floor(random() * keys.length)]!
         const roll = random()
         const invokedAt = t()
-        if (roll < 0.65) {
+        if (roll < 0.65 || options.readsOnly?.() === true) {
           const loadFor = Math.floor(random() * 15)
           const read = yield* Effect.result(client.read(id, loadFor, () => versions.get(id) ?? 0))
           if (read._tag === "Failure") lostReads++
