@@ -176,7 +176,7 @@ export const ratioTarget = (
 
 export const printTargets = (targets: ReadonlyArray<Target>, results: ReadonlyMap<string, ScenarioResult>) => {
   const outcomes = targets.map((t) => ({ target: t, outcome: t.evaluate(results) }))
-  console.log("\n## Targets (issue 7)")
+  console.log("\n## Targets (issues 7, 12, 15)")
   console.log(
     table(
       ["target", "measured", "result"],
