@@ -142,7 +142,7 @@ const readIn = (
   return readRemote(rt, state, key, params, loader ?? make!(params), strict, onEntry, onFresh, undefined, call)
 }
 
-/** A fresh hit read in the process at `now` (memory store, TieredStore's L1). */
+/** A fresh hit read at `now` (in the process, or from a remote store inside `span` with tracing "all"). */
 const hit = (
   rt: RuntimeService,
   state: KeyspaceState,
@@ -153,13 +153,14 @@ const hit = (
   entry: StoredEntry,
   onFresh: OnFresh | undefined,
   call: CallOptions | undefined,
-  now: number
+  now: number,
+  span?: Tracer.Span
 ): Effect.Effect<unknown, unknown, unknown> => {
   state.counters.hits++
   // Events or traced reads: off by default, and then one number read.
   if (rt.observe.active !== 0) {
     const built = loader ?? make!(params)
-    return rt.observe.read("hit", state, key, fresh(rt, state, key, params, built, entry, onFresh, call))
+    return rt.observe.read("hit", state, key, fresh(rt, state, key, params, built, entry, onFresh, call), span)
   }
   if (onFresh !== undefined) {
     const answer = onFresh(rt, state, key, params, loader, make, entry, call)
@@ -185,15 +186,19 @@ const readRemote = (
 ): Effect.Effect<unknown, unknown, unknown> =>
   Effect.flatMap(rt.read(state, key, strict), (entry) => {
     if (entry !== undefined && rt.stateNow(entry) === FRESH) {
-      state.counters.hits++
-      if (rt.observe.active !== 0)
-        return rt.observe.read("hit", state, key, fresh(rt, state, key, params, loader, entry, onFresh, call), span)
-      if (onFresh !== undefined) {
-        const answer = onFresh(rt, state, key, params, loader, undefined, entry, call)
-        if (answer !== undefined) return answer
-      }
-      if (state.sliding) return slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe())
-      return serve(entry)
+      return hit(
+        rt,
+        state,
+        key,
+        params,
+        loader,
+        undefined,
+        entry,
+        onFresh,
+        call,
+        rt.clock.currentTimeMillisUnsafe(),
+        span
+      )
     }
     if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span, call)
     return onEntry(rt, state, key, params, loader, entry, strict, call)

@@ -45,8 +45,8 @@ type Command = { readonly id: number; readonly cmd: string } & Record<string, an
 const handlers: Record<string, (c: Command) => Promise<unknown>> = {
   read: (c) =>
     run(
-      // The loader: ask the parent, then take `loadFor` ms.
-      Effect.flatMap(source(c.key), (version) => readOp(c.key, c.loadFor, () => version))
+      // The loader (on a miss): ask the parent for the version, then take `loadFor` ms.
+      readOp(c.key, c.loadFor, source(c.key))
     ),
   write: (c) => run(writeOp(c.how, c.key, c.version)),
   counts: () => run(countsOf)

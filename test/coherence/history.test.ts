@@ -27,7 +27,7 @@ const killMidLoad = (clients: Clients, afterMillis = 300) =>
   Effect.andThen(sleepReal(afterMillis), clients.child.killMidLoad())
 
 /** A run passes with no violation, every operation accounted for, and the child killed once and restarted. */
-export const assertClean = (run: HistoryRun, clients: Clients) => {
+const assertClean = (run: HistoryRun, clients: Clients) => {
   console.log(summary(run))
   assert.deepStrictEqual(run.report.violations.slice(0, 3).map(explain), [])
   assert.strictEqual(

@@ -101,9 +101,12 @@ export const instance = (
 /** The writes a client does: 0 invalidate, 1 set, 2 invalidateTag of the key's tag, 3 of the tag of all. */
 export const writeKinds = ["invalidate", "set", "invalidateTag(item)", "invalidateTag(items)"] as const
 
-/** A cache-aside read of `id` on an instance: the loader reads `source()` and then takes `loadFor` ms. */
-export const readOp = (id: number, loadFor: number, source: () => number) =>
-  Effect.sync(source).pipe(
+/**
+ * A cache-aside read of `id` on an instance: its loader (run on a miss only)
+ * reads the source's version, then takes `loadFor` ms.
+ */
+export const readOp = (id: number, loadFor: number, source: Effect.Effect<number>) =>
+  source.pipe(
     Effect.tap(() => (loadFor > 0 ? sleepReal(loadFor) : Effect.void)),
     Strategy.cacheAside(Items, { id })
   )
@@ -157,7 +160,7 @@ export const countsOf: Effect.Effect<Counts, never, Cachet.Cachet> = Effect.gen(
 export const inProcess = (name: string, ctx: Context.Context<Cachet.Cachet>): Client => ({
   name,
   prepare: Effect.void,
-  read: (id, loadFor, source) => Effect.provide(readOp(id, loadFor, source), ctx),
+  read: (id, loadFor, source) => Effect.provide(readOp(id, loadFor, Effect.sync(source)), ctx),
   write: (how, id, version) => Effect.provide(writeOp(how, id, version), ctx),
   counts: Effect.provide(countsOf, ctx)
 })

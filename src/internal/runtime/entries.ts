@@ -179,6 +179,12 @@ export const make = ({
     return now < entry.freshUntil ? FRESH : now < entry.staleUntil ? STALE : GONE
   }
 
+  // Whether this process hides `entry`: `hidden` is empty unless a write
+  // could not reach the store, and the journal unless an invalidation could
+  // not, so on the hit path these are two cheap checks.
+  const hiddenHere = (state: KeyspaceState, key: string, entry: StoredEntry): boolean =>
+    (hidden.size !== 0 && floors.isHidden(state, key, entry)) || (journal.active && journal.hides(state, key, entry))
+
   const getUnsafe = store.getUnsafe
   const setOrdered = store.setOrdered
   const validSync = tags.validSync
@@ -188,12 +194,7 @@ export const make = ({
       ? null
       : (state: KeyspaceState, key: string, now?: number): StoredEntry | undefined => {
           const entry = getUnsafe(key, now)
-          if (entry === undefined) return entry
-          // `hidden` is empty unless a write could not reach the store, and
-          // the journal unless an invalidation could not: two cheap checks
-          // on the hit path.
-          if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
-          if (journal.active && journal.hides(state, key, entry)) return undefined
+          if (entry === undefined || hiddenHere(state, key, entry)) return undefined
           if (entry.tags.length === 0) return entry
           return validSync(entry, now) ? entry : undefined
         }
@@ -204,10 +205,7 @@ export const make = ({
       ? null
       : (state: KeyspaceState, key: string, now: number): StoredEntry | undefined => {
           const entry = getFrontUnsafe(key, now)
-          if (entry === undefined) return entry
-          if (hidden.size !== 0 && floors.isHidden(state, key, entry)) return undefined
-          if (journal.active && journal.hides(state, key, entry)) return undefined
-          return entry
+          return entry === undefined || hiddenHere(state, key, entry) ? undefined : entry
         }
 
   const getShared = store.getShared
@@ -224,10 +222,7 @@ export const make = ({
     return (fromShared ? getShared(key, state.codec) : store.get(key, state.codec)).pipe(
       Effect.catch(degrade("get")),
       Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
-        if (entry !== undefined && hidden.size !== 0 && floors.isHidden(state, key, entry)) {
-          return Effect.succeed(undefined)
-        }
-        if (entry !== undefined && journal.active && journal.hides(state, key, entry)) return Effect.succeed(undefined)
+        if (entry !== undefined && hiddenHere(state, key, entry)) return Effect.succeed(undefined)
         if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
         return tags.valid(entry).pipe(
           Effect.map((valid) => (valid ? entry : undefined)),
@@ -251,11 +246,7 @@ export const make = ({
         ),
         Effect.flatMap((entries) => {
           const visible = entries.map((entry, i) =>
-            entry === undefined ||
-            (hidden.size !== 0 && floors.isHidden(state, keys[i]!, entry)) ||
-            (journal.active && journal.hides(state, keys[i]!, entry))
-              ? undefined
-              : entry
+            entry === undefined || hiddenHere(state, keys[i]!, entry) ? undefined : entry
           )
           const tagged = visible.filter((e): e is StoredEntry => e !== undefined && e.tags.length > 0)
           if (tagged.length === 0) return Effect.succeed(visible)
