@@ -10,7 +10,10 @@
  * (0 for a shared store; the bus delivery bound for TieredStore with its
  * bus; `l1MaxTtl` without). Writes change the source first (version v),
  * then write or invalidate the cache; their completion is the
- * acknowledgement.
+ * acknowledgement. Writes of one key do not overlap (the workload issues
+ * them one at a time; loads overlap everything): two overlapping writes
+ * reach the store in either order, and no cache can see the source's
+ * versions to order them, so the promise is about loads and reads.
  */
 
 /** One operation as a client saw it. */

@@ -22,7 +22,7 @@ export const clientsOf = (setup: Setup): Effect.Effect<Clients, Error, Scope.Sco
     { concurrency: "unbounded" }
   ).pipe(
     Effect.map(([slow, exact, child]) => ({
-      all: [inProcess("skew-5s", slow), inProcess("true", exact), child],
+      all: [inProcess("skew-5s", slow), inProcess("exact", exact), child],
       child
     }))
   )
