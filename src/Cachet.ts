@@ -335,13 +335,15 @@ export const getMany = <P, A, EN>(
     if (rt.closed) return Effect.succeed(params.map(() => Option.none()))
     const state = rt.stateOf(keyspace)
     const keys = params.map((p) => rt.keyOf(state, p))
-    const present = keys.filter((k): k is string => k !== undefined)
-    // The read path's visibility rules (hidden keys, tags), in one store call.
+    const present = keys.includes(undefined)
+      ? keys.filter((k): k is string => k !== undefined)
+      : (keys as Array<string>)
+    // The read path's visibility rules (hidden keys, tags), in one store
+    // call; its answers are aligned with `present`, in the order of `keys`.
     return Effect.map(rt.readMany(state, present), (entries) => {
-      const byKey = new Map<string, (typeof entries)[number]>()
-      for (let i = 0; i < present.length; i++) byKey.set(present[i]!, entries[i])
+      let j = 0
       return keys.map((key) => {
-        const entry = key === undefined ? undefined : byKey.get(key)
+        const entry = key === undefined ? undefined : entries[j++]
         if (entry === undefined || entry.negative || rt.stateNow(entry) !== FRESH) {
           state.counters.misses++
           if (key !== undefined) rt.observe.emitKey("Miss", state, key)

@@ -110,11 +110,13 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
   const redis = await startRedis()
   const closers: Array<() => Promise<unknown>> = []
   try {
-    // cachet with its defaults, then with two public options that show what
-    // the defaults cost: the circuit breaker, and ioredis auto-pipelining.
+    // cachet with its defaults, then with public options that show what
+    // each default gives or costs: read batching, the decode cache, the
+    // circuit breaker, and ioredis auto-pipelining.
     const variants: ReadonlyArray<{ readonly label: string; readonly options: Variant }> = [
       { label: "", options: {} },
       { label: ", batchReads off", options: { batchReads: false } },
+      { label: ", decodeCache off", options: { decodeCache: false } },
       { label: ", breaker off", options: { breaker: false } },
       {
         label: ", breaker off + autopipelining",
@@ -323,7 +325,7 @@ const runRedis = async (options: SuiteOptions): Promise<Array<ScenarioResult>> =
         baseline: "cachet cacheAside",
         notes: [
           "one connection per contender; raw ioredis with its defaults (no auto-pipelining); BentoCache with L2 only; cache-manager on Keyv + @keyv/redis (node-redis)",
-          "the cachet variants use public RedisStore.layer options: `batchReads: false` (one GET per read instead of this tick's GETs as one MGET), `breaker: false`, `redisOptions: { enableAutoPipelining: true }`"
+          "the cachet variants use public RedisStore.layer options: `batchReads: false` (one GET per read instead of this tick's GETs as one MGET), `decodeCache: false` (every reply parsed and validated, even when its bytes are those of the key's last read), `breaker: false`, `redisOptions: { enableAutoPipelining: true }`"
         ]
       },
       {

@@ -104,7 +104,8 @@ export interface BusOptions extends Partial<RedisBus.LayerOptions> {}
  *   (W-TinyLFU's hashing; random per L1 by default). See
  *   `CacheStore.MemoryOptions`.
  * - `l2`: the shared tier: `RedisStore.LayerOptions` (`url` / `cluster` /
- *   `client`, `prefix`, ...), or any `CacheStore` layer.
+ *   `client`, `prefix`, ...), or any `CacheStore` layer. Its `decodeCache`
+ *   is off by default here (the L1 holds decoded values already).
  * - `bus`: the invalidation bus. Default: on when `l2` is Redis (same
  *   connection plus one subscriber connection; channel from the prefix), off
  *   when `l2` is a layer. `false`: off. {@link BusOptions}: on, with these
@@ -250,8 +251,9 @@ const plan = <E, R>(options: Options<E, R>): Effect.Effect<Planned, E, R | Scope
     const { rest, io } = connection('TieredStore option "l2"', options.l2 as RedisStore.LayerOptions)
     redisL2 = {
       io,
-      // Validates the store options now.
-      store: RedisStore.makeClient(rest),
+      // Validates the store options now. The L1 already holds decoded
+      // values: the L2's decode cache is off unless asked for.
+      store: RedisStore.makeClient({ ...rest, decodeCache: rest.decodeCache ?? false }),
       prefix: rest.prefix,
       commandTimeout:
         rest.commandTimeout === undefined

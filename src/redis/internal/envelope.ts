@@ -31,6 +31,7 @@ import { Effect, Result } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheValueTooLarge } from "../../CacheError.ts"
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 import * as Compression from "./compression.ts"
+import type { DecodeCache } from "./decodeCache.ts"
 
 /** The envelope version written and read by this module. */
 const VERSION = 1
@@ -250,18 +251,27 @@ export const decodeAll = (
   codec: EntryCodec,
   now: number,
   dropCorrupt: (fullKey: string, raw: Buffer) => Effect.Effect<void>,
-  maxBytes: number = Number.POSITIVE_INFINITY
+  maxBytes: number = Number.POSITIVE_INFINITY,
+  memo?: DecodeCache | undefined
 ): Effect.Effect<Array<StoredEntry | undefined>> => {
   const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
   const entries = raws.map((raw, i): StoredEntry | undefined => {
     if (raw === null) return undefined
+    if (memo !== undefined) {
+      const known = memo.get(full[i]!, raw, codec)
+      if (known !== undefined) return known.staleUntil <= now ? undefined : known
+    }
     let decoded: Decoded
     try {
       decoded = decode(raw, keys[i]!, codec, now, maxBytes)
     } catch (error) {
       decoded = corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
     }
-    if (decoded._tag === "Entry") return decoded.entry
+    if (decoded._tag === "Entry") {
+      memo?.set(full[i]!, raw, codec, decoded.entry)
+      return decoded.entry
+    }
+    memo?.delete(full[i]!)
     if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
     return undefined
   })

@@ -128,6 +128,10 @@ export const makeRouter = (connection: Connection, deleteBatchSize: number): Rou
     keys: ReadonlyArray<string>,
     partial = false
   ): Effect.Effect<Array<Buffer | null>, CacheStoreError> => {
+    // One node, one batch: the reply is already aligned with `keys`.
+    if (cluster === undefined && keys.length <= 1000) {
+      return exec(op, STANDALONE, () => client.mgetBuffer(keys as Array<string>))
+    }
     const byNode = groups(keys, 1000)
     const fetchNode = ({ node, batches }: (typeof byNode)[number]) =>
       Effect.map(

@@ -1,0 +1,107 @@
+/**
+ * The decode cache (RedisStore option `decodeCache`): the last bytes read
+ * for a key and the entry decoded from them. A read whose reply holds the
+ * very same bytes (compared in full, `Buffer.equals`) reuses that entry
+ * instead of parsing JSON, validating the value against its Schema and
+ * inflating it again: for a hot key that has not changed in Redis, a hit
+ * costs a memory compare instead of a decode.
+ *
+ * Coherence is untouched: every read still fetches the key from Redis, and
+ * different bytes (another write, a tombstone, another order time) decode
+ * afresh. An entry whose `staleUntil` has passed reads as expired here as
+ * it would from its bytes. The reused value is the same object each time
+ * (as a memory-store or L1 hit is): values are immutable data.
+ *
+ * Bounded by entries and by bytes (the copies of the raw bytes, kept out of
+ * the socket's read buffers); eviction is CLOCK over insertion order: a hit
+ * sets a bit, and an entry whose bit is set when its turn to go comes is
+ * moved to the back, its bit cleared. A hit allocates nothing and relinks
+ * nothing.
+ *
+ * @internal
+ */
+import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
+
+interface Memo {
+  readonly raw: Buffer
+  readonly codec: EntryCodec
+  readonly entry: StoredEntry
+  referenced: boolean
+}
+
+/** The resolved bounds: at most `entries` entries and `maxBytes` bytes of raw copies. */
+export interface Bounds {
+  readonly entries: number
+  readonly maxBytes: number
+}
+
+/** Defaults: 10,000 entries, 4 MiB of raw bytes (about 3,800 entries of 1 KB). */
+export const DEFAULTS: Bounds = { entries: 10_000, maxBytes: 4 * 1024 * 1024 }
+
+export class DecodeCache {
+  private readonly memos = new Map<string, Memo>()
+  private bytes = 0
+  /** Reads answered from a memo. */
+  hits = 0
+
+  private readonly bounds: Bounds
+
+  constructor(bounds: Bounds) {
+    this.bounds = bounds
+  }
+
+  get size(): number {
+    return this.memos.size
+  }
+
+  /** The entry decoded from exactly `raw` for `key` with `codec`, if remembered. */
+  get(key: string, raw: Buffer, codec: EntryCodec): StoredEntry | undefined {
+    const memo = this.memos.get(key)
+    if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length || !memo.raw.equals(raw)) {
+      return undefined
+    }
+    memo.referenced = true
+    this.hits++
+    return memo.entry
+  }
+
+  /** Remembers `entry` as decoded from `raw` (copied: `raw` may be a slice of a socket buffer). */
+  set(key: string, raw: Buffer, codec: EntryCodec, entry: StoredEntry): void {
+    this.delete(key)
+    // One entry may not take more than an eighth of the bytes: a few large
+    // values would otherwise flush everything else.
+    if (raw.length > this.bounds.maxBytes / 8) return
+    const copy = Buffer.allocUnsafeSlow(raw.length)
+    raw.copy(copy)
+    this.memos.set(key, { raw: copy, codec, entry, referenced: false })
+    this.bytes += copy.length
+    this.evict()
+  }
+
+  delete(key: string): void {
+    const memo = this.memos.get(key)
+    if (memo === undefined) return
+    this.memos.delete(key)
+    this.bytes -= memo.raw.length
+  }
+
+  clear(): void {
+    this.memos.clear()
+    this.bytes = 0
+  }
+
+  private evict(): void {
+    // Each pass over a referenced memo clears its bit, so this ends within
+    // two turns of the map.
+    while (this.memos.size > this.bounds.entries || this.bytes > this.bounds.maxBytes) {
+      const first = this.memos.entries().next()
+      if (first.done === true) return
+      const [key, memo] = first.value
+      this.memos.delete(key)
+      if (memo.referenced) {
+        memo.referenced = false
+        this.memos.set(key, memo)
+      } else this.bytes -= memo.raw.length
+    }
+  }
+}
