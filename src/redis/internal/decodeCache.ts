@@ -23,7 +23,7 @@
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 
 interface Memo {
-  readonly raw: Buffer
+  readonly raw: Uint8Array
   readonly codec: EntryCodec
   readonly entry: StoredEntry
   referenced: boolean
@@ -57,7 +57,7 @@ export class DecodeCache {
   /** The entry decoded from exactly `raw` for `key` with `codec`, if remembered. */
   get(key: string, raw: Buffer, codec: EntryCodec): StoredEntry | undefined {
     const memo = this.memos.get(key)
-    if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length || !memo.raw.equals(raw)) {
+    if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length || !raw.equals(memo.raw)) {
       return undefined
     }
     memo.referenced = true
@@ -71,8 +71,11 @@ export class DecodeCache {
     // One entry may not take more than an eighth of the bytes: a few large
     // values would otherwise flush everything else.
     if (raw.length > this.bounds.maxBytes / 8) return
-    const copy = Buffer.allocUnsafeSlow(raw.length)
-    raw.copy(copy)
+    // A plain Uint8Array, not a Buffer: memos live long, and V8 would
+    // otherwise pretenure every Buffer (they share one allocation site),
+    // the reply slices of each read included, filling the old space.
+    const copy = new Uint8Array(raw.length)
+    copy.set(raw)
     this.memos.set(key, { raw: copy, codec, entry, referenced: false })
     this.bytes += copy.length
     this.evict()
