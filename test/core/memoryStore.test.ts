@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Result } from "effect"
+import { Clock, Effect, Result } from "effect"
 import { TestClock } from "effect/testing"
+import fc from "fast-check"
 import type { EntryCodec, StoredEntry } from "../../src/CacheStore.ts"
 import * as CacheStoreModule from "../../src/CacheStore.ts"
 import { CacheStore } from "../../src/CacheStore.ts"
@@ -29,6 +30,58 @@ const entry = (value: unknown, now = 0, ttl = 60_000): StoredEntry => ({
 })
 
 describe("memory store", () => {
+  it("an entry reads back with its exact times, tags and flags (times kept as offsets, any magnitude)", () => {
+    const time = fc.oneof(
+      fc.integer({ min: -(2 ** 52), max: 2 ** 52 }),
+      fc.double({ min: -1e15, max: 1e15, noNaN: true }),
+      fc.constantFrom(0, 1.5, 1_764_640_000_000, 1_764_640_000_000.25, 2 ** 31, -(2 ** 31) - 1)
+    )
+    fc.assert(
+      fc.property(
+        time,
+        fc.nat({ max: 10 ** 9 }),
+        fc.nat({ max: 10 ** 9 }),
+        fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
+        fc.constantFrom(undefined, true),
+        fc.boolean(),
+        (createdAt, fresh, stale, tags, negative, budget) => {
+          // The store's clock stands at createdAt (the write is not already expired).
+          const at: Clock.Clock = {
+            currentTimeMillisUnsafe: () => createdAt,
+            currentTimeMillis: Effect.sync(() => createdAt),
+            currentTimeNanosUnsafe: () => 0n,
+            currentTimeNanos: Effect.succeed(0n),
+            monotonicTimeNanosUnsafe: () => 0n,
+            monotonicTimeNanos: Effect.succeed(0n),
+            sleep: () => Effect.void
+          }
+          const store = Effect.runSync(
+            CacheStoreModule.makeMemory(budget ? { capacity: 10, maxBytes: 10_000 } : { capacity: 10 }).pipe(
+              Effect.provideService(Clock.Clock, at)
+            )
+          )
+          const stored: StoredEntry = {
+            value: { v: 1 },
+            createdAt,
+            freshUntil: createdAt + fresh,
+            staleUntil: createdAt + fresh + stale + 1,
+            tags,
+            ...(negative === undefined ? {} : { negative })
+          }
+          Effect.runSync(store.set("t:k", stored, codec))
+          const got = store.getUnsafe!("t:k", createdAt)
+          assert.isDefined(got)
+          assert.strictEqual(got!.createdAt, createdAt)
+          assert.strictEqual(got!.freshUntil, stored.freshUntil)
+          assert.strictEqual(got!.staleUntil, stored.staleUntil)
+          assert.deepStrictEqual(got!.tags, tags)
+          assert.strictEqual(got!.negative, negative)
+          assert.strictEqual(got!.value, stored.value)
+        }
+      )
+    )
+  })
+
   it.effect("evicts the least recently used entry at capacity", () =>
     Effect.gen(function* () {
       const store = yield* CacheStore

@@ -483,7 +483,17 @@ export const make = ({
       freshUntil = Math.min(freshUntil, staleUntil)
     }
     if (freshUntil <= entry.freshUntil) return undefined
-    const next: StoredEntry = { ...entry, freshUntil, staleUntil }
+    // Field by field, not a spread: a store's entry may keep its fields
+    // behind getters (the memory store's nodes do).
+    const next: StoredEntry = {
+      value: entry.value,
+      createdAt: entry.createdAt,
+      freshUntil,
+      staleUntil,
+      tags: entry.tags,
+      ...(entry.negative === undefined ? {} : { negative: entry.negative }),
+      ...(entry.order === undefined ? {} : { order: entry.order })
+    }
     const failed = (error: WriteError) =>
       error._tag === "CacheStoreError" ? storeFailed(state, "set", error) : Effect.void
     if (setOrdered !== undefined) {
