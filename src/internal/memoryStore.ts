@@ -64,11 +64,11 @@ class Node implements StoredEntry, Eviction.PolicyNode<Node> {
     this.key = key
     this.value = entry.value
     const { createdAt, freshUntil, staleUntil, tags } = entry
-    if (base.epoch !== base.epoch) base.epoch = Number.isFinite(createdAt) ? Math.floor(createdAt) : 0
+    if (Number.isNaN(base.epoch)) base.epoch = Number.isFinite(createdAt) ? Math.floor(createdAt) : 0
     let created = offsetOf(createdAt)
     let fresh = offsetOf(freshUntil)
     let stale = offsetOf(staleUntil)
-    const exact = created === created && fresh === fresh && stale === stale
+    const exact = !Number.isNaN(created) && !Number.isNaN(fresh) && !Number.isNaN(stale)
     if (!exact) created = fresh = stale = Number.NaN
     this.created = created
     this.fresh = fresh
@@ -87,15 +87,15 @@ class Node implements StoredEntry, Eviction.PolicyNode<Node> {
   }
   get createdAt(): number {
     const t = this.created
-    return t === t ? base.epoch + t : this.extra!.createdAt
+    return Number.isNaN(t) ? this.extra!.createdAt : base.epoch + t
   }
   get freshUntil(): number {
     const t = this.fresh
-    return t === t ? base.epoch + t : this.extra!.freshUntil
+    return Number.isNaN(t) ? this.extra!.freshUntil : base.epoch + t
   }
   get staleUntil(): number {
     const t = this.stale
-    return t === t ? base.epoch + t : this.extra!.staleUntil
+    return Number.isNaN(t) ? this.extra!.staleUntil : base.epoch + t
   }
   get tags(): ReadonlyArray<string> {
     const extra = this.extra
