@@ -83,6 +83,19 @@ describe("TieredStore L1", () => {
     assert.isUndefined(l1.tagTime("t", 5_000, true), "forgotten after its retention")
   })
 
+  it("an entry or tag record read from the L2 is trusted for maxTtl from when the read started", () => {
+    const l1 = L1.make(undefined, 300)
+    // The read started at 0, its reply arrived at 100.
+    l1.set("k", entry("v", 0, 60_000), 100, 0)
+    assert.isDefined(l1.get("k", 299))
+    assert.isUndefined(l1.get("k", 300), "300 ms after the read started, not after the reply")
+    l1.tagFetched("t", undefined, 100, 0)
+    assert.isUndefined(l1.tagTime("t", 299, false))
+    assert.isNull(l1.tagTime("t", 300, false), "ask the L2 again")
+    l1.set("late", entry("v", 0, 60_000), 400, 0)
+    assert.strictEqual(l1.get("late", 400), undefined, "a reply older than the bound is not kept")
+  })
+
   it("the backfill guard: a read that overlapped an invalidation of its key does not backfill", () => {
     const l1 = L1.make(undefined, 1_000)
     const mark = l1.mark()

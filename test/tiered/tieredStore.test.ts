@@ -10,7 +10,8 @@
  * and generous at once (loopback, 2 shared cores).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Option, Result, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import * as CacheStoreModule from "../../src/CacheStore.ts"
 import { CacheStore } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
@@ -85,6 +86,52 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
   CacheStoreSuite.suite(
     "tiered (memory L1, memory L2, no bus)",
     TieredStore.layer({ l2: CacheStoreModule.layerMemory() }) as Layer.Layer<CacheStore>
+  )
+
+  it.effect("without the bus, an L1 copy lives l1MaxTtl from when its L2 read started, not from its reply", () =>
+    Effect.gen(function* () {
+      // The shared L2 (a memory store behind 100 ms of read latency, on the
+      // TestClock) and another writer's view of it: no bus, so this
+      // instance hears of nothing and only its L1 bound limits staleness.
+      const shared = yield* Layer.build(
+        ChaosStore.layer({ latency: "100 millis", ops: ["get", "getMany"] }).pipe(
+          Layer.provideMerge(CacheStoreModule.layerMemory())
+        )
+      )
+      const l2 = Layer.succeed(CacheStore, Context.get(shared, CacheStore))
+      const tiered = yield* Layer.build(TieredStore.layer({ l2, bus: false, l1MaxTtl: "300 millis" }))
+      const store = Context.get(tiered, CacheStore)
+      const codec: CacheStoreModule.EntryCodec = {
+        keyspace: "plain",
+        encode: (v) => Result.succeed(v),
+        decode: (d) => Result.succeed(d),
+        onCorrupt: () => {}
+      }
+      const at = (value: string, now: number): CacheStoreModule.StoredEntry => ({
+        value,
+        createdAt: now,
+        freshUntil: now + 60_000,
+        staleUntil: now + 60_000,
+        tags: []
+      })
+      const writer = Context.get(shared, CacheStore)
+      yield* writer.set("plain:k", at("v1", 0), codec)
+      // A read starts at 0; its L2 reply arrives at 100 and fills the L1.
+      const first = yield* Effect.forkChild(store.get("plain:k", codec))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual((yield* Fiber.join(first))?.value, "v1")
+      // Another process writes v2 to the L2 (this instance cannot know).
+      yield* TestClock.adjust("50 millis")
+      yield* writer.set("plain:k", at("v2", 150), codec)
+      yield* TestClock.adjust("149 millis")
+      assert.strictEqual((yield* store.get("plain:k", codec))?.value, "v1", "at 299 ms: the L1 copy, within its bound")
+      // At 300 ms the copy is l1MaxTtl old counted from the read's start:
+      // gone, so the read asks the L2 again (and waits its 100 ms).
+      yield* TestClock.adjust("1 millis")
+      const second = yield* Effect.forkChild(store.get("plain:k", codec))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual((yield* Fiber.join(second))?.value, "v2", "at 300 ms: read from the L2")
+    }).pipe(Effect.provide(TestClock.layer()))
   )
 
   describe("several instances on one Redis", () => {

@@ -5,10 +5,10 @@
  *   the eviction policy the memory store uses (`internal/eviction.ts`:
  *   W-TinyLFU, or the LRU of `internal/lru.ts` with `eviction: "lru"`), with
  *   the memory store's options. Each expires at the earlier of its `staleUntil` and
- *   `now + maxTtl`, read from Effect's `Clock`. An entry is handed out as
+ *   `maxTtl` after the L2 read that gave it started, on Effect's `Clock`. An entry is handed out as
  *   stored: its timeline is never changed.
  * - Tag times: a cache of the L2's tag records, each trusted until
- *   `validUntil` (`now + maxTtl` when read from the L2), raised (never
+ *   `validUntil` (`maxTtl` after the L2 read started), raised (never
  *   lowered) by invalidations this process makes or hears of on the bus.
  * - A guard against stale backfills: an L2 read that was in flight when its
  *   key was invalidated (here or on the bus) must not put what it read into
@@ -62,8 +62,8 @@ export interface L1 {
   readonly get: (key: string, now: number) => StoredEntry | undefined
   /** Whether an unexpired entry is held, without marking it used. */
   readonly peek: (key: string, now: number) => boolean
-  /** Keeps an entry until the earlier of its `staleUntil` and `now + maxTtl`. */
-  readonly set: (key: string, entry: StoredEntry, now: number) => void
+  /** Keeps an entry until the earlier of its `staleUntil` and `since + maxTtl` (`since`: when the L2 read that gave it started; default `now`). */
+  readonly set: (key: string, entry: StoredEntry, now: number, since?: number) => void
   readonly delete: (key: string) => void
   readonly deletePrefix: (prefix: string) => void
   /** Drops the entries under `prefix` whose key part after it `matches` (escaped, as stored). */
@@ -77,8 +77,8 @@ export interface L1 {
    * when the L2 cannot be asked).
    */
   readonly tagTime: (tag: string, now: number, stale: boolean) => number | undefined | null
-  /** Records what the L2 answered for a tag, trusted for `maxTtl`. */
-  readonly tagFetched: (tag: string, time: number | undefined, now: number) => void
+  /** Records what the L2 answered for a tag, trusted for `maxTtl` from `since` (when the read started; default `now`). */
+  readonly tagFetched: (tag: string, time: number | undefined, now: number, since?: number) => void
   /** Records an invalidation (local or from the bus); never lowers a time. */
   readonly tagInvalidated: (tag: string, time: number, retainUntil: number) => void
   /** The guard's clock: record it when an L2 read starts. */
@@ -136,10 +136,14 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     return slot.entry
   }
 
-  const set = (key: string, entry: StoredEntry, now: number): void => {
+  const set = (key: string, entry: StoredEntry, now: number, since: number = now): void => {
     const existing = map.get(key)
     if (existing !== undefined) lru.remove(existing)
-    const expiresAt = Math.min(entry.staleUntil, now + maxTtl)
+    // `since`: when the L2 read that gave this entry started. The copy's
+    // lifetime is counted from then, not from when the reply arrived, so
+    // an invalidation made while the read was in flight (that the L1 cannot
+    // hear of without the bus) is honoured within maxTtl of it.
+    const expiresAt = Math.min(entry.staleUntil, since + maxTtl)
     if (expiresAt <= now) return
     const size = sizeOf === undefined ? 0 : sizeOf(entry.value) + 2 * key.length + 96
     // Too big for the L1 budget: the L2 keeps it; the L1 does not.
@@ -186,7 +190,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     return record.time !== undefined && record.retainUntil > now ? record.time : undefined
   }
 
-  const tagFetched = (tag: string, time: number | undefined, now: number): void => {
+  const tagFetched = (tag: string, time: number | undefined, now: number, since: number = now): void => {
     const record = recordOf(tag)
     // The L2 answered for `now`; an invalidation heard meanwhile may be later.
     if (time !== undefined && (record.time === undefined || record.retainUntil <= now || time > record.time)) {
@@ -195,7 +199,8 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
       // not sent back by the L2: keep it as long as we trust the record).
       record.retainUntil = Math.max(record.retainUntil, now + maxTtl)
     }
-    record.validUntil = now + maxTtl
+    // Trusted for maxTtl from when the read started (as entries are).
+    record.validUntil = Math.max(record.validUntil, since + maxTtl)
   }
 
   const tagInvalidated = (tag: string, time: number, retainUntil: number): void => {

@@ -141,8 +141,8 @@ export const make = (
     }
 
     /** After a successful L2 read: backfill, unless invalidated meanwhile. */
-    const backfill = (key: string, entry: StoredEntry, mark: number) => {
-      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now())
+    const backfill = (key: string, entry: StoredEntry, mark: number, since: number) => {
+      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now(), since)
       else c.backfillsSkipped++
     }
 
@@ -170,13 +170,14 @@ export const make = (
         }
         c.l1Misses++
         const mark = l1.mark()
+        const since = now()
         return Effect.map(l2.get(key, codec), (entry) => {
           if (entry === undefined) {
             c.l2Misses++
             return undefined
           }
           c.l2Hits++
-          backfill(key, entry, mark)
+          backfill(key, entry, mark, since)
           return entry
         })
       })
@@ -221,7 +222,7 @@ export const make = (
               if (entry === undefined) c.l2Misses++
               else {
                 c.l2Hits++
-                backfill(keys[i]!, entry, mark)
+                backfill(keys[i]!, entry, mark, t)
               }
             })
             return out
@@ -425,7 +426,7 @@ export const make = (
             const cache = l1.mayCacheTags(mark)
             missing.forEach((i, j) => {
               const tag = tags[i]!
-              if (cache) l1.tagFetched(tag, times[j], t2)
+              if (cache) l1.tagFetched(tag, times[j], t2, t)
               const local = l1.tagTime(tag, t2, true)
               out[i] = later(times[j], local ?? undefined)
             })
@@ -535,8 +536,9 @@ export const make = (
       getShared: (key, codec) =>
         Effect.suspend(() => {
           const mark = l1.mark()
+          const since = now()
           return Effect.map(l2.get(key, codec), (entry) => {
-            if (entry !== undefined) backfill(key, entry, mark)
+            if (entry !== undefined) backfill(key, entry, mark, since)
             return entry
           })
         })
