@@ -256,8 +256,8 @@ export interface CompressOptions {
  *   defaults). Default off.
  * - `compress`: compress large values (see {@link CompressOptions}). Off by
  *   default.
- * - `decodeCache`: a read whose reply holds the same bytes as the last one
- *   decoded for that key reuses that entry (a memory compare instead of
+ * - `decodeCache`: a read whose reply is the same as the last one decoded
+ *   for that key reuses that entry (a memory compare instead of
  *   `JSON.parse`, validation and inflating). Every read still fetches from
  *   Redis, so coherence is unchanged; the value is the same object on each
  *   such read (as a memory-store hit is). Bounded by `entries` (default
@@ -431,8 +431,8 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     // The circuit breakers are per node, inside `exec` (see `connection.ts`).
     const connection = yield* Connection.make(io, timeout, resolved.breaker)
     const { client, cluster, standalone, exec, ready } = connection
-    const { nodeOfKey, groups, fetchRaw, unlinkAll } = makeRouter(connection, resolved.deleteBatchSize)
-    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, unlinkAll }, resolved)
+    const { nodeOfKey, groups, fetchRaw, fetchText, unlinkAll } = makeRouter(connection, resolved.deleteBatchSize)
+    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, fetchText, unlinkAll }, resolved)
     const fullKey = (key: string) => `${namespace}:${key}`
     const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
     // The record of a keyspace's last clear (`invalidateKeyspace`): loads
@@ -459,35 +459,49 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     // -- reading -------------------------------------------------------------
 
     /** Deletes an unreadable entry if it still holds the same bytes; never fails. */
-    const dropCorrupt = (key: string, raw: Buffer): Effect.Effect<void> =>
+    const dropCorrupt = (key: string, raw: Buffer | string): Effect.Effect<void> =>
       Effect.ignore(exec("get", nodeOfKey(key), () => client.eval(DELETE_IF_SAME_LUA, 1, key, raw)))
 
     /** Decodes raw replies; unreadable entries are deleted, then reported. */
     const memo = resolved.decodeCache === undefined ? undefined : new DecodeCache.DecodeCache(resolved.decodeCache)
+    // Entries are read as UTF-8 strings (no Buffer per value); the few that
+    // need their bytes (compressed, or holding U+FFFD) are read again as
+    // bytes, in one more MGET.
+    const refetch = (full: ReadonlyArray<string>) => fetchRaw("get", full)
     const decodeAll = (
       keys: ReadonlyArray<string>,
       full: ReadonlyArray<string>,
-      raws: ReadonlyArray<Buffer | null>,
+      raws: ReadonlyArray<Buffer | string | null>,
       codec: EntryCodec
-    ): Effect.Effect<Array<StoredEntry | undefined>> =>
-      envelope.decodeAll(keys, full, raws, codec, clock.currentTimeMillisUnsafe(), dropCorrupt, maxEntryBytes, memo)
+    ): Effect.Effect<Array<StoredEntry | undefined>, CacheStoreError> =>
+      envelope.decodeAll(
+        keys,
+        full,
+        raws,
+        codec,
+        clock.currentTimeMillisUnsafe(),
+        dropCorrupt,
+        maxEntryBytes,
+        memo,
+        refetch
+      )
 
     // With `batchReads`, this tick's single-key reads of a node go out as
     // one multi-key read (`batch.ts`); without, one GET per read.
     const batcher = resolved.batchReads
-      ? Batch.make(
+      ? Batch.make<string>(
           (node, keys) =>
             keys.length === 1
               ? Effect.map(
-                  exec("get", node, () => client.getBuffer(keys[0]!)),
+                  exec("get", node, () => client.get(keys[0]!)),
                   (raw) => [raw]
                 )
-              : fetchRaw("get", keys),
+              : fetchText("get", keys),
           yield* Effect.context<never>()
         )
       : undefined
-    const getOne = (k: string): Effect.Effect<Buffer | null, CacheStoreError> =>
-      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => client.getBuffer(k))
+    const getOne = (k: string): Effect.Effect<string | null, CacheStoreError> =>
+      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => client.get(k))
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
@@ -505,7 +519,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         if (keys.length === 0) return Effect.succeed([])
         const full = keys.map(fullKey)
-        return fetchRaw("getMany", full, true).pipe(Effect.flatMap((raws) => decodeAll(keys, full, raws, codec)))
+        return fetchText("getMany", full, true).pipe(Effect.flatMap((raws) => decodeAll(keys, full, raws, codec)))
       })
 
     // Presence only (keyspace versions): one MGET, nothing decoded; a
@@ -809,14 +823,14 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         if (tags.length === 0) return Effect.succeed([])
         const keys = tags.map(tagKey)
         // Batched with the tick's other reads (a tag many entries carry is read once).
-        const raws = batcher !== undefined ? batcher.many(keys.map(nodeOfKey), keys) : fetchRaw("getTagTimes", keys)
+        const raws = batcher !== undefined ? batcher.many(keys.map(nodeOfKey), keys) : fetchText("getTagTimes", keys)
         return raws.pipe(
           // Redis expires the record (PX, the server's clock): no check
           // against this process's clock, which may be skewed.
           Effect.map((raws) =>
             raws.map((raw) => {
               if (raw === null) return undefined
-              const time = Number(raw.toString("latin1").split(":")[0])
+              const time = Number(raw.split(":")[0])
               return Number.isFinite(time) ? time : undefined
             })
           )

@@ -184,6 +184,49 @@ describe.skipIf(!requireRedis())("RedisStore decodeCache", () => {
     })
   )
 
+  it.live(
+    "replies are read as strings: any text value round-trips (U+FFFD and non-UTF-8 bytes through a second read as bytes)",
+    () =>
+      Effect.gen(function* () {
+        const io = yield* Layer.build(IoRedis.layer({ url: server.get().url }))
+        const redis = yield* rawClient(server.get().port)
+        const Texts = Keyspace.make({ name: "dc-text", key: "{id}", value: Schema.String, ttl: "1 hour" })
+        yield* onStore(
+          io,
+          {},
+          Effect.gen(function* () {
+            // Any code points, U+FFFD and lone surrogates included (fast-check over a real server).
+            const values = fc.sample(
+              fc.oneof(fc.string({ unit: "binary", maxLength: 30 }), fc.constant("a\uFFFDb"), fc.constant("\n\uFFFD")),
+              { numRuns: 60, seed: 7 }
+            )
+            for (const [i, value] of values.entries()) {
+              const id = `${runId()}-${i}`
+              yield* Cachet.set(Texts, { id }, value)
+              assert.deepStrictEqual(yield* Cachet.get(Texts, { id }), Option.some(value), JSON.stringify(value))
+              const many = yield* Cachet.getMany(Texts, [{ id }, { id: `${id}-absent` }])
+              assert.deepStrictEqual(many, [Option.some(value), Option.none()])
+            }
+            // Bytes that are not UTF-8 (they read as U+FFFD in a string): a counted miss, deleted.
+            const id = runId()
+            const full = `dc:dc-text:${id}`
+            yield* Cachet.set(Texts, { id }, "ok")
+            const raw = (yield* Effect.promise(() => redis.getBuffer(full)))!
+            const broken = Buffer.concat([
+              raw.subarray(0, raw.length - 3),
+              Buffer.from([0xff]),
+              raw.subarray(raw.length - 2)
+            ])
+            yield* Effect.promise(() => redis.set(full, broken))
+            const before = (yield* Cachet.stats).decodeErrors
+            assert.deepStrictEqual(yield* Cachet.get(Texts, { id }), Option.none())
+            assert.strictEqual((yield* Cachet.stats).decodeErrors, before + 1)
+            assert.strictEqual(yield* Effect.promise(() => redis.exists(full)), 0, "the corrupt entry was deleted")
+          })
+        )
+      })
+  )
+
   it.live("decodeCache: false decodes every read", () =>
     Effect.gen(function* () {
       const io = yield* Layer.build(IoRedis.layer({ url: server.get().url }))

@@ -15,19 +15,19 @@
 import { Cause, type Context, Effect, Exit } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
 
-interface Waiter {
+interface Waiter<T> {
   readonly key: string
-  readonly resume: (exit: Exit.Exit<Buffer | null, CacheStoreError>) => void
+  readonly resume: (exit: Exit.Exit<T | null, CacheStoreError>) => void
   done: boolean
 }
 
 /** Reads keys through the batcher: one key, or several (each with its node), answered together. */
-export interface Batcher {
-  readonly one: (node: string, key: string) => Effect.Effect<Buffer | null, CacheStoreError>
+export interface Batcher<T> {
+  readonly one: (node: string, key: string) => Effect.Effect<T | null, CacheStoreError>
   readonly many: (
     nodes: ReadonlyArray<string>,
     keys: ReadonlyArray<string>
-  ) => Effect.Effect<Array<Buffer | null>, CacheStoreError>
+  ) => Effect.Effect<Array<T | null>, CacheStoreError>
 }
 
 /** Reads larger than this go out in several batches. */
@@ -38,12 +38,12 @@ const MAX_BATCH = 1_000
  * them), whose batches run as fibers with `context` (the store layer's:
  * its logger and tracer, not one caller's).
  */
-export const make = (
-  fetch: (node: string, keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, CacheStoreError>,
+export const make = <T>(
+  fetch: (node: string, keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<T | null>, CacheStoreError>,
   context: Context.Context<never>
-): Batcher => {
+): Batcher<T> => {
   const run = Effect.runForkWith(context)
-  let pending = new Map<string, Array<Waiter>>()
+  let pending = new Map<string, Array<Waiter<T>>>()
   let scheduled = false
 
   const flush = () => {
@@ -57,7 +57,7 @@ export const make = (
     }
   }
 
-  const dispatch = (node: string, waiters: ReadonlyArray<Waiter>) => {
+  const dispatch = (node: string, waiters: ReadonlyArray<Waiter<T>>) => {
     // One fetch per distinct key.
     const index = new Map<string, number>()
     const keys: Array<string> = []
@@ -80,7 +80,7 @@ export const make = (
     })
   }
 
-  const enqueue = (node: string, waiter: Waiter) => {
+  const enqueue = (node: string, waiter: Waiter<T>) => {
     const list = pending.get(node)
     if (list === undefined) pending.set(node, [waiter])
     else list.push(waiter)
@@ -90,22 +90,22 @@ export const make = (
     }
   }
 
-  const one: Batcher["one"] = (node, key) =>
-    Effect.callback<Buffer | null, CacheStoreError>((resume) => {
-      const waiter: Waiter = { key, resume, done: false }
+  const one: Batcher<T>["one"] = (node, key) =>
+    Effect.callback<T | null, CacheStoreError>((resume) => {
+      const waiter: Waiter<T> = { key, resume, done: false }
       enqueue(node, waiter)
       return Effect.sync(() => {
         waiter.done = true
       })
     })
 
-  const many: Batcher["many"] = (nodes, keys) =>
-    Effect.callback<Array<Buffer | null>, CacheStoreError>((resume) => {
-      const out: Array<Buffer | null> = new Array(keys.length).fill(null)
+  const many: Batcher<T>["many"] = (nodes, keys) =>
+    Effect.callback<Array<T | null>, CacheStoreError>((resume) => {
+      const out: Array<T | null> = new Array(keys.length).fill(null)
       let left = keys.length
       let failed = false
-      const waiters = keys.map((key, i): Waiter => {
-        const waiter: Waiter = {
+      const waiters = keys.map((key, i): Waiter<T> => {
+        const waiter: Waiter<T> = {
           key,
           done: false,
           resume: (exit) => {

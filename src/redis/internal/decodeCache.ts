@@ -1,7 +1,7 @@
 /**
- * The decode cache (RedisStore option `decodeCache`): the last bytes read
- * for a key and the entry decoded from them. A read whose reply holds the
- * very same bytes (compared in full, `Buffer.equals`) reuses that entry
+ * The decode cache (RedisStore option `decodeCache`): the last reply read
+ * for a key and the entry decoded from it. A read whose reply is the very
+ * same (compared in full: the string, or the bytes) reuses that entry
  * instead of parsing JSON, validating the value against its Schema and
  * inflating it again: for a hot key that has not changed in Redis, a hit
  * costs a memory compare instead of a decode.
@@ -23,7 +23,8 @@
 import type { EntryCodec, StoredEntry } from "../../CacheStore.ts"
 
 interface Memo {
-  readonly raw: Uint8Array
+  /** The reply as read: a copy of its bytes, or the string itself. */
+  readonly raw: Uint8Array | string
   readonly codec: EntryCodec
   readonly entry: StoredEntry
   referenced: boolean
@@ -55,9 +56,11 @@ export class DecodeCache {
   }
 
   /** The entry decoded from exactly `raw` for `key` with `codec`, if remembered. */
-  get(key: string, raw: Buffer, codec: EntryCodec): StoredEntry | undefined {
+  get(key: string, raw: Buffer | string, codec: EntryCodec): StoredEntry | undefined {
     const memo = this.memos.get(key)
-    if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length || !raw.equals(memo.raw)) {
+    if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length) return undefined
+    const known = memo.raw
+    if (typeof raw === "string" ? known !== raw : typeof known === "string" || !raw.equals(known)) {
       return undefined
     }
     memo.referenced = true
@@ -65,19 +68,23 @@ export class DecodeCache {
     return memo.entry
   }
 
-  /** Remembers `entry` as decoded from `raw` (copied: `raw` may be a slice of a socket buffer). */
-  set(key: string, raw: Buffer, codec: EntryCodec, entry: StoredEntry): void {
+  /** Remembers `entry` as decoded from `raw` (bytes are copied: they may be a slice of a socket buffer). */
+  set(key: string, raw: Buffer | string, codec: EntryCodec, entry: StoredEntry): void {
     this.delete(key)
     // One entry may not take more than an eighth of the bytes: a few large
     // values would otherwise flush everything else.
     if (raw.length > this.bounds.maxBytes / 8) return
-    // A plain Uint8Array, not a Buffer: memos live long, and V8 would
-    // otherwise pretenure every Buffer (they share one allocation site),
-    // the reply slices of each read included, filling the old space.
-    const copy = new Uint8Array(raw.length)
-    copy.set(raw)
-    this.memos.set(key, { raw: copy, codec, entry, referenced: false })
-    this.bytes += copy.length
+    let kept: Uint8Array | string = raw as string
+    if (typeof raw !== "string") {
+      // A plain Uint8Array, not a Buffer: memos live long, and long-lived
+      // Buffers (one allocation site for all) make V8 tenure the reply
+      // slices of every read too.
+      const copy = new Uint8Array(raw.length)
+      copy.set(raw)
+      kept = copy
+    }
+    this.memos.set(key, { raw: kept, codec, entry, referenced: false })
+    this.bytes += raw.length
     this.evict()
   }
 

@@ -183,17 +183,54 @@ export const decode = (
   const newline = raw.indexOf(NEWLINE)
   const parsed = parseJson(newline < 0 ? raw : raw.subarray(0, newline))
   if (typeof parsed === "string") return corruptOf(codec, key, parsed)
-  if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) {
+  return decodeParsed(parsed.value, newline < 0 ? undefined : raw.subarray(newline + 1), key, codec, now, maxBytes)
+}
+
+/**
+ * Whether a reply read as a UTF-8 string must be read again as bytes: a raw
+ * newline (a compressed entry: binary after its header) or U+FFFD (bytes
+ * that were not UTF-8, or a value that holds U+FFFD itself; the bytes tell).
+ */
+export const needsBytes = (text: string): boolean => text.includes("\n") || text.includes("\uFFFD")
+
+/**
+ * `decode` for a reply read as a UTF-8 string, which `needsBytes` let
+ * through (valid UTF-8, no compressed part): the same checks, no Buffer.
+ */
+export const decodeText = (text: string, key: string, codec: EntryCodec, now: number): Decoded => {
+  let value: unknown
+  try {
+    value = text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
+  } catch (error) {
+    return corruptOf(
+      codec,
+      key,
+      error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
+    )
+  }
+  return decodeParsed(value, undefined, key, codec, now, Number.POSITIVE_INFINITY)
+}
+
+/** The envelope checks and the value's decode, after parsing (`compressed`: the bytes after the header's newline). */
+const decodeParsed = (
+  parsed: unknown,
+  compressed: Buffer | undefined,
+  key: string,
+  codec: EntryCodec,
+  now: number,
+  maxBytes: number
+): Decoded => {
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     return corruptOf(codec, key, "not a JSON object")
   }
-  const o = parsed.value as Record<string, unknown>
-  if (newline >= 0) {
+  const o = parsed as Record<string, unknown>
+  if (compressed !== undefined) {
     // Compressed: the header must name a codec and hold no `d`.
     if (o.z === undefined || Object.hasOwn(o, "d")) return corruptOf(codec, key, "bytes after the envelope")
     if (o.x !== undefined) return corruptOf(codec, key, "compressed tombstone")
     let body: Buffer
     try {
-      body = Compression.decompress(o.z, raw.subarray(newline + 1), maxBytes)
+      body = Compression.decompress(o.z, compressed, maxBytes)
     } catch (error) {
       return corruptOf(codec, key, `does not decompress: ${error instanceof Error ? error.message : String(error)}`)
     }
@@ -244,26 +281,29 @@ export const decode = (
  * Decodes raw replies (aligned with `keys`; `full` are the Redis keys).
  * Unreadable entries are deleted with `dropCorrupt`, then reported to the codec.
  */
-export const decodeAll = (
+export const decodeAll = <E = never>(
   keys: ReadonlyArray<string>,
   full: ReadonlyArray<string>,
-  raws: ReadonlyArray<Buffer | null>,
+  raws: ReadonlyArray<Buffer | string | null>,
   codec: EntryCodec,
   now: number,
-  dropCorrupt: (fullKey: string, raw: Buffer) => Effect.Effect<void>,
+  dropCorrupt: (fullKey: string, raw: Buffer | string) => Effect.Effect<void>,
   maxBytes: number = Number.POSITIVE_INFINITY,
-  memo?: DecodeCache | undefined
-): Effect.Effect<Array<StoredEntry | undefined>> => {
+  memo?: DecodeCache | undefined,
+  refetch?: ((full: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, E>) | undefined
+): Effect.Effect<Array<StoredEntry | undefined>, E> => {
   const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
-  const entries = raws.map((raw, i): StoredEntry | undefined => {
-    if (raw === null) return undefined
+  // Replies read as strings that must be read again as bytes (see `needsBytes`).
+  const again: Array<number> = []
+  const one = (raw: Buffer | string, i: number): StoredEntry | undefined => {
     if (memo !== undefined) {
       const known = memo.get(full[i]!, raw, codec)
       if (known !== undefined) return known.staleUntil <= now ? undefined : known
     }
     let decoded: Decoded
     try {
-      decoded = decode(raw, keys[i]!, codec, now, maxBytes)
+      decoded =
+        typeof raw === "string" ? decodeText(raw, keys[i]!, codec, now) : decode(raw, keys[i]!, codec, now, maxBytes)
     } catch (error) {
       decoded = corruptOf(codec, keys[i]!, `decoder threw: ${String(error)}`)
     }
@@ -274,18 +314,43 @@ export const decodeAll = (
     memo?.delete(full[i]!)
     if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
     return undefined
+  }
+  const entries = raws.map((raw, i): StoredEntry | undefined => {
+    if (raw === null) return undefined
+    if (typeof raw === "string" && needsBytes(raw)) {
+      if (refetch !== undefined) {
+        again.push(i)
+        return undefined
+      }
+      return one(Buffer.from(raw, "utf8"), i)
+    }
+    return one(raw, i)
   })
-  if (corrupt.length === 0) return Effect.succeed(entries)
-  return Effect.as(
-    Effect.forEach(
-      corrupt,
-      ({ index, error }) =>
-        Effect.andThen(
-          dropCorrupt(full[index]!, raws[index]!),
-          Effect.sync(() => codec.onCorrupt(error))
-        ),
-      { concurrency: "unbounded", discard: true }
-    ),
-    entries
+  const bytes = raws.slice()
+  const report = (): Effect.Effect<Array<StoredEntry | undefined>> =>
+    corrupt.length === 0
+      ? Effect.succeed(entries)
+      : Effect.as(
+          Effect.forEach(
+            corrupt,
+            ({ index, error }) =>
+              Effect.andThen(
+                dropCorrupt(full[index]!, bytes[index]!),
+                Effect.sync(() => codec.onCorrupt(error))
+              ),
+            { concurrency: "unbounded", discard: true }
+          ),
+          entries
+        )
+  if (again.length === 0 || refetch === undefined) return report()
+  return Effect.flatMap(refetch(again.map((i) => full[i]!)), (replies) =>
+    Effect.suspend(() => {
+      again.forEach((i, j) => {
+        const raw = replies[j] ?? null
+        bytes[i] = raw
+        entries[i] = raw === null ? undefined : one(raw, i)
+      })
+      return report()
+    })
   )
 }

@@ -81,6 +81,16 @@ export interface Router {
     keys: ReadonlyArray<string>,
     partial?: boolean
   ) => Effect.Effect<Array<Buffer | null>, CacheStoreError>
+  /**
+   * `fetchRaw` with the replies as UTF-8 strings (`MGET`'s string replies:
+   * no `Buffer` per value). Bytes that are not UTF-8 come back with U+FFFD
+   * in them: a caller that must see them reads those keys with `fetchRaw`.
+   */
+  readonly fetchText: (
+    op: string,
+    keys: ReadonlyArray<string>,
+    partial?: boolean
+  ) => Effect.Effect<Array<string | null>, CacheStoreError>
   /** UNLINK of full keys; returns how many existed. */
   readonly unlinkAll: (op: string, keys: ReadonlyArray<string>) => Effect.Effect<number, CacheStoreError>
 }
@@ -122,48 +132,48 @@ export const makeRouter = (connection: Connection, deleteBatchSize: number): Rou
     return [...byNode].map(([node, batches]) => ({ node, batches }))
   }
 
-  /** MGET of full keys, aligned with `keys` (see `Router.fetchRaw`). */
-  const fetchRaw = (
-    op: string,
-    keys: ReadonlyArray<string>,
-    partial = false
-  ): Effect.Effect<Array<Buffer | null>, CacheStoreError> => {
-    // One node, one batch: the reply is already aligned with `keys`.
-    if (cluster === undefined && keys.length <= 1000) {
-      return exec(op, STANDALONE, () => client.mgetBuffer(keys as Array<string>))
-    }
-    const byNode = groups(keys, 1000)
-    const fetchNode = ({ node, batches }: (typeof byNode)[number]) =>
-      Effect.map(
-        exec(op, node, () => Promise.all(batches.map((batch) => client.mgetBuffer(batch.map((i) => keys[i]!))))),
-        (replies) => ({ batches, replies })
-      )
-    const fetched =
-      partial && byNode.length > 1
-        ? Effect.flatMap(
-            Effect.forEach(byNode, (group) => Effect.result(fetchNode(group)), { concurrency: "unbounded" }),
-            (results) => {
-              const answered = results.filter(Result.isSuccess).map((r) => r.success)
-              const failed = results.find(Result.isFailure)
-              return answered.length === 0 && failed !== undefined
-                ? Effect.fail(failed.failure)
-                : Effect.succeed(answered)
-            }
-          )
-        : Effect.forEach(byNode, fetchNode, { concurrency: "unbounded" })
-    return Effect.map(fetched, (results) => {
-      const out: Array<Buffer | null> = new Array(keys.length).fill(null)
-      for (const { batches, replies } of results) {
-        batches.forEach((batch, b) => {
-          const reply = replies[b] ?? []
-          batch.forEach((index, j) => {
-            out[index] = reply[j] ?? null
-          })
-        })
+  /** MGET of full keys with `mget` (Buffers or strings), aligned with `keys` (see `Router.fetchRaw`). */
+  const fetchWith =
+    <T>(mget: (keys: Array<string>) => Promise<Array<T | null>>) =>
+    (op: string, keys: ReadonlyArray<string>, partial = false): Effect.Effect<Array<T | null>, CacheStoreError> => {
+      // One node, one batch: the reply is already aligned with `keys`.
+      if (cluster === undefined && keys.length <= 1000) {
+        return exec(op, STANDALONE, () => mget(keys as Array<string>))
       }
-      return out
-    })
-  }
+      const byNode = groups(keys, 1000)
+      const fetchNode = ({ node, batches }: (typeof byNode)[number]) =>
+        Effect.map(
+          exec(op, node, () => Promise.all(batches.map((batch) => mget(batch.map((i) => keys[i]!))))),
+          (replies) => ({ batches, replies })
+        )
+      const fetched =
+        partial && byNode.length > 1
+          ? Effect.flatMap(
+              Effect.forEach(byNode, (group) => Effect.result(fetchNode(group)), { concurrency: "unbounded" }),
+              (results) => {
+                const answered = results.filter(Result.isSuccess).map((r) => r.success)
+                const failed = results.find(Result.isFailure)
+                return answered.length === 0 && failed !== undefined
+                  ? Effect.fail(failed.failure)
+                  : Effect.succeed(answered)
+              }
+            )
+          : Effect.forEach(byNode, fetchNode, { concurrency: "unbounded" })
+      return Effect.map(fetched, (results) => {
+        const out: Array<T | null> = new Array(keys.length).fill(null)
+        for (const { batches, replies } of results) {
+          batches.forEach((batch, b) => {
+            const reply = replies[b] ?? []
+            batch.forEach((index, j) => {
+              out[index] = reply[j] ?? null
+            })
+          })
+        }
+        return out
+      })
+    }
+  const fetchRaw = fetchWith<Buffer>((keys) => client.mgetBuffer(keys))
+  const fetchText = fetchWith<string>((keys) => client.mget(keys))
 
   /** UNLINK of full keys; returns how many existed. */
   const unlinkAll = (op: string, keys: ReadonlyArray<string>): Effect.Effect<number, CacheStoreError> =>
@@ -179,5 +189,5 @@ export const makeRouter = (connection: Connection, deleteBatchSize: number): Rou
           (results) => results.flat().reduce((n, m) => n + m, 0)
         )
 
-  return { nodeOfKey, groups, fetchRaw, unlinkAll }
+  return { nodeOfKey, groups, fetchRaw, fetchText, unlinkAll }
 }
