@@ -101,7 +101,6 @@ describe("DecodeCache (model)", () => {
     // A value larger than an eighth of maxBytes is never kept.
     cache.set("d", Buffer.alloc(200), codec, entryOf("d"))
     assert.isUndefined(cache.get("d", Buffer.alloc(200), codec))
-    assert.strictEqual(cache.hits, 3)
   })
 })
 

@@ -42,8 +42,6 @@ export const DEFAULTS: Bounds = { entries: 10_000, maxBytes: 4 * 1024 * 1024 }
 export class DecodeCache {
   private readonly memos = new Map<string, Memo>()
   private bytes = 0
-  /** Reads answered from a memo. */
-  hits = 0
 
   private readonly bounds: Bounds
 
@@ -64,7 +62,6 @@ export class DecodeCache {
       return undefined
     }
     memo.referenced = true
-    this.hits++
     return memo.entry
   }
 

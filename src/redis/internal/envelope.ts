@@ -173,7 +173,7 @@ const parseJson = (raw: Buffer): { readonly value: unknown } | string => {
  * follows the Effect `Clock`). A compressed entry inflates to at most
  * `maxBytes`.
  */
-export const decode = (
+const decode = (
   raw: Buffer,
   key: string,
   codec: EntryCodec,
@@ -191,13 +191,13 @@ export const decode = (
  * newline (a compressed entry: binary after its header) or U+FFFD (bytes
  * that were not UTF-8, or a value that holds U+FFFD itself; the bytes tell).
  */
-export const needsBytes = (text: string): boolean => text.includes("\n") || text.includes("\uFFFD")
+const needsBytes = (text: string): boolean => text.includes("\n") || text.includes("\uFFFD")
 
 /**
  * `decode` for a reply read as a UTF-8 string, which `needsBytes` let
  * through (valid UTF-8, no compressed part): the same checks, no Buffer.
  */
-export const decodeText = (text: string, key: string, codec: EntryCodec, now: number): Decoded => {
+const decodeText = (text: string, key: string, codec: EntryCodec, now: number): Decoded => {
   let value: unknown
   try {
     value = text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
@@ -281,16 +281,17 @@ const decodeParsed = (
  * Decodes raw replies (aligned with `keys`; `full` are the Redis keys).
  * Unreadable entries are deleted with `dropCorrupt`, then reported to the codec.
  */
-export const decodeAll = <E = never>(
+export const decodeAll = <E>(
   keys: ReadonlyArray<string>,
   full: ReadonlyArray<string>,
   raws: ReadonlyArray<Buffer | string | null>,
   codec: EntryCodec,
   now: number,
   dropCorrupt: (fullKey: string, raw: Buffer | string) => Effect.Effect<void>,
-  maxBytes: number = Number.POSITIVE_INFINITY,
-  memo?: DecodeCache | undefined,
-  refetch?: ((full: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, E>) | undefined
+  maxBytes: number,
+  memo: DecodeCache | undefined,
+  /** Reads keys again as bytes, for the string replies that `needsBytes` names. */
+  refetch: (full: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, E>
 ): Effect.Effect<Array<StoredEntry | undefined>, E> => {
   const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
   // Replies read as strings that must be read again as bytes (see `needsBytes`).
@@ -318,11 +319,8 @@ export const decodeAll = <E = never>(
   const entries = raws.map((raw, i): StoredEntry | undefined => {
     if (raw === null) return undefined
     if (typeof raw === "string" && needsBytes(raw)) {
-      if (refetch !== undefined) {
-        again.push(i)
-        return undefined
-      }
-      return one(Buffer.from(raw, "utf8"), i)
+      again.push(i)
+      return undefined
     }
     return one(raw, i)
   })
@@ -342,7 +340,7 @@ export const decodeAll = <E = never>(
           ),
           entries
         )
-  if (again.length === 0 || refetch === undefined) return report()
+  if (again.length === 0) return report()
   return Effect.flatMap(refetch(again.map((i) => full[i]!)), (replies) =>
     Effect.suspend(() => {
       again.forEach((i, j) => {
