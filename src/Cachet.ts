@@ -213,11 +213,12 @@ const readEntry = <P, A, EN>(
         }
         return Option.none()
       }
-      if (quiet === true) {
-        // Counts nothing.
-      } else if (where === FRESH) state.counters.hits++
-      else state.counters.staleHits++
-      rt.observe.emitKey(where === FRESH ? "Hit" : "Stale", state, key)
+      // A peek (`quiet`) counts nothing and emits nothing, as on a miss.
+      if (quiet !== true) {
+        if (where === FRESH) state.counters.hits++
+        else state.counters.staleHits++
+        rt.observe.emitKey(where === FRESH ? "Hit" : "Stale", state, key)
+      }
       return Option.some({
         value: entry.value as A,
         state: where === STALE ? "stale" : "fresh",
@@ -402,17 +403,8 @@ export const set = <P, A, EN, const O extends Strategy.WriteOptions = {}>(
     > => {
       if (rt.closed) return Effect.fail(new CacheShuttingDown({ op: "set" }))
       const state = rt.stateOf(keyspace)
-      let key: string
-      try {
-        key = state.keyspace.keyUnsafe(params)
-      } catch (error) {
-        state.counters.keyErrors++
-        return Effect.fail(
-          error instanceof CacheKeyError
-            ? error
-            : new CacheKeyError({ keyspace: keyspace.name, message: String(error) })
-        )
-      }
+      const key = internalStrategy.keyOrFail(state, params)
+      if (typeof key !== "string") return Effect.fail(key)
       rt.invalidateFlights(key, true)
       const policy = internalStrategy.writePolicyOf(state, options)
       return Effect.flatMap(

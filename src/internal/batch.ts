@@ -15,7 +15,7 @@ import { type BatchLoader, FRESH, GONE, type RuntimeService, service } from "./r
  * The exit of every parameter (aligned), reading the cache once and loading
  * the misses with one `loader` call.
  */
-export const exitsOf = (
+const exitsOf = (
   rt: RuntimeService,
   keyspace: Keyspace<any, any, any>,
   params: ReadonlyArray<unknown>,
@@ -42,12 +42,13 @@ export const exitsOf = (
     const stale = new Map<string, unknown>()
     unique.forEach((key, i) => {
       const entry = entries[i]
-      if (entry !== undefined && !entry.negative && rt.stateNow(entry) === FRESH) {
+      const where = entry === undefined || entry.negative ? GONE : rt.stateNow(entry)
+      if (where === FRESH) {
         state.counters.hits++
-        exitOf.set(key, Exit.succeed(entry.value))
+        exitOf.set(key, Exit.succeed(entry!.value))
         return
       }
-      if (entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE) stale.set(key, entry.value)
+      if (where !== GONE) stale.set(key, entry!.value)
       toLoad.push({ key, params: firstParams.get(key) })
     })
     const loaded =
@@ -84,7 +85,7 @@ export const exitsOf = (
 }
 
 /** A user's `loadMany` as a `BatchLoader`: one exit per parameter. */
-export const fromLoadMany =
+const fromLoadMany =
   (loadMany: (params: ReadonlyArray<any>) => Effect.Effect<ReadonlyArray<unknown>, unknown, unknown>): BatchLoader =>
   (params) =>
     Effect.map(Effect.exit(Effect.suspend(() => loadMany(params))), (exit) => {
@@ -102,14 +103,13 @@ export const fromLoadMany =
     })
 
 /** `Cachet.cachedMany`. */
-export const cachedMany =
-  (
-    keyspace: Keyspace<any, any, any>,
-    loadMany: (params: ReadonlyArray<any>) => Effect.Effect<ReadonlyArray<unknown>, unknown, unknown>
-  ) =>
-  (params: ReadonlyArray<unknown>): Effect.Effect<Array<unknown>, unknown, unknown> => {
-    const loader = fromLoadMany(loadMany)
-    return Effect.flatMap(service, (rt) =>
+export const cachedMany = (
+  keyspace: Keyspace<any, any, any>,
+  loadMany: (params: ReadonlyArray<any>) => Effect.Effect<ReadonlyArray<unknown>, unknown, unknown>
+) => {
+  const loader = fromLoadMany(loadMany)
+  return (params: ReadonlyArray<unknown>): Effect.Effect<Array<unknown>, unknown, unknown> =>
+    Effect.flatMap(service, (rt) =>
       Effect.flatMap(exitsOf(rt, keyspace, params, loader), (exits): Effect.Effect<Array<unknown>, unknown> => {
         const out: Array<unknown> = new Array(exits.length)
         for (let i = 0; i < exits.length; i++) {
@@ -120,7 +120,7 @@ export const cachedMany =
         return Effect.succeed(out)
       })
     )
-  }
+}
 
 /** `Cachet.resolver`. */
 export const resolver = <A extends Request.Any>(

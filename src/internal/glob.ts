@@ -41,8 +41,6 @@ export interface Matcher {
   readonly mayMatchPrefix: (prefix: string) => boolean
   /** The literal characters the pattern starts with (before any wildcard). */
   readonly literalPrefix: string
-  /** Whether the pattern is one literal key (no wildcard). */
-  readonly literal: boolean
 }
 
 /** Parses `pattern`; a message naming what is wrong, or its tokens. */
@@ -165,20 +163,15 @@ export const compile = (pattern: string): Matcher | string => {
   const tokens = parse(pattern)
   if (typeof tokens === "string") return tokens
   let literalPrefix = ""
-  let literal = true
   for (const token of tokens) {
-    if (token._tag !== "Char") {
-      literal = false
-      break
-    }
+    if (token._tag !== "Char") break
     literalPrefix += token.char
   }
   return {
     source: pattern,
     matches: (key) => run(tokens, key, false),
     mayMatchPrefix: (prefix) => run(tokens, prefix, true),
-    literalPrefix,
-    literal
+    literalPrefix
   }
 }
 
@@ -186,7 +179,7 @@ const escapes = /%u([0-9A-F]{4})|%([0-9A-F]{2})/g
 const unfinishedEscape = /%(?:u[0-9A-F]{0,3}|[0-9A-F]?)$/
 
 /** The raw form of an escaped key part (`keyEncoding.ts` escapes). */
-export const unescapeKey = (escaped: string): string =>
+const unescapeKey = (escaped: string): string =>
   escaped.indexOf("%") < 0
     ? escaped
     : escaped.replace(escapes, (_, u: string | undefined, b: string | undefined) =>

@@ -9,7 +9,7 @@ import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreErro
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace, TimeoutError } from "../Keyspace.ts"
 import { type CallOptions, isEmpty, type Policy, withCall } from "./runtime/policy.ts"
-import { Cachet, FRESH, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
+import { Cachet, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
 import type { WriteBehindQueueFull } from "./runtime/writeBehind.ts"
 
 /**
@@ -43,7 +43,9 @@ export type OnFresh = (
   loader: Effect.Effect<unknown, unknown, unknown> | undefined,
   make: MakeLoader | undefined,
   entry: StoredEntry,
-  call: CallOptions | undefined
+  call: CallOptions | undefined,
+  /** The hit's clock reading. */
+  now: number
 ) => Effect.Effect<unknown, unknown, unknown> | undefined
 
 /** Serves a fresh entry: its value, or its cached error for a negative entry. */
@@ -160,10 +162,32 @@ const hit = (
   // Events or traced reads: off by default, and then one number read.
   if (rt.observe.active !== 0) {
     const built = loader ?? make!(params)
-    return rt.observe.read("hit", state, key, fresh(rt, state, key, params, built, entry, onFresh, call), span)
+    return rt.observe.read(
+      "hit",
+      state,
+      key,
+      answerFresh(rt, state, key, params, built, undefined, entry, onFresh, call, now),
+      span
+    )
   }
+  return answerFresh(rt, state, key, params, loader, make, entry, onFresh, call, now)
+}
+
+/** The answer to a fresh hit: the strategy's `onFresh` if it answers, else the entry (extended when sliding). */
+const answerFresh = (
+  rt: RuntimeService,
+  state: KeyspaceState,
+  key: string,
+  params: unknown,
+  loader: Effect.Effect<unknown, unknown, unknown> | undefined,
+  make: MakeLoader | undefined,
+  entry: StoredEntry,
+  onFresh: OnFresh | undefined,
+  call: CallOptions | undefined,
+  now: number
+): Effect.Effect<unknown, unknown, unknown> => {
   if (onFresh !== undefined) {
-    const answer = onFresh(rt, state, key, params, loader, make, entry, call)
+    const answer = onFresh(rt, state, key, params, loader, make, entry, call, now)
     if (answer !== undefined) return answer
   }
   // One boolean on the hit path; sliding keyspaces pay the rest.
@@ -185,38 +209,14 @@ const readRemote = (
   call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
   Effect.flatMap(rt.read(state, key, strict), (entry) => {
-    if (entry !== undefined && rt.stateNow(entry) === FRESH) {
-      return hit(
-        rt,
-        state,
-        key,
-        params,
-        loader,
-        undefined,
-        entry,
-        onFresh,
-        call,
-        rt.clock.currentTimeMillisUnsafe(),
-        span
-      )
+    if (entry !== undefined) {
+      // One clock reading for the freshness check and the hit.
+      const now = rt.clock.currentTimeMillisUnsafe()
+      if (now < entry.freshUntil) return hit(rt, state, key, params, loader, undefined, entry, onFresh, call, now, span)
     }
     if (rt.observe.active !== 0) return observed(rt, state, key, params, loader, entry, strict, onEntry, span, call)
     return onEntry(rt, state, key, params, loader, entry, strict, call)
   })
-
-/** The answer to a fresh hit (with the strategy's `onFresh`), when it is observed. */
-const fresh = (
-  rt: RuntimeService,
-  state: KeyspaceState,
-  key: string,
-  params: unknown,
-  loader: Effect.Effect<unknown, unknown, unknown>,
-  entry: StoredEntry,
-  onFresh: OnFresh | undefined,
-  call: CallOptions | undefined
-): Effect.Effect<unknown, unknown, unknown> =>
-  (onFresh === undefined ? undefined : onFresh(rt, state, key, params, loader, undefined, entry, call)) ??
-  (state.sliding ? slide(rt, state, key, params, entry, rt.clock.currentTimeMillisUnsafe()) : serve(entry))
 
 /**
  * A read that was not a fresh hit, when it is observed: its event ("stale"
@@ -425,10 +425,9 @@ const xfetchReach = 37
  */
 const refreshHook = (at: number, jitter: number, beta: number): OnFresh => {
   const earliest = at - jitter
-  return (rt, state, key, params, loader, make, entry, call) => {
+  return (rt, state, key, params, loader, make, entry, call, now) => {
     if (entry.negative) return undefined
     const ttl = entry.freshUntil - entry.createdAt
-    const now = rt.clock.currentTimeMillisUnsafe()
     const delta = beta > 0 && state.meanLoadMillis > 0 ? state.meanLoadMillis * beta : 0
     // Fast path for the common case: well before any refresh point.
     if (now < entry.createdAt + earliest * ttl - delta * xfetchReach) return undefined
@@ -538,7 +537,8 @@ export type Writer<A, E, R> = Effect.Effect<unknown, E, R> | ((value: A) => Effe
 /** The errors of `writeBehind` besides strict mode's. */
 export type WriteBehindError = CacheShuttingDown | WriteBehindQueueFull | CacheEncodeError | CacheKeyError
 
-const keyOrFail = (state: KeyspaceState, params: unknown): string | CacheKeyError => {
+/** The key of `params`, or the `CacheKeyError` (counted) that refuses them. */
+export const keyOrFail = (state: KeyspaceState, params: unknown): string | CacheKeyError => {
   try {
     return state.keyspace.keyUnsafe(params)
   } catch (error) {

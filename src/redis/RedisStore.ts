@@ -261,8 +261,13 @@ export interface CompressOptions {
  *   `JSON.parse`, validation and inflating). Every read still fetches from
  *   Redis, so coherence is unchanged; the value is the same object on each
  *   such read (as a memory-store hit is). Bounded by `entries` (default
- *   10,000) and `maxBytes` of raw copies (default 4 MiB); `false` turns it
+ *   10,000) and `maxBytes` of kept replies (default 4 MiB); `false` turns it
  *   off. See {@link DecodeCacheOptions}.
+ * - `batchReads` also carries the tag-record reads of a tick; a batch of one
+ *   key goes out as `GET`.
+ * - Entries are read as UTF-8 strings; those that need their bytes
+ *   (compressed, or holding U+FFFD) are read again as bytes in one more
+ *   `MGET`. With `compress` set, entries are read as bytes from the start.
  *
  * @example
  * ```ts
@@ -289,15 +294,16 @@ export interface Options {
 
 /**
  * Bounds of the decode cache (RedisStore option `decodeCache`): at most
- * `entries` keys, and `maxBytes` bytes of the raw replies it compares
- * against (a value larger than an eighth of that is never kept).
+ * `entries` keys, and `maxBytes` of the replies it compares against (the
+ * strings as read, counted in UTF-16 units, which is bytes for ASCII; or
+ * copies of the bytes): a reply larger than an eighth of that is never kept.
  *
  * **Details**
  *
  * Reading a hot key that has not changed in Redis then costs one compare of
- * its bytes instead of parsing its JSON and validating it: on the bench's
+ * its reply instead of parsing its JSON and validating it: on the bench's
  * 1 KB values this is most of a hit's CPU. Eviction is CLOCK (a hit sets a
- * bit; nothing is relinked). Memory: the raw copies plus the decoded values
+ * bit; nothing is relinked). Memory: the kept replies plus the decoded values
  * they keep alive.
  *
  * **Gotchas**
@@ -431,8 +437,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     // The circuit breakers are per node, inside `exec` (see `connection.ts`).
     const connection = yield* Connection.make(io, timeout, resolved.breaker)
     const { client, cluster, standalone, exec, ready } = connection
-    const { nodeOfKey, groups, fetchRaw, fetchText, unlinkAll } = makeRouter(connection, resolved.deleteBatchSize)
-    const clearPattern = Scan.make(connection, { nodeOfKey, groups, fetchRaw, fetchText, unlinkAll }, resolved)
+    const router = makeRouter(connection, resolved.deleteBatchSize)
+    const { nodeOfKey, groups, fetchRaw, fetchText } = router
+    const clearPattern = Scan.make(connection, router, resolved)
     const fullKey = (key: string) => `${namespace}:${key}`
     const tagKey = (tag: string) => `${namespace}:~tag:${tag}`
     // The record of a keyspace's last clear (`invalidateKeyspace`): loads
@@ -466,13 +473,16 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     const memo = resolved.decodeCache === undefined ? undefined : new DecodeCache.DecodeCache(resolved.decodeCache)
     // Entries are read as UTF-8 strings (no Buffer per value); the few that
     // need their bytes (compressed, or holding U+FFFD) are read again as
-    // bytes, in one more MGET.
-    const refetch = (full: ReadonlyArray<string>) => fetchRaw("get", full)
+    // bytes, in one more MGET (partial, as `getMany` is). A store that
+    // compresses reads bytes from the start: most of its entries would
+    // need the second read.
+    const asText = compress === undefined
     const decodeAll = (
       keys: ReadonlyArray<string>,
       full: ReadonlyArray<string>,
       raws: ReadonlyArray<Buffer | string | null>,
-      codec: EntryCodec
+      codec: EntryCodec,
+      op: string
     ): Effect.Effect<Array<StoredEntry | undefined>, CacheStoreError> =>
       envelope.decodeAll(
         keys,
@@ -483,25 +493,32 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         dropCorrupt,
         maxEntryBytes,
         memo,
-        refetch
+        (again) => fetchRaw(op, again, true)
       )
 
     // With `batchReads`, this tick's single-key reads of a node go out as
     // one multi-key read (`batch.ts`); without, one GET per read.
+    const readOne = (k: string): Promise<string | Buffer | null> => (asText ? client.get(k) : client.getBuffer(k))
+    const readMany = (
+      op: string,
+      keys: ReadonlyArray<string>,
+      partial?: boolean
+    ): Effect.Effect<Array<string | Buffer | null>, CacheStoreError> =>
+      asText ? fetchText(op, keys, partial) : fetchRaw(op, keys, partial)
     const batcher = resolved.batchReads
-      ? Batch.make<string>(
+      ? Batch.make<string | Buffer>(
           (node, keys) =>
             keys.length === 1
               ? Effect.map(
-                  exec("get", node, () => client.get(keys[0]!)),
+                  exec("get", node, () => readOne(keys[0]!)),
                   (raw) => [raw]
                 )
-              : fetchText("get", keys),
+              : readMany("get", keys),
           yield* Effect.context<never>()
         )
       : undefined
-    const getOne = (k: string): Effect.Effect<string | null, CacheStoreError> =>
-      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => client.get(k))
+    const getOne = (k: string): Effect.Effect<string | Buffer | null, CacheStoreError> =>
+      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => readOne(k))
 
     const get: CacheStore["Service"]["get"] = (key, codec) =>
       Effect.suspend(() => {
@@ -510,7 +527,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           Effect.flatMap((raw) =>
             raw === null
               ? Effect.succeed(undefined)
-              : Effect.map(decodeAll([key], [k], [raw], codec), (entries) => entries[0])
+              : Effect.map(decodeAll([key], [k], [raw], codec, "get"), (entries) => entries[0])
           )
         )
       })
@@ -519,7 +536,9 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
       Effect.suspend(() => {
         if (keys.length === 0) return Effect.succeed([])
         const full = keys.map(fullKey)
-        return fetchText("getMany", full, true).pipe(Effect.flatMap((raws) => decodeAll(keys, full, raws, codec)))
+        return readMany("getMany", full, true).pipe(
+          Effect.flatMap((raws) => decodeAll(keys, full, raws, codec, "getMany"))
+        )
       })
 
     // Presence only (keyspace versions): one MGET, nothing decoded; a
@@ -790,7 +809,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         const k = clearKey(prefix)
         return Effect.andThen(
           exec("deletePrefix", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear")),
-          clearPattern(`${Scan.globEscape(fullKey(prefix))}*`)
+          clearPattern(`${Glob.globEscape(fullKey(prefix))}*`)
         )
       })
 
@@ -809,7 +828,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         return Effect.andThen(
           exec("deletePattern", nodeOfKey(k), () => scripts.record(k, tombstoneMillis, "clear")),
           clearPattern(
-            `${Scan.globEscape(head)}${Glob.scanHint(matcher, 128)}`,
+            `${Glob.globEscape(head)}${Glob.scanHint(matcher, 128)}`,
             (key) => key.startsWith(head) && Glob.covers(matcher, key.slice(head.length)),
             "deletePattern"
           )
@@ -830,7 +849,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
           Effect.map((raws) =>
             raws.map((raw) => {
               if (raw === null) return undefined
-              const time = Number(raw.split(":")[0])
+              const time = Number((typeof raw === "string" ? raw : raw.toString("latin1")).split(":")[0])
               return Number.isFinite(time) ? time : undefined
             })
           )

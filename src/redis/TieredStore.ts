@@ -216,6 +216,12 @@ export const LoadLease: typeof loadLease.LoadLease = loadLease.LoadLease
 /**
  * The lease service's type.
  *
+ * @example
+ * ```ts
+ * import type { TieredStore } from "cachet/redis"
+ * const passThrough: TieredStore.LoadLease["Service"] = { run: (_key, _policy, load) => load }
+ * ```
+ *
  * @since 0.1.0
  * @category services
  */
@@ -227,7 +233,6 @@ const resolveMaxTtl = (input: Duration.Input | undefined): number =>
 const hasConnection = (options: BusOptions): boolean =>
   options.url !== undefined || options.cluster !== undefined || options.client !== undefined
 
-/** Everything validated at the call; the effect builds the services in a scope. */
 /** What `plan` builds: the store's services, and the lease when a Redis connection is at hand. */
 interface Planned {
   readonly context: Context.Context<CacheStore | Tiered>

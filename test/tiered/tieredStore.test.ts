@@ -134,6 +134,43 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
     }).pipe(Effect.provide(TestClock.layer()))
   )
 
+  it.effect("without the bus, an L1 copy of a write lives l1MaxTtl from when the write was sent", () =>
+    Effect.gen(function* () {
+      // A memory L2 behind 100 ms of write latency (TestClock), written to by another process too.
+      const shared = yield* Layer.build(
+        ChaosStore.layer({ latency: "100 millis", ops: ["set"] }).pipe(
+          Layer.provideMerge(CacheStoreModule.layerMemory())
+        )
+      )
+      const l2 = Layer.succeed(CacheStore, Context.get(shared, CacheStore))
+      const tiered = yield* Layer.build(TieredStore.layer({ l2, bus: false, l1MaxTtl: "300 millis" }))
+      const store = Context.get(tiered, CacheStore)
+      const codec: CacheStoreModule.EntryCodec = {
+        keyspace: "plain",
+        encode: (v) => Result.succeed(v),
+        decode: (d) => Result.succeed(d),
+        onCorrupt: () => {}
+      }
+      const at = (value: string, now: number): CacheStoreModule.StoredEntry => ({
+        value,
+        createdAt: now,
+        freshUntil: now + 60_000,
+        staleUntil: now + 60_000,
+        tags: []
+      })
+      // This instance writes v1 at 0; the L2 acknowledges at 100 and the L1 keeps it.
+      const write = yield* Effect.forkChild(store.set("plain:k", at("v1", 0), codec))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(write)
+      // Another process's v2 (straight into the shared memory store: no latency on reads).
+      yield* Context.get(shared, CacheStoreModule.CacheStore).delete("plain:k")
+      yield* TestClock.adjust("199 millis")
+      assert.strictEqual((yield* store.get("plain:k", codec))?.value, "v1", "at 299 ms: the L1 copy")
+      yield* TestClock.adjust("1 millis")
+      assert.isUndefined(yield* store.get("plain:k", codec), "at 300 ms the copy is gone: the L2 answers")
+    }).pipe(Effect.provide(TestClock.layer()))
+  )
+
   describe("several instances on one Redis", () => {
     it.live("a strategy's L1 hit is synchronous and counted once; an invalidated tag (bus) reads through", () =>
       Effect.gen(function* () {

@@ -14,8 +14,6 @@ export interface Backoff {
   readonly resting: (key: string) => boolean
   /** Rests `key`'s loader for `millis` from now. */
   readonly rest: (key: string, millis: number) => void
-  /** Ends the rest of `key` (an explicit write or invalidation made it moot). */
-  readonly end: (key: string) => void
 }
 
 export const make = (clock: Clock.Clock): Backoff => {
@@ -38,9 +36,6 @@ export const make = (clock: Clock.Clock): Backoff => {
         if (end <= now || until.size > MAX_KEYS) until.delete(oldest)
         else break
       }
-    },
-    end: (key) => {
-      if (until.size !== 0) until.delete(key)
     }
   }
 }

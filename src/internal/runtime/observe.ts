@@ -196,9 +196,13 @@ export const make = (clock: Clock.Clock, options: Options): Observe => {
   return observe
 }
 
-/** The keyspace of a store key (`<keyspace>:<key>`), for span attributes. */
+/**
+ * The keyspace of a store key (`<keyspace>:<key>`, or `<keyspace>@<version>:<key>`),
+ * for span attributes: the name alone, as load and read spans give it (names
+ * hold neither ":" nor "@").
+ */
 const keyspaceOfKey = (key: string): string => {
-  const i = key.indexOf(":")
+  const i = key.search(/[:@]/)
   return i < 0 ? key : key.slice(0, i)
 }
 

@@ -12,8 +12,9 @@
  * it would from its bytes. The reused value is the same object each time
  * (as a memory-store or L1 hit is): values are immutable data.
  *
- * Bounded by entries and by bytes (the copies of the raw bytes, kept out of
- * the socket's read buffers); eviction is CLOCK over insertion order: a hit
+ * Bounded by entries and by the size of the replies it keeps (copies of
+ * bytes, kept out of the socket's read buffers, or the strings as read,
+ * counted in UTF-16 units: bytes for ASCII); eviction is CLOCK over insertion order: a hit
  * sets a bit, and an entry whose bit is set when its turn to go comes is
  * moved to the back, its bit cleared. A hit allocates nothing and relinks
  * nothing.
@@ -53,7 +54,12 @@ export class DecodeCache {
     return this.memos.size
   }
 
-  /** The entry decoded from exactly `raw` for `key` with `codec`, if remembered. */
+  /**
+   * The entry decoded from exactly `raw` for `key` with `codec`, if
+   * remembered. Strings are compared as strings: the store only remembers
+   * strings that hold no U+FFFD (valid UTF-8), for which equal strings mean
+   * equal bytes.
+   */
   get(key: string, raw: Buffer | string, codec: EntryCodec): StoredEntry | undefined {
     const memo = this.memos.get(key)
     if (memo === undefined || memo.codec !== codec || memo.raw.length !== raw.length) return undefined
@@ -90,11 +96,6 @@ export class DecodeCache {
     if (memo === undefined) return
     this.memos.delete(key)
     this.bytes -= memo.raw.length
-  }
-
-  clear(): void {
-    this.memos.clear()
-    this.bytes = 0
   }
 
   private evict(): void {

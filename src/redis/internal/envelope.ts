@@ -152,10 +152,8 @@ export const corruptOf = (codec: EntryCodec, key: string, message: string): Deco
 
 const isTime = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 
-/** Parses UTF-8 JSON strictly (no `__proto__` key anywhere); a message when it is not. */
-const parseJson = (raw: Buffer): { readonly value: unknown } | string => {
-  if (!isUtf8(raw)) return "not UTF-8"
-  const text = raw.toString("utf8")
+/** Parses JSON text strictly (no `__proto__` key anywhere); a message when it is not. */
+const parseText = (text: string): { readonly value: unknown } | string => {
   try {
     // A `__proto__` key can only appear literally or through a \u escape;
     // only then pay for the reviver.
@@ -166,6 +164,10 @@ const parseJson = (raw: Buffer): { readonly value: unknown } | string => {
     return error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
   }
 }
+
+/** `parseText` of UTF-8 bytes; "not UTF-8" when they are not. */
+const parseJson = (raw: Buffer): { readonly value: unknown } | string =>
+  isUtf8(raw) ? parseText(raw.toString("utf8")) : "not UTF-8"
 
 /**
  * Reads raw bytes into an entry. An entry whose `staleUntil` is at or before
@@ -198,17 +200,9 @@ const needsBytes = (text: string): boolean => text.includes("\n") || text.includ
  * through (valid UTF-8, no compressed part): the same checks, no Buffer.
  */
 const decodeText = (text: string, key: string, codec: EntryCodec, now: number): Decoded => {
-  let value: unknown
-  try {
-    value = text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, rejectProto) : JSON.parse(text)
-  } catch (error) {
-    return corruptOf(
-      codec,
-      key,
-      error instanceof SyntaxError && error.message === "__proto__ key" ? "__proto__ key" : "not JSON"
-    )
-  }
-  return decodeParsed(value, undefined, key, codec, now, Number.POSITIVE_INFINITY)
+  const parsed = parseText(text)
+  if (typeof parsed === "string") return corruptOf(codec, key, parsed)
+  return decodeParsed(parsed.value, undefined, key, codec, now, Number.POSITIVE_INFINITY)
 }
 
 /** The envelope checks and the value's decode, after parsing (`compressed`: the bytes after the header's newline). */
@@ -293,14 +287,13 @@ export const decodeAll = <E>(
   /** Reads keys again as bytes, for the string replies that `needsBytes` names. */
   refetch: (full: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Buffer | null>, E>
 ): Effect.Effect<Array<StoredEntry | undefined>, E> => {
-  const corrupt: Array<{ readonly index: number; readonly error: CacheDecodeError }> = []
+  // Both filled only when needed: a hit allocates neither.
+  let corrupt:
+    | Array<{ readonly index: number; readonly raw: Buffer | string; readonly error: CacheDecodeError }>
+    | undefined
   // Replies read as strings that must be read again as bytes (see `needsBytes`).
-  const again: Array<number> = []
-  const one = (raw: Buffer | string, i: number): StoredEntry | undefined => {
-    if (memo !== undefined) {
-      const known = memo.get(full[i]!, raw, codec)
-      if (known !== undefined) return known.staleUntil <= now ? undefined : known
-    }
+  let again: Array<number> | undefined
+  const decodeOne = (raw: Buffer | string, i: number): StoredEntry | undefined => {
     let decoded: Decoded
     try {
       decoded =
@@ -313,40 +306,45 @@ export const decodeAll = <E>(
       return decoded.entry
     }
     memo?.delete(full[i]!)
-    if (decoded._tag === "Corrupt") corrupt.push({ index: i, error: decoded.error })
+    if (decoded._tag === "Corrupt") (corrupt ??= []).push({ index: i, raw, error: decoded.error })
     return undefined
   }
   const entries = raws.map((raw, i): StoredEntry | undefined => {
     if (raw === null) return undefined
+    // The decode cache first: it only ever holds strings that `needsBytes`
+    // let through, so a string equal to one of them needs no bytes either.
+    if (memo !== undefined) {
+      const known = memo.get(full[i]!, raw, codec)
+      if (known !== undefined) return known.staleUntil <= now ? undefined : known
+    }
     if (typeof raw === "string" && needsBytes(raw)) {
-      again.push(i)
+      ;(again ??= []).push(i)
       return undefined
     }
-    return one(raw, i)
+    return decodeOne(raw, i)
   })
-  const bytes = raws.slice()
   const report = (): Effect.Effect<Array<StoredEntry | undefined>> =>
-    corrupt.length === 0
+    corrupt === undefined
       ? Effect.succeed(entries)
       : Effect.as(
           Effect.forEach(
             corrupt,
-            ({ index, error }) =>
+            ({ index, raw, error }) =>
               Effect.andThen(
-                dropCorrupt(full[index]!, bytes[index]!),
+                dropCorrupt(full[index]!, raw),
                 Effect.sync(() => codec.onCorrupt(error))
               ),
             { concurrency: "unbounded", discard: true }
           ),
           entries
         )
-  if (again.length === 0) return report()
-  return Effect.flatMap(refetch(again.map((i) => full[i]!)), (replies) =>
+  if (again === undefined) return report()
+  const pending = again
+  return Effect.flatMap(refetch(pending.map((i) => full[i]!)), (replies) =>
     Effect.suspend(() => {
-      again.forEach((i, j) => {
+      pending.forEach((i, j) => {
         const raw = replies[j] ?? null
-        bytes[i] = raw
-        entries[i] = raw === null ? undefined : one(raw, i)
+        entries[i] = raw === null ? undefined : decodeOne(raw, i)
       })
       return report()
     })

@@ -7,13 +7,9 @@
 import { Effect } from "effect"
 import type { Redis } from "ioredis"
 import type { CacheStoreError } from "../../CacheError.ts"
-import * as Glob from "../../internal/glob.ts"
 import { type Connection, nodeKeyOf } from "./connection.ts"
 import { STANDALONE, storeError } from "./io.ts"
 import type { Router } from "./routing.ts"
-
-/** Escapes Redis glob characters, so a MATCH pattern built on a key matches it literally. */
-export const globEscape: (s: string) => string = Glob.globEscape
 
 /**
  * Deletes every key matching `pattern` (a Redis glob) and, when given,

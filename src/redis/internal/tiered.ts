@@ -146,9 +146,13 @@ export const make = (
       else c.backfillsSkipped++
     }
 
-    /** After a write: the L1 takes the value (if nobody invalidated the key meanwhile). */
-    const keep = (key: string, entry: StoredEntry, mark: number) => {
-      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now())
+    /**
+     * After a write: the L1 takes the value (if nobody invalidated the key
+     * meanwhile), for `l1MaxTtl` from `since`, when the write was sent (as
+     * a read's copy counts from when the read started).
+     */
+    const keep = (key: string, entry: StoredEntry, mark: number, since: number) => {
+      if (l1.mayBackfill(key, mark)) l1.set(key, entry, now(), since)
       else l1.delete(key)
       // Reads that started before this write must not backfill older data.
       l1.touch(key)
@@ -233,17 +237,18 @@ export const make = (
     const set: CacheStore["Service"]["set"] = (key, entry, codec) =>
       Effect.suspend(() => {
         const mark = l1.mark()
+        const sentAt = now()
         return l2.set(key, entry, codec).pipe(
           Effect.matchEffect({
             onSuccess: () => {
-              keep(key, entry, mark)
+              keep(key, entry, mark, sentAt)
               return publish({ _tag: "Set", keys: [key] })
             },
             onFailure: (error) => {
               // The L2 is unreachable: this process keeps the value; nothing
               // is published. A value the L2 refused (encoding, size) is kept
               // nowhere.
-              if (error._tag === "CacheStoreError") keep(key, entry, mark)
+              if (error._tag === "CacheStoreError") keep(key, entry, mark, sentAt)
               return Effect.fail(error)
             }
           })
@@ -261,6 +266,7 @@ export const make = (
         : (key, entry, codec, since, expect) =>
             Effect.suspend(() => {
               const mark = l1.mark()
+              const sentAt = now()
               return l2SetOrdered(key, entry, codec, since, expect).pipe(
                 Effect.matchEffect({
                   onSuccess: (order) => {
@@ -268,11 +274,11 @@ export const make = (
                       forget([key])
                       return Effect.succeed(undefined)
                     }
-                    keep(key, { ...entry, order }, mark)
+                    keep(key, { ...entry, order }, mark, sentAt)
                     return Effect.as(publish({ _tag: "Set", keys: [key] }), order)
                   },
                   onFailure: (error) => {
-                    if (error._tag === "CacheStoreError") keep(key, entry, mark)
+                    if (error._tag === "CacheStoreError") keep(key, entry, mark, sentAt)
                     return Effect.fail(error)
                   }
                 })
@@ -287,6 +293,7 @@ export const make = (
         : (entries, codec) =>
             Effect.suspend(() => {
               const mark = l1.mark()
+              const sentAt = now()
               return l2SetOrderedMany(entries, codec).pipe(
                 Effect.matchEffect({
                   onSuccess: (orders) => {
@@ -296,7 +303,7 @@ export const make = (
                       const [key, entry] = entries[i]!
                       if (order === undefined) refused.push(key)
                       else {
-                        keep(key, { ...entry, order }, mark)
+                        keep(key, { ...entry, order }, mark, sentAt)
                         stored.push(key)
                       }
                     })
@@ -306,7 +313,8 @@ export const make = (
                       : Effect.as(publish({ _tag: "Set", keys: stored }), orders)
                   },
                   onFailure: (error) => {
-                    if (error._tag === "CacheStoreError") for (const [key, entry] of entries) keep(key, entry, mark)
+                    if (error._tag === "CacheStoreError")
+                      for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
                     return Effect.fail(error)
                   }
                 })
@@ -317,8 +325,9 @@ export const make = (
       Effect.suspend(() => {
         if (entries.length === 0) return Effect.void
         const mark = l1.mark()
+        const sentAt = now()
         const keepAll = () => {
-          for (const [key, entry] of entries) keep(key, entry, mark)
+          for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
         }
         return l2.setMany(entries, codec).pipe(
           Effect.matchEffect({
