@@ -49,6 +49,21 @@ const Items = Keyspace.make({
 
 const Plain = Keyspace.make({ name: "plain", key: "{id}", value: Schema.String, ttl: "1 minute" })
 
+/** A pass-through codec and an entry written at `now` (store-level tests of the L1 bound). */
+const codec: CacheStoreModule.EntryCodec = {
+  keyspace: "plain",
+  encode: (v) => Result.succeed(v),
+  decode: (d) => Result.succeed(d),
+  onCorrupt: () => {}
+}
+const at = (value: string, now: number): CacheStoreModule.StoredEntry => ({
+  value,
+  createdAt: now,
+  freshUntil: now + 60_000,
+  staleUntil: now + 60_000,
+  tags: []
+})
+
 /** Two (or more) instances on the file's server, one prefix, bus subscribed. */
 const instances = (count: number, options: Partial<TieredStore.Options> = {}, prefix = `t-${runId()}`) =>
   Effect.gen(function* () {
@@ -101,19 +116,6 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
       const l2 = Layer.succeed(CacheStore, Context.get(shared, CacheStore))
       const tiered = yield* Layer.build(TieredStore.layer({ l2, bus: false, l1MaxTtl: "300 millis" }))
       const store = Context.get(tiered, CacheStore)
-      const codec: CacheStoreModule.EntryCodec = {
-        keyspace: "plain",
-        encode: (v) => Result.succeed(v),
-        decode: (d) => Result.succeed(d),
-        onCorrupt: () => {}
-      }
-      const at = (value: string, now: number): CacheStoreModule.StoredEntry => ({
-        value,
-        createdAt: now,
-        freshUntil: now + 60_000,
-        staleUntil: now + 60_000,
-        tags: []
-      })
       const writer = Context.get(shared, CacheStore)
       yield* writer.set("plain:k", at("v1", 0), codec)
       // A read starts at 0; its L2 reply arrives at 100 and fills the L1.
@@ -145,19 +147,6 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
       const l2 = Layer.succeed(CacheStore, Context.get(shared, CacheStore))
       const tiered = yield* Layer.build(TieredStore.layer({ l2, bus: false, l1MaxTtl: "300 millis" }))
       const store = Context.get(tiered, CacheStore)
-      const codec: CacheStoreModule.EntryCodec = {
-        keyspace: "plain",
-        encode: (v) => Result.succeed(v),
-        decode: (d) => Result.succeed(d),
-        onCorrupt: () => {}
-      }
-      const at = (value: string, now: number): CacheStoreModule.StoredEntry => ({
-        value,
-        createdAt: now,
-        freshUntil: now + 60_000,
-        staleUntil: now + 60_000,
-        tags: []
-      })
       // This instance writes v1 at 0; the L2 acknowledges at 100 and the L1 keeps it.
       const write = yield* Effect.forkChild(store.set("plain:k", at("v1", 0), codec))
       yield* TestClock.adjust("100 millis")
