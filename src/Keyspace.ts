@@ -19,6 +19,7 @@ import { CacheDecodeError, CacheEncodeError, CacheKeyError, type CacheLoadTimeou
 import { millisOption, resolveTimeout } from "./internal/duration.ts"
 import { compile as compileFastDecode } from "./internal/fastDecode.ts"
 import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
+import { indexHashOf, rememberIndexHash } from "./internal/lru.ts"
 
 /**
  * The parameters of a key template, inferred at the type level:
@@ -654,19 +655,33 @@ export const make = <
   // flatten and hash again: most of the cost of a memory hit. Keys of
   // one-placeholder templates are memoised by the parameter's value, flat and
   // with their hash cached; the memo is bounded (cleared when full).
-  const memo = new Map<string | number, string>()
+  // With each key the memo keeps its hash for the memory store's index
+  // (`internal/lru.ts`), handed over on every memoised read: a memory hit
+  // then hashes nothing.
+  const memo = new Map<string | number, number>()
+  const memoKeys: Array<string> = []
+  const memoHashes: Array<number> = []
   const keyUnsafe =
     single === undefined
       ? renderKey
       : (params: unknown): string => {
           const value = (params as Record<string, unknown> | null | undefined)?.[single]
           if (typeof value !== "number" && typeof value !== "string") return renderKey(params)
-          let k = memo.get(value)
-          if (k === undefined) {
-            k = flatten(renderKey(params))
-            if (memo.size >= KEY_MEMO_SIZE) memo.clear()
-            memo.set(value, k)
+          const i = memo.get(value)
+          if (i !== undefined) {
+            const k = memoKeys[i]!
+            rememberIndexHash(k, memoHashes[i]!)
+            return k
           }
+          const k = flatten(renderKey(params))
+          if (memo.size >= KEY_MEMO_SIZE) {
+            memo.clear()
+            memoKeys.length = memoHashes.length = 0
+          }
+          const slot = memo.size
+          memo.set(value, slot)
+          memoKeys[slot] = k
+          memoHashes[slot] = indexHashOf(k)
           return k
         }
 

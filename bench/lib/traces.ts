@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { LRUCache } from "lru-cache"
-import { KeyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
+import { NIL, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
 
 /** A trace with its keys renamed to dense ids `0..distinct-1`. */
 export interface Trace {
@@ -242,16 +242,16 @@ export const keyNames = (trace: Trace): ReadonlyArray<string> =>
 
 /** cachet's policy, driven directly: `touch` on a hit, `add` on a miss. */
 export const tinyLfu = (trace: Trace, names: ReadonlyArray<string>, options: TinyLfuOptions): number => {
-  const policy = new TinyLfu<KeyNode>(options)
+  const policy = new TinyLfu(options)
   const { ids } = trace
   let hits = 0
   for (let i = 0; i < ids.length; i++) {
     const key = names[ids[i]!]!
-    const node = policy.map.get(key)
-    if (node === undefined) policy.add(new KeyNode(key, 0))
+    const slot = policy.find(key)
+    if (slot === NIL) policy.add(key, 0)
     else {
       hits++
-      policy.touch(node)
+      policy.touch(slot)
     }
   }
   return percent(hits, ids.length)

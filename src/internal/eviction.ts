@@ -55,10 +55,10 @@
  * highly efficient cache admission policy", 2017; Einziger et al.: "Adaptive
  * software cache management", 2018, which sizes the window by hill climbing
  * or by mini-simulations, as the shadows do) and Caffeine's design notes; the
- * code is ours. Nodes are the caller's objects (intrusive links, no wrapper),
- * and a hit allocates nothing: at most four typed-array increments and a
- * field write, and for a sampled key a lookup and a touch in each shadow
- * (shadow nodes are reused).
+ * code is ours. Entries are slots (`lru.ts`: indices into typed arrays, no
+ * object per entry), and a hit allocates nothing: at most four typed-array
+ * increments and a byte write, and for a sampled key a lookup and a touch in
+ * each shadow.
  *
  * Figures (`npm run bench -- --only hitratio`, seed 1): mean gap to OPT over
  * the 12 trace × size rows 5.82 (LRU 8.44, S3-FIFO 6.42), every row within 1
@@ -71,27 +71,35 @@
  * @internal
  */
 
-import { type Linked, Lru, removePrefix } from "./lru.ts"
+import { hashString, List, Lru, mix32, NIL, removePrefix, type SlotOptions, Slots } from "./lru.ts"
 
-/** What the policy needs of a node; the caller's node carries these fields. */
-export interface PolicyNode<N> extends Linked<N> {
-  /** The key's hash, set by the policy on `add`. */
-  hash: number
-  /** The region the node is in, set by the policy. */
-  region: number
-}
+export { hashString, mix32, NIL, randomSeed } from "./lru.ts"
 
-/** The operations a store drives; the shared `Lru` and `TinyLfu` both provide them. */
-export interface Eviction<N> {
-  readonly map: Map<string, N>
+/** The operations a store drives, on slots; the shared `Lru` and `TinyLfu` both provide them. */
+export interface Eviction {
   readonly bytes: number
   readonly evictions: number
-  /** A hit on `node`. */
-  touch(node: N): void
-  /** Adds `node` (no node of its key may be present), then evicts until within bounds. */
-  add(node: N): void
-  remove(node: N): void
-  /** Removes every node whose key starts with `prefix`; returns how many. */
+  /** Live slots. */
+  readonly size: number
+  /** How many slots the arrays hold: a caller's arrays by slot need this length. */
+  readonly length: number
+  /** Grows a caller's typed array by slot to `length` (or hands it back). */
+  fit<T extends Int32Array | Uint8Array | Float64Array>(array: T, make: (length: number) => T): T
+  /** Keys by slot (`undefined` for a free slot). */
+  readonly keys: ReadonlyArray<string | undefined>
+  /** The slot of `key`, or `NIL`. */
+  find(key: string): number
+  /** Every live slot; removing the current one while iterating is allowed. */
+  slots(): IterableIterator<number>
+  /** A hit on `slot`. */
+  touch(slot: number): void
+  /**
+   * Adds `key` (absent) with `size`, then evicts until within bounds;
+   * returns its slot, or `NIL` when the policy evicted the newcomer itself.
+   */
+  add(key: string, size: number): number
+  remove(slot: number): void
+  /** Removes every slot whose key starts with `prefix`; returns how many. */
   removePrefix(prefix: string): number
   clear(): void
 }
@@ -99,16 +107,17 @@ export interface Eviction<N> {
 /** The policies a memory store can run (`MemoryOptions.eviction`). */
 export type Policy = "w-tinylfu" | "lru"
 
-/** The policy a store asked for, with its bounds. */
-export const make = <N extends PolicyNode<N>>(options: {
+/** The policy a store asked for, with its bounds; `release` hears of every slot freed. */
+export const make = (options: {
   readonly capacity: number
   readonly maxBytes: number | undefined
   readonly eviction?: Policy | undefined
   readonly seed?: number | undefined
-}): Eviction<N> =>
+  readonly release?: ((slot: number) => void) | undefined
+}): Eviction =>
   options.eviction === "lru"
-    ? new Lru<N>(options.capacity, options.maxBytes)
-    : new TinyLfu<N>({ capacity: options.capacity, maxBytes: options.maxBytes, seed: options.seed })
+    ? new Lru({ capacity: options.capacity, maxBytes: options.maxBytes, seed: options.seed, release: options.release })
+    : new TinyLfu(options)
 
 /** Validates the policy options of a store; a bad one throws, naming it. */
 export const validate = (
@@ -127,18 +136,14 @@ export const validate = (
 }
 
 /** Tuning of the policy; every field has a default meant for production. */
-export interface TinyLfuOptions {
-  readonly capacity: number
-  readonly maxBytes?: number | undefined
-  /** Seeds the sketch's hashing and the admission jitter (default: random per policy). */
-  readonly seed?: number | undefined
+export interface TinyLfuOptions extends SlotOptions {
   /** The window's initial share of the capacity (default 0.1). */
   readonly window?: number | undefined
   /** Disables the window's adaptation (a static window). */
   readonly adaptive?: boolean | undefined
   /**
    * For a shadow: the sketch of the cache it shadows. The shadow does not
-   * count into it, and its nodes arrive with their hash.
+   * count into it, and its keys arrive with their hash (`addHashed`).
    */
   readonly sketch?: Sketch | undefined
 }
@@ -198,30 +203,6 @@ const STEP_MIN = 0.005
 const STEP_MAX = 0.1
 const STEP_GROW = 1.2
 const STEP_SHRINK = 0.5
-
-/** Murmur3's finaliser: every input bit affects every output bit. */
-export const mix32 = (h: number): number => {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
-/** A seeded FNV-1a over UTF-16 code units, finalised by `mix32`. */
-export const hashString = (key: string, seed: number): number => {
-  let h = (0x811c9dc5 ^ seed) >>> 0
-  for (let i = 0; i < key.length; i++) {
-    h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
-  }
-  // 30 bits: a small integer (Smi) in a node's field; a 32-bit hash above
-  // 2^30 would be a 16-byte heap number per entry.
-  return mix32(h) >>> 2
-}
-
-/** A random 32-bit seed for a policy built without one. */
-export const randomSeed = (): number => (Math.random() * 0x1_0000_0000) >>> 0
 
 /**
  * A count-min sketch of 4-bit counters, eight to an `Int32Array` word, four
@@ -298,54 +279,20 @@ export class Sketch {
   }
 }
 
-/** One LRU list of the policy: head most recently used. */
-class Region<N extends PolicyNode<N>> {
-  head: N | undefined = undefined
-  tail: N | undefined = undefined
-  count = 0
-  bytes = 0
-  readonly id: number
-  constructor(id: number) {
-    this.id = id
-  }
-  pushHead(node: N): void {
-    node.region = this.id
-    node.prev = undefined
-    node.next = this.head
-    if (this.head) this.head.prev = node
-    else this.tail = node
-    this.head = node
-    this.count++
-    this.bytes += node.size
-  }
-  unlink(node: N): void {
-    if (node.prev) node.prev.next = node.next
-    else this.head = node.next
-    if (node.next) node.next.prev = node.prev
-    else this.tail = node.prev
-    node.prev = node.next = undefined
-    this.count--
-    this.bytes -= node.size
-  }
-  clear(): void {
-    this.head = this.tail = undefined
-    this.count = this.bytes = 0
-  }
-}
+const uint8s = (length: number) => new Uint8Array(length)
+const int32s = (length: number) => new Int32Array(length)
 
-/** Adaptive W-TinyLFU over the caller's nodes. */
-export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
-  readonly map = new Map<string, N>()
-  readonly capacity: number
-  readonly maxBytes: number
-  bytes = 0
-  evictions = 0
+/** Adaptive W-TinyLFU over slots. */
+export class TinyLfu extends Slots implements Eviction {
+  /** Region and referenced bit by slot. */
+  regions: Uint8Array
+  /** The sketch's hash of each slot's key (seeded per policy; not the index's). */
+  hashes: Int32Array
 
-  private readonly window = new Region<N>(WINDOW)
-  private readonly probation = new Region<N>(PROBATION)
-  private readonly protected = new Region<N>(PROTECTED)
+  private readonly window = new List(WINDOW)
+  private readonly probation = new List(PROBATION)
+  private readonly protected = new List(PROTECTED)
   private readonly sketch: Sketch
-  private readonly seed: number
   private random: number
 
   // The window's share of the bounds, and the protected segment's bounds.
@@ -358,19 +305,16 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   // A shadow shares its cache's sketch; an adaptive cache has two shadows.
   private readonly shared: boolean
   private readonly shadow: Shadow | undefined
-  /** Evicted nodes kept for reuse (shadows only). */
-  readonly spare: Array<N> | undefined
 
   private readonly adaptive: boolean
 
   constructor(options: TinyLfuOptions) {
-    this.capacity = options.capacity
-    this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
-    this.seed = (options.seed ?? randomSeed()) >>> 0
+    super(options)
+    this.regions = new Uint8Array(this.length)
+    this.hashes = new Int32Array(this.length)
     this.random = mix32(this.seed ^ 0x5bd1e995) || 1
     this.shared = options.sketch !== undefined
     this.sketch = options.sketch ?? new Sketch(this.capacity, this.seed)
-    this.spare = this.shared ? [] : undefined
     this.adaptive = options.adaptive ?? true
     this.windowShare = options.window ?? INITIAL_WINDOW
     this.resize()
@@ -393,38 +337,46 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     return this.sketch.frequency(hashString(key, this.seed))
   }
 
-  touch(node: N): void {
-    const region = node.region
-    // A hit counts once per pass: none while the node's referenced bit is
+  touch(slot: number): void {
+    const regions = this.regions
+    const region = regions[slot]!
+    const hash = this.hashes[slot]!
+    // A hit counts once per pass: none while the slot's referenced bit is
     // already set (a burst of hits is one reference to the sketch).
-    if (!this.shared && (region & REFERENCED) === 0) this.sketch.increment(node.hash)
-    if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
+    if (!this.shared && (region & REFERENCED) === 0) this.sketch.increment(hash)
+    if (this.shadow !== undefined && hash >>> this.shadow.shift === 0)
+      this.shadow.record(this.keys[slot]!, this.sizeOf(slot), hash)
     if (region === PROBATION) {
-      this.probation.unlink(node)
-      this.protected.pushHead(node)
+      this.probation.unlink(this, slot)
+      this.pushHead(this.protected, slot)
       this.demote()
     } else {
       // Window or protected: mark it; it moves when it reaches the tail.
-      node.region = region | REFERENCED
+      regions[slot] = region | REFERENCED
     }
   }
 
-  add(node: N): void {
+  add(key: string, size: number): number {
+    return this.addHashed(key, size, hashString(key, this.seed))
+  }
+
+  /** `add` with the key's hash given (a shadow's keys come with the cache's hash). */
+  addHashed(key: string, size: number, hash: number): number {
     if (!this.shared) {
-      node.hash = hashString(node.key, this.seed)
-      this.sketch.increment(node.hash)
-      if (this.shadow !== undefined && node.hash >>> this.shadow.shift === 0) this.shadow.record(node)
+      this.sketch.increment(hash)
+      if (this.shadow !== undefined && hash >>> this.shadow.shift === 0) this.shadow.record(key, size, hash)
     }
-    this.map.set(node.key, node)
-    this.window.pushHead(node)
-    this.bytes += node.size
-    this.evict(node)
+    const slot = this.claim(key, size)
+    this.regions = this.fit(this.regions, uint8s)
+    this.hashes = this.fit(this.hashes, int32s)
+    this.hashes[slot] = hash
+    this.pushHead(this.window, slot)
+    return this.evict(slot) ? NIL : slot
   }
 
-  remove(node: N): void {
-    this.regionOf(node).unlink(node)
-    this.map.delete(node.key)
-    this.bytes -= node.size
+  remove(slot: number): void {
+    this.listOf(slot).unlink(this, slot)
+    this.drop(slot)
   }
 
   removePrefix(prefix: string): number {
@@ -432,59 +384,49 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
   }
 
   clear(): void {
-    this.map.clear()
+    this.reset()
     this.window.clear()
     this.probation.clear()
     this.protected.clear()
-    this.bytes = 0
   }
 
   /** A broken invariant of the bookkeeping, if any (for tests). */
   invariantViolation(): string | undefined {
     let count = 0
     let bytes = 0
-    for (const region of [this.window, this.probation, this.protected]) {
+    for (const list of [this.window, this.probation, this.protected]) {
       let n = 0
       let b = 0
-      let prev: N | undefined
-      for (let node = region.head; node !== undefined; node = node.next) {
-        if (node.prev !== prev) return `broken link in region ${region.id}`
-        if ((node.region & LIST) !== region.id) return `node in region ${region.id} marked ${node.region}`
-        if (this.map.get(node.key) !== node) return `node in region ${region.id} not in the map`
-        prev = node
+      let prev = NIL
+      for (let slot = list.head; slot !== NIL; slot = this.next[slot]!) {
+        if (this.prev[slot] !== prev) return `broken link in region ${list.id}`
+        if ((this.regions[slot]! & LIST) !== list.id) return `slot in region ${list.id} marked ${this.regions[slot]}`
+        const key = this.keys[slot]
+        if (key === undefined || this.find(key) !== slot) return `slot in region ${list.id} not in the index`
+        prev = slot
         n++
-        b += node.size
+        b += this.sizeOf(slot)
       }
-      if (region.tail !== prev) return `wrong tail in region ${region.id}`
-      if (n !== region.count || b !== region.bytes) return `wrong totals in region ${region.id}`
+      if (list.tail !== prev) return `wrong tail in region ${list.id}`
+      if (n !== list.count || b !== list.bytes) return `wrong totals in region ${list.id}`
       count += n
       bytes += b
     }
-    if (count !== this.map.size) return `regions hold ${count} nodes, the map ${this.map.size}`
+    if (count !== this.size) return `regions hold ${count} slots, the policy counts ${this.size}`
     if (bytes !== this.bytes) return `regions hold ${bytes} bytes, the policy counts ${this.bytes}`
-    if (this.map.size > this.capacity) return `${this.map.size} entries over capacity ${this.capacity}`
+    if (this.size > this.capacity) return `${this.size} entries over capacity ${this.capacity}`
     if (this.bytes > this.maxBytes) return `${this.bytes} bytes over ${this.maxBytes}`
     return undefined
   }
 
-  private regionOf(node: N): Region<N> {
-    const list = node.region & LIST
-    return list === WINDOW ? this.window : list === PROBATION ? this.probation : this.protected
+  private pushHead(list: List, slot: number): void {
+    this.regions[slot] = list.id
+    list.pushHead(this, slot)
   }
 
-  /** Moves a node to its list's head: relinks only (no totals to update). */
-  private moveToHead(region: Region<N>, node: N): void {
-    const head = region.head
-    if (head === node) return
-    // Not the head, so it has a predecessor.
-    const prev = node.prev!
-    prev.next = node.next
-    if (node.next) node.next.prev = prev
-    else region.tail = prev
-    node.prev = undefined
-    node.next = head
-    head!.prev = node
-    region.head = node
+  private listOf(slot: number): List {
+    const list = this.regions[slot]! & LIST
+    return list === WINDOW ? this.window : list === PROBATION ? this.probation : this.protected
   }
 
   /**
@@ -493,98 +435,112 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
    */
   private demote(): void {
     const prot = this.protected
+    const regions = this.regions
     while (prot.count > 1 && (prot.count > this.protectedCount || prot.bytes > this.protectedBytes)) {
-      const node = prot.tail!
-      if (node.region !== PROTECTED) {
-        node.region = PROTECTED
-        this.moveToHead(prot, node)
+      const slot = prot.tail
+      if (regions[slot] !== PROTECTED) {
+        regions[slot] = PROTECTED
+        prot.moveToHead(this, slot)
         continue
       }
-      prot.unlink(node)
-      this.probation.pushHead(node)
+      prot.unlink(this, slot)
+      this.pushHead(this.probation, slot)
     }
   }
 
   private over(): boolean {
-    return this.map.size > this.capacity || this.bytes > this.maxBytes
+    return this.size > this.capacity || this.bytes > this.maxBytes
   }
 
-  /** Restores the bounds after `added` came in. */
-  private evict(added: N): void {
+  /** Restores the bounds after `added` came in; whether `added` itself was evicted. */
+  private evict(added: number): boolean {
     // The window's overflow becomes candidates at probation's head (the
     // newest entry too, when it alone is over the window's byte share); a
     // referenced tail gets a second chance at the window's head instead.
     const window = this.window
-    let candidate: N | undefined
+    const regions = this.regions
+    const prev = this.prev
+    let candidate = NIL
     while (window.count > 0 && (window.count > this.windowCount || window.bytes > this.windowBytes)) {
-      const node = window.tail!
-      if (node.region !== WINDOW) {
-        node.region = WINDOW
-        this.moveToHead(window, node)
+      const slot = window.tail
+      if (regions[slot] !== WINDOW) {
+        regions[slot] = WINDOW
+        window.moveToHead(this, slot)
         continue
       }
-      window.unlink(node)
-      this.probation.pushHead(node)
-      if (candidate === undefined) candidate = node
+      window.unlink(this, slot)
+      this.pushHead(this.probation, slot)
+      if (candidate === NIL) candidate = slot
     }
     let credit = 0
+    let lost = false
     while (this.over()) {
       let victim = this.probation.tail
       // A candidate's first victim is the coldest of probation's least
       // recently used; one that needs more room (bytes) takes the next in order.
-      if (credit === 0 && candidate !== undefined && victim !== undefined) victim = this.coldest(victim, candidate)
-      if (candidate === undefined || victim === undefined) {
-        const evicted = victim ?? this.protected.tail ?? window.tail
-        if (evicted === undefined) return
-        this.evictNode(evicted)
+      if (credit === 0 && candidate !== NIL && victim !== NIL) victim = this.coldest(victim, candidate)
+      if (candidate === NIL || victim === NIL) {
+        let evicted = victim
+        if (evicted === NIL) evicted = this.protected.tail
+        if (evicted === NIL) evicted = window.tail
+        if (evicted === NIL) return lost
+        if (evicted === added) lost = true
+        this.evictSlot(evicted)
         continue
       }
       if (victim === candidate) {
         // Only candidates are left in probation: the oldest goes.
-        const next = candidate.prev
-        this.evictNode(candidate)
+        const next = prev[candidate]!
+        if (candidate === added) lost = true
+        this.evictSlot(candidate)
         candidate = next
         credit = 0
         continue
       }
       if (this.admit(candidate, victim, candidate === added)) {
-        this.evictNode(victim)
-        credit += victim.size
-        if (credit >= candidate.size) {
-          candidate = candidate.prev
+        if (victim === added) lost = true
+        const size = this.sizeOf(victim)
+        this.evictSlot(victim)
+        credit += size
+        if (credit >= this.sizeOf(candidate)) {
+          candidate = prev[candidate]!
           credit = 0
         }
       } else {
-        const next = candidate.prev
-        this.evictNode(candidate)
+        const next = prev[candidate]!
+        if (candidate === added) lost = true
+        this.evictSlot(candidate)
         candidate = next
         credit = 0
       }
     }
+    return lost
   }
 
-  /** The least frequent of up to `VICTIM_SAMPLE` entries from probation's tail, never past the candidates. */
-  private coldest(tail: N, candidate: N): N {
+  /** The least frequent of up to `VICTIM_SAMPLE` slots from probation's tail, never past the candidates. */
+  private coldest(tail: number, candidate: number): number {
     if (tail === candidate) return tail
     const sketch = this.sketch
+    const hashes = this.hashes
+    const prev = this.prev
     let victim = tail
-    let min = sketch.frequency(tail.hash)
-    let node = tail.prev
-    for (let i = 1; i < VICTIM_SAMPLE && min > 0 && node !== undefined && node !== candidate; i++) {
-      const freq = sketch.frequency(node.hash)
+    let min = sketch.frequency(hashes[tail]!)
+    let slot = prev[tail]!
+    for (let i = 1; i < VICTIM_SAMPLE && min > 0 && slot !== NIL && slot !== candidate; i++) {
+      const freq = sketch.frequency(hashes[slot]!)
       if (freq < min) {
         min = freq
-        victim = node
+        victim = slot
       }
-      node = node.prev
+      slot = prev[slot]!
     }
     return victim
   }
 
   /** Whether `candidate` wins against `victim`; `fresh`: it skipped the window (too big for its byte share). */
-  private admit(candidate: N, victim: N, fresh: boolean): boolean {
-    const candidateFreq = this.sketch.frequency(candidate.hash)
-    const victimFreq = this.sketch.frequency(victim.hash)
+  private admit(candidate: number, victim: number, fresh: boolean): boolean {
+    const candidateFreq = this.sketch.frequency(this.hashes[candidate]!)
+    const victimFreq = this.sketch.frequency(this.hashes[victim]!)
     // A tie goes to the candidate, the more recent of the two (measured on the
     // recency-heavy ORM traces), unless both were seen once and the candidate
     // had its turn in the window: then to the victim (measured on the web
@@ -601,10 +557,9 @@ export class TinyLfu<N extends PolicyNode<N>> implements Eviction<N> {
     return (r & JITTER_MASK) === 0
   }
 
-  private evictNode(node: N): void {
-    this.remove(node)
+  private evictSlot(slot: number): void {
+    this.remove(slot)
     this.evictions++
-    this.spare?.push(node)
   }
 
   private resize(): void {
@@ -624,31 +579,6 @@ interface Shadowed {
   setWindow(share: number): void
 }
 
-/** What a shadow sees of a request. */
-interface Sampled {
-  readonly key: string
-  readonly size: number
-  readonly hash: number
-}
-
-/**
- * A bare node: a key and a size. The shadows' nodes (reused after eviction,
- * so a shadow allocates nothing in the steady state), and the node of the
- * tests and the bench when they drive the policy directly.
- */
-export class KeyNode implements PolicyNode<KeyNode> {
-  key: string
-  size: number
-  prev: KeyNode | undefined = undefined
-  next: KeyNode | undefined = undefined
-  hash = 0
-  region = 0
-  constructor(key = "", size = 0) {
-    this.key = key
-    this.size = size
-  }
-}
-
 /**
  * Two small copies of the cache over a hash-sampled share of the keys, with
  * windows a step below and a step above the cache's own; every period the
@@ -657,8 +587,8 @@ export class KeyNode implements PolicyNode<KeyNode> {
  */
 class Shadow {
   readonly shift: number
-  private readonly below: TinyLfu<KeyNode>
-  private readonly above: TinyLfu<KeyNode>
+  private readonly below: TinyLfu
+  private readonly above: TinyLfu
   private readonly owner: Shadowed
   private readonly period: number
   private hitsBelow = 0
@@ -676,7 +606,7 @@ class Shadow {
     this.shift = 30 - Math.log2(sample)
     const capacity = Math.ceil(owner.capacity / sample)
     const maxBytes = owner.maxBytes === Number.POSITIVE_INFINITY ? undefined : owner.maxBytes / sample
-    const make = () => new TinyLfu<KeyNode>({ capacity, maxBytes, sketch, seed: 0, adaptive: false })
+    const make = () => new TinyLfu({ capacity, maxBytes, sketch, seed: 0, adaptive: false })
     this.below = make()
     this.above = make()
     this.owner = owner
@@ -684,9 +614,9 @@ class Shadow {
     this.center()
   }
 
-  record(node: Sampled): void {
-    if (this.visit(this.below, node)) this.hitsBelow++
-    if (this.visit(this.above, node)) this.hitsAbove++
+  record(key: string, size: number, hash: number): void {
+    if (this.visit(this.below, key, size, hash)) this.hitsBelow++
+    if (this.visit(this.above, key, size, hash)) this.hitsAbove++
     if (++this.requests >= this.period) {
       const direction = Math.sign(this.hitsAbove - this.hitsBelow)
       if (direction !== 0) {
@@ -706,17 +636,13 @@ class Shadow {
     this.above.setWindow(share + SHADOW_SPREAD)
   }
 
-  private visit(cache: TinyLfu<KeyNode>, node: Sampled): boolean {
-    const found = cache.map.get(node.key)
-    if (found !== undefined) {
+  private visit(cache: TinyLfu, key: string, size: number, hash: number): boolean {
+    const found = cache.find(key)
+    if (found !== NIL) {
       cache.touch(found)
       return true
     }
-    const fresh = cache.spare!.pop() ?? new KeyNode()
-    fresh.key = node.key
-    fresh.size = node.size
-    fresh.hash = node.hash
-    cache.add(fresh)
+    cache.addHashed(key, size, hash)
     return false
   }
 }

@@ -2,13 +2,14 @@
  * The in-memory store: entries under an eviction policy (`eviction.ts`:
  * W-TinyLFU by default, or the shared LRU of `lru.ts`), and tag times.
  *
- * A node *is* the stored entry (no wrapper object), and a write replaces the
- * node rather than mutating it, so an entry handed to a reader never changes
- * under it. A node holds ten fields (Node.js builds have no pointer
- * compression: 8 bytes each, plus a 24-byte header): its times as small
- * integer offsets, and what few entries have (tags, the negative flag, a
- * size) behind one field. Its fields are behind getters: copy an entry
- * field by field, not with a spread.
+ * An entry is a slot of the policy (an index, no object per entry): its key,
+ * hash, links and size live in the policy's arrays, its value and times in
+ * this store's arrays by the same slot. Times are the creation time (a
+ * double) and the freshness and staleness deadlines as 32-bit offsets from
+ * it; what few entries have (tags, the negative flag, times that offsets
+ * cannot hold exactly) is in one side table. A read hands out a new
+ * `StoredEntry` built from the slot, so an entry handed to a reader never
+ * changes under it; the hit path (`getFreshUnsafe`) reads the value alone.
  *
  * @internal
  */
@@ -19,16 +20,12 @@ import * as Glob from "./glob.ts"
 import { flatten } from "./keyEncoding.ts"
 import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
-import type { MemoryOptions, StoredEntry, StoreInfo, StoreService } from "./store.ts"
+import { type MemoryOptions, NotFresh, type StoredEntry, type StoreInfo, type StoreService } from "./store.ts"
 
-/**
- * What few entries have: tags, a negative flag, a size (with a byte budget),
- * and times that offsets cannot hold exactly. One field for all of them.
- */
+/** What few entries have: tags, a negative flag, and times that offsets cannot hold exactly. */
 interface Extra {
   readonly tags: ReadonlyArray<string>
   readonly negative: boolean | undefined
-  readonly size: number
   readonly createdAt: number
   readonly freshUntil: number
   readonly staleUntil: number
@@ -36,77 +33,96 @@ interface Extra {
 
 const noTags: ReadonlyArray<string> = []
 
-// Times are kept as offsets from one process-wide instant (the first time a
-// node was made at): an epoch-millisecond double in a field is a separate
-// 16-byte box, while an offset within ±24 days is a small integer stored in
-// the field itself. Times whose offsets would not add back exactly (a
-// fraction at an odd magnitude) are kept as they are, in `extra`, and the
-// offsets are NaN.
-const base = { epoch: Number.NaN }
+/** An offset in `fresh` that says: this slot's entry is in the side table. */
+const EXTRA = -1
 
-const offsetOf = (time: number): number => {
-  const offset = time - base.epoch
-  return offset + base.epoch === time ? offset : Number.NaN
+/**
+ * A deadline as an offset from the creation time in one 32-bit integer:
+ * milliseconds when it is 0 to 2^31 - 1 (24.8 days); past that, whole
+ * seconds, negated (up to 68 years); `EXTRA` when neither holds it exactly.
+ */
+const offsetOf = (time: number, from: number): number => {
+  const offset = time - from
+  if (from + offset !== time || Object.is(time, -0)) return EXTRA
+  if ((offset | 0) === offset && offset >= 0) return offset
+  const seconds = offset / 1000
+  return Number.isInteger(seconds) && seconds > 2_147_483 && seconds <= 0x7fff_ffff && from + seconds * 1000 === time
+    ? -seconds
+    : EXTRA
 }
 
-class Node implements StoredEntry, Eviction.PolicyNode<Node> {
-  readonly key: string
-  readonly value: unknown
-  private readonly created: number
-  private readonly fresh: number
-  private readonly stale: number
-  private readonly extra: Extra | undefined
-  prev: Node | undefined = undefined
-  next: Node | undefined = undefined
-  hash = 0
-  region = 0
-  constructor(key: string, entry: StoredEntry, size: number) {
-    this.key = key
-    this.value = entry.value
+/** The offset in milliseconds of a slot's `offsetOf` (not `EXTRA`). */
+const millisOf = (offset: number): number => (offset >= 0 ? offset : -1000 * offset)
+
+/** Entries by slot: the value, the creation time and two offsets, and the side table. */
+class Entries {
+  values: Array<unknown> = []
+  created = new Float64Array(0)
+  fresh = new Int32Array(0)
+  stale = new Int32Array(0)
+  readonly extras = new Map<number, Extra>()
+
+  /** Makes room for the policy's slots. */
+  reserve(policy: Eviction.Eviction): void {
+    this.created = policy.fit(this.created, (n) => new Float64Array(n))
+    this.fresh = policy.fit(this.fresh, (n) => new Int32Array(n))
+    this.stale = policy.fit(this.stale, (n) => new Int32Array(n))
+  }
+
+  write(slot: number, entry: StoredEntry): void {
     const { createdAt, freshUntil, staleUntil, tags } = entry
-    if (Number.isNaN(base.epoch)) base.epoch = Number.isFinite(createdAt) ? Math.floor(createdAt) : 0
-    let created = offsetOf(createdAt)
-    let fresh = offsetOf(freshUntil)
-    let stale = offsetOf(staleUntil)
-    const exact = !Number.isNaN(created) && !Number.isNaN(fresh) && !Number.isNaN(stale)
-    if (!exact) created = fresh = stale = Number.NaN
-    this.created = created
-    this.fresh = fresh
-    this.stale = stale
-    this.extra =
-      exact && tags.length === 0 && entry.negative === undefined && size === 0
-        ? undefined
-        : {
-            tags: tags.length === 0 ? noTags : tags,
-            negative: entry.negative,
-            size,
-            createdAt,
-            freshUntil,
-            staleUntil
-          }
+    this.values[slot] = entry.value
+    this.created[slot] = createdAt
+    const fresh = offsetOf(freshUntil, createdAt)
+    const stale = offsetOf(staleUntil, createdAt)
+    if (fresh !== EXTRA && stale !== EXTRA && tags.length === 0 && entry.negative === undefined) {
+      this.fresh[slot] = fresh
+      this.stale[slot] = stale
+    } else {
+      this.fresh[slot] = EXTRA
+      this.extras.set(slot, {
+        tags: tags.length === 0 ? noTags : tags,
+        negative: entry.negative,
+        createdAt,
+        freshUntil,
+        staleUntil
+      })
+    }
   }
-  get createdAt(): number {
-    const t = this.created
-    return Number.isNaN(t) ? this.extra!.createdAt : base.epoch + t
+
+  release(slot: number): void {
+    this.values[slot] = undefined
+    if (this.fresh[slot] === EXTRA) this.extras.delete(slot)
   }
-  get freshUntil(): number {
-    const t = this.fresh
-    return Number.isNaN(t) ? this.extra!.freshUntil : base.epoch + t
+
+  staleUntil(slot: number): number {
+    const fresh = this.fresh[slot]!
+    return fresh === EXTRA ? this.extras.get(slot)!.staleUntil : this.created[slot]! + millisOf(this.stale[slot]!)
   }
-  get staleUntil(): number {
-    const t = this.stale
-    return Number.isNaN(t) ? this.extra!.staleUntil : base.epoch + t
-  }
-  get tags(): ReadonlyArray<string> {
-    const extra = this.extra
-    return extra === undefined ? noTags : extra.tags
-  }
-  get negative(): boolean | undefined {
-    return this.extra?.negative
-  }
-  get size(): number {
-    const extra = this.extra
-    return extra === undefined ? 0 : extra.size
+
+  /** A new entry object of the slot's entry. */
+  read(slot: number): StoredEntry {
+    const value = this.values[slot]
+    if (this.fresh[slot] === EXTRA) {
+      const extra = this.extras.get(slot)!
+      return {
+        value,
+        createdAt: extra.createdAt,
+        freshUntil: extra.freshUntil,
+        staleUntil: extra.staleUntil,
+        tags: extra.tags,
+        negative: extra.negative
+      }
+    }
+    const createdAt = this.created[slot]!
+    return {
+      value,
+      createdAt,
+      freshUntil: createdAt + millisOf(this.fresh[slot]!),
+      staleUntil: createdAt + millisOf(this.stale[slot]!),
+      tags: noTags,
+      negative: undefined
+    }
   }
 }
 
@@ -130,8 +146,14 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     const maxBytes = options?.maxBytes
     const sizeOf = maxBytes === undefined ? undefined : (options?.sizeOf ?? estimateSize)
 
-    const lru = Eviction.make<Node>({ capacity, maxBytes, eviction: options?.eviction, seed: options?.seed })
-    const map = lru.map
+    const entries = new Entries()
+    const lru = Eviction.make({
+      capacity,
+      maxBytes,
+      eviction: options?.eviction,
+      seed: options?.seed,
+      release: (slot) => entries.release(slot)
+    })
     // Insertion order is invalidation order (a record is moved to the end
     // when its time advances), so the oldest and first to expire are first.
     const tagTimes = new Map<string, TagRecord>()
@@ -156,14 +178,25 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     }
 
     const getUnsafe = (key: string, now?: number): StoredEntry | undefined => {
-      const node = map.get(key)
-      if (node === undefined) return undefined
-      if (node.staleUntil <= (now ?? clock.currentTimeMillisUnsafe())) {
-        lru.remove(node)
+      const slot = lru.find(key)
+      if (slot === Eviction.NIL) return undefined
+      if (entries.staleUntil(slot) <= (now ?? clock.currentTimeMillisUnsafe())) {
+        lru.remove(slot)
         return undefined
       }
-      lru.touch(node)
-      return node
+      lru.touch(slot)
+      return entries.read(slot)
+    }
+
+    // The hit path: the value of a fresh entry with nothing in the side
+    // table; anything else is left untouched for `getUnsafe`.
+    const getFreshUnsafe = (key: string, now: number): unknown => {
+      const slot = lru.find(key)
+      if (slot === Eviction.NIL) return NotFresh
+      const fresh = entries.fresh[slot]!
+      if (fresh === EXTRA || now >= entries.created[slot]! + millisOf(fresh)) return NotFresh
+      lru.touch(slot)
+      return entries.values[slot]
     }
 
     const setUnsafe = (key: string, entry: StoredEntry, keyspace: string): CacheValueTooLarge | undefined => {
@@ -171,20 +204,24 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       if (maxBytes !== undefined && size > maxBytes) {
         return new CacheValueTooLarge({ keyspace, key, bytes: size, maxBytes })
       }
-      const existing = map.get(key)
-      if (existing !== undefined) lru.remove(existing)
+      const existing = lru.find(key)
+      if (existing !== Eviction.NIL) lru.remove(existing)
       const now = clock.currentTimeMillisUnsafe()
       if (now >= tagsDueAt) sweepTags(now)
       if (entry.staleUntil <= now) return undefined
-      lru.add(new Node(flatten(key), entry, size))
+      const slot = lru.add(flatten(key), size)
+      if (slot === Eviction.NIL) return undefined
+      entries.reserve(lru)
+      entries.write(slot, entry)
       return undefined
     }
 
     const deleteUnsafe = (key: string): boolean => {
-      const node = map.get(key)
-      if (node === undefined) return false
-      lru.remove(node)
-      return node.staleUntil > clock.currentTimeMillisUnsafe()
+      const slot = lru.find(key)
+      if (slot === Eviction.NIL) return false
+      const live = entries.staleUntil(slot) > clock.currentTimeMillisUnsafe()
+      lru.remove(slot)
+      return live
     }
 
     const floorTime = (now: number): number | undefined => {
@@ -234,7 +271,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
 
     const info: StoreInfo = {
       get entries() {
-        return map.size
+        return lru.size
       },
       get bytes() {
         return maxBytes === undefined ? undefined : lru.bytes
@@ -271,8 +308,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
         Effect.sync(() => {
           const now = clock.currentTimeMillisUnsafe()
           return keys.map((key) => {
-            const node = map.get(key)
-            return node !== undefined && node.staleUntil > now
+            const slot = lru.find(key)
+            return slot !== Eviction.NIL && entries.staleUntil(slot) > now
           })
         }),
       deletePattern: (prefix, pattern) =>
@@ -281,10 +318,11 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
           if (typeof matcher === "string") return 0
           const now = clock.currentTimeMillisUnsafe()
           let count = 0
-          for (const [key, node] of map) {
+          for (const slot of lru.slots()) {
+            const key = lru.keys[slot]!
             if (!key.startsWith(prefix) || !Glob.covers(matcher, key.slice(prefix.length))) continue
-            lru.remove(node)
-            if (node.staleUntil > now) count++
+            if (entries.staleUntil(slot) > now) count++
+            lru.remove(slot)
           }
           return count
         }),
@@ -293,6 +331,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
       ping: Effect.void,
       info: Effect.succeed(info),
       getUnsafe,
+      getFreshUnsafe,
       getTagTimeUnsafe
     }
   })

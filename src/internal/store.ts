@@ -8,6 +8,9 @@
 import type { Effect, Result } from "effect"
 import type { CacheDecodeError, CacheEncodeError, CacheStoreError, CacheValueTooLarge } from "../CacheError.ts"
 
+/** What `getFreshUnsafe` answers when it has no plain fresh value to give. */
+export const NotFresh: unique symbol = Symbol.for("cachet/NotFresh")
+
 /** One cache entry, as stored (see `CacheStore.StoredEntry`). */
 export interface StoredEntry {
   readonly value: unknown
@@ -218,6 +221,13 @@ export interface StoreService {
    * hit path to skip an Effect step. Must behave exactly as `get`.
    */
   readonly getUnsafe?: ((key: string, now?: number) => StoredEntry | undefined) | undefined
+  /**
+   * The hit path of the memory store: the value of the entry of `key` when
+   * it is fresh at `now` and plain (no tags, not negative), marked used as
+   * `getUnsafe` marks it; else `NotFresh`, without touching anything (the
+   * caller then reads through `getUnsafe`). No entry object is built.
+   */
+  readonly getFreshUnsafe?: ((key: string, now: number) => unknown) | undefined
   /**
    * Synchronous tag-time read for stores in the process (see `getUnsafe`).
    * `now`, when given, is the caller's clock reading of the same hit (the

@@ -11,6 +11,7 @@ import type { Keyspace, TimeoutError } from "../Keyspace.ts"
 import { type CallOptions, isEmpty, type Policy, withCall } from "./runtime/policy.ts"
 import { Cachet, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
 import type { WriteBehindQueueFull } from "./runtime/writeBehind.ts"
+import { NotFresh } from "./store.ts"
 
 /**
  * What to do with an entry that is not fresh. Strategies differ here only:
@@ -119,6 +120,15 @@ const readIn = (
     // One clock read for the store's expiry check, the tag check and the
     // freshness check.
     const now = rt.clock.currentTimeMillisUnsafe()
+    // A plain fresh hit that nothing observes or extends: the value alone,
+    // no entry object.
+    if (rt.readFresh !== null && onFresh === undefined && !state.sliding && rt.observe.active === 0) {
+      const value = rt.readFresh(key, now)
+      if (value !== NotFresh) {
+        state.counters.hits++
+        return Effect.succeed(value)
+      }
+    }
     const entry = rt.readSync(state, key, now)
     if (entry !== undefined && now < entry.freshUntil) {
       return hit(rt, state, key, params, loader, make, entry, onFresh, call, now)

@@ -6,7 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import fc from "fast-check"
 import { type EntryCodec, layerMemory, type MemoryOptions, makeMemory, type StoredEntry } from "../../src/CacheStore.ts"
-import { KeyNode, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
+import { NIL, TinyLfu, type TinyLfuOptions } from "../../src/internal/eviction.ts"
+import { Lru } from "../../src/internal/lru.ts"
 
 /** xorshift32: the traces are the same on every run. */
 const rng = (seed: number) => {
@@ -40,13 +41,22 @@ const zipf = (n: number, s: number, random: () => number) => {
   }
 }
 
+/** The keys a policy holds. */
+const keysOf = (policy: TinyLfu): Array<string> => [...policy.slots()].map((slot) => policy.keys[slot]!)
+
+/** The keys of any slot policy. */
+const keysOfSlots = (policy: Lru): Array<string> => [...policy.slots()].map((slot) => policy.keys[slot]!)
+
+/** Whether a policy holds `key`. */
+const has = (policy: TinyLfu, key: string): boolean => policy.find(key) !== NIL
+
 /** Hit ratio (%) of the policy on a trace: touch on a hit, add on a miss. */
 const policyHits = (trace: ReadonlyArray<string>, options: TinyLfuOptions): number => {
-  const policy = new TinyLfu<KeyNode>(options)
+  const policy = new TinyLfu(options)
   let hits = 0
   for (const key of trace) {
-    const node = policy.map.get(key)
-    if (node === undefined) policy.add(new KeyNode(key))
+    const node = policy.find(key)
+    if (node === NIL) policy.add(key, 0)
     else {
       hits++
       policy.touch(node)
@@ -138,15 +148,15 @@ for (const capacity of [CAPACITY, 10 * CAPACITY]) {
 
     it("widens the window on a recency trace and narrows it on a scan", () => {
       const windowAfter = (trace: ReadonlyArray<string>) => {
-        const policy = new TinyLfu<KeyNode>({ capacity, seed: 1 })
+        const policy = new TinyLfu({ capacity, seed: 1 })
         for (const key of trace) {
-          const node = policy.map.get(key)
-          if (node === undefined) policy.add(new KeyNode(key))
+          const node = policy.find(key)
+          if (node === NIL) policy.add(key, 0)
           else policy.touch(node)
         }
         return policy.windowFraction
       }
-      const initial = new TinyLfu<KeyNode>({ capacity }).windowFraction
+      const initial = new TinyLfu({ capacity }).windowFraction
       assert.isAbove(windowAfter(recencyTrace(capacity)), initial)
       assert.isBelow(windowAfter(scanTrace(capacity)), initial)
     })
@@ -159,14 +169,14 @@ describe("eviction: W-TinyLFU, determinism", () => {
     const key = zipf(1000, 0.8, random)
     const trace = Array.from({ length: 30_000 }, () => `k${key()}`)
     const run = (seed: number) => {
-      const policy = new TinyLfu<KeyNode>({ capacity: CAPACITY, seed })
+      const policy = new TinyLfu({ capacity: CAPACITY, seed })
       const resident: Array<string> = []
       for (const k of trace) {
-        const node = policy.map.get(k)
-        if (node === undefined) policy.add(new KeyNode(k))
+        const node = policy.find(k)
+        if (node === NIL) policy.add(k, 0)
         else policy.touch(node)
       }
-      for (const k of policy.map.keys()) resident.push(k)
+      resident.push(...keysOf(policy))
       return { resident: resident.sort().join(","), evictions: policy.evictions, window: policy.windowFraction }
     }
     assert.deepStrictEqual(run(42), run(42))
@@ -177,21 +187,21 @@ describe("eviction: W-TinyLFU, determinism", () => {
 describe("eviction: W-TinyLFU, hits", () => {
   it("a hit relinks nothing; a referenced entry at the window's tail gets a second chance", () => {
     // 100 entries, a static window of 10: w0 is the oldest of the window.
-    const policy = new TinyLfu<KeyNode>({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
-    for (let i = 0; i < 10; i++) policy.add(new KeyNode(`w${i}`))
-    const w0 = policy.map.get("w0")!
-    const links = [w0.prev, w0.next]
+    const policy = new TinyLfu({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
+    for (let i = 0; i < 10; i++) policy.add(`w${i}`, 0)
+    const w0 = policy.find("w0")
+    const links = [policy.prev[w0], policy.next[w0]]
     policy.touch(w0)
-    assert.deepStrictEqual([w0.prev, w0.next], links)
+    assert.deepStrictEqual([policy.prev[w0], policy.next[w0]], links)
     // The window overflows: w0 (referenced) goes back to its head, w1 leaves.
-    policy.add(new KeyNode("w10"))
-    assert.strictEqual(w0.region & 3, 0)
-    assert.strictEqual(policy.map.get("w1")!.region & 3, 1)
+    policy.add("w10", 0)
+    assert.strictEqual(policy.regions[w0]! & 3, 0)
+    assert.strictEqual(policy.regions[policy.find("w1")]! & 3, 1)
     assert.isUndefined(policy.invariantViolation())
     // Without the hit, the oldest leaves.
-    const plain = new TinyLfu<KeyNode>({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
-    for (let i = 0; i <= 10; i++) plain.add(new KeyNode(`w${i}`))
-    assert.strictEqual(plain.map.get("w0")!.region & 3, 1)
+    const plain = new TinyLfu({ capacity: 100, seed: 1, adaptive: false, window: 0.1 })
+    for (let i = 0; i <= 10; i++) plain.add(`w${i}`, 0)
+    assert.strictEqual(plain.regions[plain.find("w0")]! & 3, 1)
   })
 })
 
@@ -200,19 +210,19 @@ describe("eviction: attacks on admission", () => {
     const random = rng(19)
     const key = zipf(1000, 0.8, random)
     const run = (attack: boolean) => {
-      const policy = new TinyLfu<KeyNode>({ capacity: CAPACITY, seed: 5 })
+      const policy = new TinyLfu({ capacity: CAPACITY, seed: 5 })
       let hits = 0
       let requests = 0
       for (let i = 0; i < 60_000; i++) {
         if (attack) {
-          const evil = policy.map.get("evil")
-          if (evil === undefined) policy.add(new KeyNode("evil"))
+          const evil = policy.find("evil")
+          if (evil === NIL) policy.add("evil", 0)
           else policy.touch(evil)
         }
         const k = `k${key()}`
-        const node = policy.map.get(k)
+        const node = policy.find(k)
         requests++
-        if (node === undefined) policy.add(new KeyNode(k))
+        if (node === NIL) policy.add(k, 0)
         else {
           hits++
           policy.touch(node)
@@ -224,25 +234,25 @@ describe("eviction: attacks on admission", () => {
     const attacked = run(true)
     // One slot of a hundred goes to the adversary's key.
     assert.isAtLeast(attacked.hitRate, quiet.hitRate - 2, `${attacked.hitRate} vs ${quiet.hitRate}`)
-    assert.isTrue(attacked.policy.map.has("evil"))
+    assert.isTrue(has(attacked.policy, "evil"))
     // The attack stops: the key's counts fade with every halving, and it goes.
     const policy = attacked.policy
     for (let i = 0; i < 50 * CAPACITY * 10; i++) {
       const k = `k${key()}`
-      const node = policy.map.get(k)
-      if (node === undefined) policy.add(new KeyNode(k))
+      const node = policy.find(k)
+      if (node === NIL) policy.add(k, 0)
       else policy.touch(node)
     }
-    assert.isFalse(policy.map.has("evil"), "the hammered key is not pinned forever")
+    assert.isFalse(has(policy, "evil"), "the hammered key is not pinned forever")
   })
 
   it("a warm candidate sometimes wins against a hotter victim (jitter), so no key is kept out forever", () => {
     // A hot resident set of `capacity` keys, then a newcomer that is warm but
     // never as hot: it must get in at some point.
-    const policy = new TinyLfu<KeyNode>({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
+    const policy = new TinyLfu({ capacity: 10, seed: 3, adaptive: false, window: 0.1 })
     const touchOrAdd = (k: string) => {
-      const node = policy.map.get(k)
-      if (node === undefined) policy.add(new KeyNode(k))
+      const node = policy.find(k)
+      if (node === NIL) policy.add(k, 0)
       else policy.touch(node)
     }
     for (let round = 0; round < 20; round++) for (let k = 0; k < 10; k++) touchOrAdd(`hot${k}`)
@@ -252,7 +262,7 @@ describe("eviction: attacks on admission", () => {
       touchOrAdd("newcomer")
       touchOrAdd(`filler${i}`)
       // In the main space: the region's list bits (bit 2 marks a referenced node) are not the window's 0.
-      admitted = policy.map.has("newcomer") && (policy.map.get("newcomer")!.region & 3) !== 0
+      admitted = has(policy, "newcomer") && (policy.regions[policy.find("newcomer")]! & 3) !== 0
     }
     assert.isTrue(admitted)
   })
@@ -261,28 +271,28 @@ describe("eviction: attacks on admission", () => {
 describe("eviction: byte weights", () => {
   // Capacity in entries does not bind; 100 bytes do. The window's byte share
   // (1 byte) is below every node, so each new node is a candidate at once.
-  const make = () => new TinyLfu<KeyNode>({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
+  const make = () => new TinyLfu({ capacity: 1000, maxBytes: 100, seed: 1, adaptive: false, window: 0.01 })
   /** Raises a key's estimated frequency by `n` without keeping it. */
-  const warm = (policy: TinyLfu<KeyNode>, key: string, n: number) => {
+  const warm = (policy: TinyLfu, key: string, n: number) => {
     for (let i = 0; i < n; i++) {
-      policy.add(new KeyNode(key))
-      policy.remove(policy.map.get(key)!)
+      policy.add(key, 0)
+      policy.remove(policy.find(key))
     }
   }
-  const fill = (policy: TinyLfu<KeyNode>) => {
+  const fill = (policy: TinyLfu) => {
     // r1 (second in line to go) is hot; the others were read once.
     warm(policy, "r1", 6)
-    for (let i = 0; i < 10; i++) policy.add(new KeyNode(`r${i}`, 10))
+    for (let i = 0; i < 10; i++) policy.add(`r${i}`, 10)
   }
 
   it("a small candidate more frequent than the victim is admitted", () => {
     const policy = make()
     warm(policy, "c", 3)
     fill(policy)
-    policy.add(new KeyNode("c", 10))
-    assert.isTrue(policy.map.has("c"))
-    assert.isFalse(policy.map.has("r0"))
-    assert.isTrue(policy.map.has("r1"))
+    policy.add("c", 10)
+    assert.isTrue(has(policy, "c"))
+    assert.isFalse(has(policy, "r0"))
+    assert.isTrue(has(policy, "r1"))
     assert.isUndefined(policy.invariantViolation())
   })
 
@@ -291,24 +301,30 @@ describe("eviction: byte weights", () => {
     warm(policy, "c", 3)
     fill(policy)
     // 50 bytes: it would have to evict r0..r4, and r1 is hotter.
-    policy.add(new KeyNode("c", 50))
-    assert.isFalse(policy.map.has("c"))
-    assert.isTrue(policy.map.has("r1"))
+    policy.add("c", 50)
+    assert.isFalse(has(policy, "c"))
+    assert.isTrue(has(policy, "r1"))
     assert.isAtMost(policy.bytes, 100)
     assert.isUndefined(policy.invariantViolation())
   })
 })
 
-describe("eviction: bookkeeping (model-checked)", () => {
-  type Op =
-    | { readonly op: "get"; readonly key: number; readonly size: number }
-    | { readonly op: "delete"; readonly key: number }
-    | { readonly op: "clear" }
-  const op: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 10, arbitrary: fc.record({ op: fc.constant("get" as const), key: fc.nat(40), size: fc.nat(30) }) },
-    { weight: 3, arbitrary: fc.record({ op: fc.constant("delete" as const), key: fc.nat(40) }) },
-    { weight: 1, arbitrary: fc.record({ op: fc.constant("clear" as const) }) }
+/** A policy operation of the model checks: a read of a key (add or touch), a delete, a clear. */
+type Op =
+  | { readonly op: "get"; readonly key: number; readonly size: number }
+  | { readonly op: "delete"; readonly key: number }
+  | { readonly op: "clear" }
+
+/** Operations over keys 0 to `keys`, weighted get : delete : clear. */
+const opsOver = (keys: number, [get, del, clear]: readonly [number, number, number]): fc.Arbitrary<Op> =>
+  fc.oneof(
+    { weight: get, arbitrary: fc.record({ op: fc.constant("get" as const), key: fc.nat(keys), size: fc.nat(30) }) },
+    { weight: del, arbitrary: fc.record({ op: fc.constant("delete" as const), key: fc.nat(keys) }) },
+    { weight: clear, arbitrary: fc.record({ op: fc.constant("clear" as const) }) }
   )
+
+describe("eviction: bookkeeping (model-checked)", () => {
+  const op = opsOver(40, [10, 3, 1])
 
   it("never exceeds its bounds, evicts only what was present, and stays consistent under deletes", () => {
     fc.assert(
@@ -318,26 +334,28 @@ describe("eviction: bookkeeping (model-checked)", () => {
         fc.integer(),
         fc.array(op, { maxLength: 300 }),
         (capacity, maxBytes, seed, ops) => {
-          const policy = new TinyLfu<KeyNode>({ capacity, maxBytes, seed })
+          const policy = new TinyLfu({ capacity, maxBytes, seed })
           for (const o of ops) {
-            const before = new Set(policy.map.keys())
+            const before = new Set(keysOf(policy))
             if (o.op === "clear") {
               policy.clear()
               continue
             }
             const key = `k${o.key}`
-            const node = policy.map.get(key)
+            const node = policy.find(key)
             if (o.op === "delete") {
-              if (node !== undefined) policy.remove(node)
-              assert.isFalse(policy.map.has(key))
-            } else if (node !== undefined) {
+              if (node !== NIL) policy.remove(node)
+              assert.isFalse(has(policy, key))
+            } else if (node !== NIL) {
               policy.touch(node)
             } else {
               const evictions = policy.evictions
-              policy.add(new KeyNode(key, maxBytes === undefined ? 0 : o.size))
+              const slot = policy.add(key, maxBytes === undefined ? 0 : o.size)
+              // The slot it answers is the key's, or NIL when the newcomer itself went.
+              assert.strictEqual(policy.find(key), slot)
               // What went is what was there; the count of evictions says how many.
-              const gone = [...before].filter((k) => !policy.map.has(k))
-              assert.strictEqual(policy.evictions - evictions, gone.length + (policy.map.has(key) ? 0 : 1))
+              const gone = [...before].filter((k) => !has(policy, k))
+              assert.strictEqual(policy.evictions - evictions, gone.length + (has(policy, key) ? 0 : 1))
             }
             const violation = policy.invariantViolation()
             assert.isUndefined(violation, violation)
@@ -345,6 +363,100 @@ describe("eviction: bookkeeping (model-checked)", () => {
         }
       ),
       { numRuns: 300, seed: 20_260_101 }
+    )
+  })
+})
+
+describe("eviction: slots and their index (model-checked)", () => {
+  const op = (keys: number) => opsOver(keys, [12, 4, 1])
+
+  it("the LRU over slots is a Map-ordered LRU: same keys, same order of eviction, through growth, removals and reuse", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.option(fc.integer({ min: 30, max: 3_000 }), { nil: undefined }),
+        fc.integer(),
+        fc.array(op(600), { maxLength: 2_000 }),
+        (capacity, maxBytes, seed, ops) => {
+          const released = new Set<number>()
+          const lru = new Lru({ capacity, maxBytes, seed, release: (slot) => released.add(slot) })
+          // The model: a Map in recency order (oldest first), with sizes.
+          const model = new Map<string, number>()
+          let bytes = 0
+          for (const o of ops) {
+            if (o.op === "clear") {
+              lru.clear()
+              model.clear()
+              bytes = 0
+              continue
+            }
+            const key = `k${o.key}`
+            const slot = lru.find(key)
+            assert.strictEqual(slot !== NIL, model.has(key))
+            if (o.op === "delete") {
+              if (slot !== NIL) {
+                released.clear()
+                lru.remove(slot)
+                assert.deepStrictEqual([...released], [slot])
+                bytes -= model.get(key)!
+                model.delete(key)
+              }
+            } else if (slot !== NIL) {
+              lru.touch(slot)
+              const size = model.get(key)!
+              model.delete(key)
+              model.set(key, size)
+            } else {
+              const size = maxBytes === undefined ? 0 : o.size
+              const added = lru.add(key, size)
+              assert.notStrictEqual(added, NIL)
+              assert.isUndefined(lru.keys.find((k, i) => k === key && i !== added))
+              model.set(key, size)
+              bytes += size
+              for (const [oldest, s] of model) {
+                if (model.size <= capacity && bytes <= (maxBytes ?? Infinity)) break
+                if (oldest === key) break
+                model.delete(oldest)
+                bytes -= s
+              }
+            }
+            assert.strictEqual(lru.size, model.size)
+            assert.strictEqual(lru.bytes, bytes)
+          }
+          for (const key of model.keys()) assert.notStrictEqual(lru.find(key), NIL)
+          assert.deepStrictEqual(keysOfSlots(lru).sort(), [...model.keys()].sort())
+        }
+      ),
+      { numRuns: 150, seed: 20_261_202 }
+    )
+  })
+
+  it("W-TinyLFU keeps its bookkeeping over hundreds of slots (growth and index rehash)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 20, max: 400 }),
+        fc.integer(),
+        fc.array(op(1_000), { minLength: 500, maxLength: 3_000 }),
+        (capacity, seed, ops) => {
+          const policy = new TinyLfu({ capacity, seed })
+          for (const o of ops) {
+            if (o.op === "clear") policy.clear()
+            else {
+              const slot = policy.find(`k${o.key}`)
+              if (o.op === "delete") {
+                if (slot !== NIL) policy.remove(slot)
+              } else if (slot !== NIL) policy.touch(slot)
+              else {
+                const added = policy.add(`k${o.key}`, 0)
+                assert.strictEqual(policy.find(`k${o.key}`), added)
+              }
+            }
+          }
+          const violation = policy.invariantViolation()
+          assert.isUndefined(violation, violation)
+        }
+      ),
+      { numRuns: 60, seed: 20_261_203 }
     )
   })
 })

@@ -6,6 +6,7 @@ import type { EntryCodec, StoredEntry } from "../../src/CacheStore.ts"
 import * as CacheStoreModule from "../../src/CacheStore.ts"
 import { CacheStore } from "../../src/CacheStore.ts"
 import { estimateSize } from "../../src/internal/size.ts"
+import { NotFresh } from "../../src/internal/store.ts"
 import * as CacheStoreSuite from "../../src/testing/CacheStoreSuite.ts"
 
 CacheStoreSuite.suite("memory", CacheStoreModule.layerMemory({ capacity: 1_000 }))
@@ -36,11 +37,19 @@ describe("memory store", () => {
       fc.double({ min: -1e15, max: 1e15, noNaN: true }),
       fc.constantFrom(0, 1.5, 1_764_640_000_000, 1_764_640_000_000.25, 2 ** 31, -(2 ** 31) - 1)
     )
+    // Deadlines as offsets: milliseconds up to 2^31 - 1, whole seconds past
+    // that, and what neither holds (kept aside, exact all the same).
+    const lifetime = fc.oneof(
+      fc.nat({ max: 10 ** 9 }),
+      fc.integer({ min: 2 ** 31 - 3, max: 2 ** 31 + 3 }),
+      fc.nat({ max: 2 ** 32 }).map((seconds) => seconds * 1000),
+      fc.double({ min: 0, max: 1e13, noNaN: true })
+    )
     fc.assert(
       fc.property(
         time,
-        fc.nat({ max: 10 ** 9 }),
-        fc.nat({ max: 10 ** 9 }),
+        lifetime,
+        lifetime,
         fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
         fc.constantFrom(undefined, true),
         fc.boolean(),
@@ -77,6 +86,19 @@ describe("memory store", () => {
           assert.deepStrictEqual(got!.tags, tags)
           assert.strictEqual(got!.negative, negative)
           assert.strictEqual(got!.value, stored.value)
+          // The hit path gives the value of a plain fresh entry and nothing else.
+          const plain = tags.length === 0 && negative === undefined && createdAt < stored.freshUntil
+          const fast = store.getFreshUnsafe!("t:k", createdAt)
+          if (!plain) assert.strictEqual(fast, NotFresh)
+          else if (fast !== NotFresh) assert.strictEqual(fast, stored.value)
+          // It may decline only entries whose times need the side table.
+          const compact =
+            Number.isSafeInteger(createdAt) &&
+            Number.isInteger(fresh) &&
+            Number.isInteger(stale) &&
+            Number.isSafeInteger(stored.staleUntil) &&
+            fresh + stale + 1 < 2 ** 31
+          if (plain && compact) assert.strictEqual(fast, stored.value)
         }
       )
     )

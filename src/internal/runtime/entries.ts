@@ -7,7 +7,7 @@
 import { type Clock, Effect, Result, Schema } from "effect"
 import { CacheEncodeError, type CacheStoreError, type CacheValueTooLarge } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
-import type { StoredEntry, StoreService } from "../store.ts"
+import { NotFresh, type StoredEntry, type StoreService } from "../store.ts"
 import type { Warn } from "../warn.ts"
 import type { Floors } from "./floors.ts"
 import type { Journal } from "./journal.ts"
@@ -33,6 +33,12 @@ export interface Entries {
     shared?: boolean
   ) => Effect.Effect<StoredEntry | undefined, CacheStoreError>
   readonly readSync: ((state: KeyspaceState, key: string, now?: number) => StoredEntry | undefined) | null
+  /**
+   * The memory store's hit path (`getFreshUnsafe`): the value of a fresh,
+   * plain, visible entry, or `NotFresh` when the caller must `readSync`
+   * (nothing was touched then).
+   */
+  readonly readFresh: ((key: string, now: number) => unknown) | null
   /**
    * The synchronous hit path of a store with a copy in the process in front
    * of a remote one (`getFrontUnsafe`): a fresh, visible entry, or
@@ -198,6 +204,14 @@ export const make = ({
           if (entry.tags.length === 0) return entry
           return validSync(entry, now) ? entry : undefined
         }
+
+  const getFreshUnsafe = store.getFreshUnsafe
+  // Hidden keys and the journal need the entry: then the caller reads it.
+  const readFresh =
+    readSync === null || getFreshUnsafe === undefined
+      ? null
+      : (key: string, now: number): unknown =>
+          hidden.size !== 0 || journal.active ? NotFresh : getFreshUnsafe(key, now)
 
   const getFrontUnsafe = store.getFrontUnsafe
   const readFront =
@@ -556,5 +570,18 @@ export const make = ({
       }
     )
 
-  return { read, readSync, readFront, readMany, stateNow, write, writeMany, touch, remove, replace, storeFailed }
+  return {
+    read,
+    readSync,
+    readFresh,
+    readFront,
+    readMany,
+    stateNow,
+    write,
+    writeMany,
+    touch,
+    remove,
+    replace,
+    storeFailed
+  }
 }

@@ -170,6 +170,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
       keyOf: keyspaces.keyOf,
       read: entries.read,
       readSync: entries.readSync,
+      readFresh: entries.readFresh,
       readFront: entries.readFront,
       readMany: entries.readMany,
       stateNow: entries.stateNow,

@@ -83,6 +83,7 @@ export interface RuntimeService {
   readonly read: Entries["read"]
   /** Synchronous `read` when the store is in the process, else `null`. */
   readonly readSync: Entries["readSync"]
+  readonly readFresh: Entries["readFresh"]
   /** Synchronous hit of a copy in the process in front of a remote store (TieredStore's L1), else `null`. */
   readonly readFront: Entries["readFront"]
   /** `read` of many keys in one store call (degrade mode), aligned with the keys. */

@@ -28,22 +28,10 @@ import * as Eviction from "../../internal/eviction.ts"
 import { checkPositive, positiveInt } from "../../internal/numbers.ts"
 import { estimateSize } from "../../internal/size.ts"
 
-/** An L1 node: the entry as it was given (its timeline never changes), and when the L1 drops it. */
-class Slot implements Eviction.PolicyNode<Slot> {
-  readonly key: string
+/** An L1 copy: the entry as it was given (its timeline never changes), and when the L1 drops it. */
+interface Copy {
   readonly entry: StoredEntry
   readonly expiresAt: number
-  readonly size: number
-  prev: Slot | undefined = undefined
-  next: Slot | undefined = undefined
-  hash = 0
-  region = 0
-  constructor(key: string, entry: StoredEntry, expiresAt: number, size: number) {
-    this.key = key
-    this.entry = entry
-    this.expiresAt = expiresAt
-    this.size = size
-  }
 }
 
 /** A cached tag record; `time` is the latest invalidation known (or none). */
@@ -117,8 +105,17 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
   // Tag records: as many as entries, at least 1,000 (many entries share tags).
   const tagCapacity = Math.max(capacity, 1_000)
 
-  const lru = Eviction.make<Slot>({ capacity, maxBytes, eviction: options?.eviction, seed: options?.seed })
-  const map = lru.map
+  // Copies by the policy's slot.
+  const copies: Array<Copy | undefined> = []
+  const lru = Eviction.make({
+    capacity,
+    maxBytes,
+    eviction: options?.eviction,
+    seed: options?.seed,
+    release: (slot) => {
+      copies[slot] = undefined
+    }
+  })
   const tags = new Map<string, TagRecord>()
 
   let counter = 0
@@ -126,19 +123,20 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
   const touched = new Map<string, number>()
 
   const get = (key: string, now: number): StoredEntry | undefined => {
-    const slot = map.get(key)
-    if (slot === undefined) return undefined
-    if (slot.expiresAt <= now) {
+    const slot = lru.find(key)
+    if (slot === Eviction.NIL) return undefined
+    const copy = copies[slot]!
+    if (copy.expiresAt <= now) {
       lru.remove(slot)
       return undefined
     }
     lru.touch(slot)
-    return slot.entry
+    return copy.entry
   }
 
   const set = (key: string, entry: StoredEntry, now: number, since: number = now): void => {
-    const existing = map.get(key)
-    if (existing !== undefined) lru.remove(existing)
+    const existing = lru.find(key)
+    if (existing !== Eviction.NIL) lru.remove(existing)
     // `since`: when the L2 read that gave this entry started. The copy's
     // lifetime is counted from then, not from when the reply arrived, so
     // an invalidation made while the read was in flight (that the L1 cannot
@@ -148,12 +146,13 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     const size = sizeOf === undefined ? 0 : sizeOf(entry.value) + 2 * key.length + 96
     // Too big for the L1 budget: the L2 keeps it; the L1 does not.
     if (maxBytes !== undefined && size > maxBytes) return
-    lru.add(new Slot(key, entry, expiresAt, size))
+    const slot = lru.add(key, size)
+    if (slot !== Eviction.NIL) copies[slot] = { entry, expiresAt }
   }
 
   const deleteKey = (key: string): void => {
-    const slot = map.get(key)
-    if (slot !== undefined) lru.remove(slot)
+    const slot = lru.find(key)
+    if (slot !== Eviction.NIL) lru.remove(slot)
   }
 
   const deletePrefix = (prefix: string): void => {
@@ -161,12 +160,15 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
   }
 
   const peek = (key: string, now: number): boolean => {
-    const slot = map.get(key)
-    return slot !== undefined && slot.expiresAt > now
+    const slot = lru.find(key)
+    return slot !== Eviction.NIL && copies[slot]!.expiresAt > now
   }
 
   const deleteMatching = (prefix: string, matches: (keyPart: string) => boolean): void => {
-    for (const [key, slot] of map) if (key.startsWith(prefix) && matches(key.slice(prefix.length))) lru.remove(slot)
+    for (const slot of lru.slots()) {
+      const key = lru.keys[slot]!
+      if (key.startsWith(prefix) && matches(key.slice(prefix.length))) lru.remove(slot)
+    }
   }
 
   const clear = (): void => {
@@ -246,7 +248,7 @@ export const make = (options: MemoryOptions | undefined, maxTtl: number): L1 => 
     mayCacheTags: (mark) => mark >= floor,
     touch,
     touchAll,
-    entries: () => map.size,
+    entries: () => lru.size,
     tags: () => tags.size,
     evictions: () => lru.evictions,
     bytes: () => (maxBytes === undefined ? undefined : lru.bytes)
