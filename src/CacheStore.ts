@@ -9,11 +9,13 @@
  *
  * **Storage layout (memory store)**
  *
- * One `Map` from `<keyspace>:<key>` to an entry node, threaded on the
- * doubly linked lists of the eviction policy (W-TinyLFU: a window LRU, a
- * probation and a protected LRU, beside a count-min sketch of 4-bit counters
- * in an `Int32Array`, 8 bytes per entry of capacity, and two small sampled
- * shadow caches that steer the window; or one LRU list), and a second `Map`
+ * Entries are slots: indices into typed arrays (no object per entry), found
+ * from `<keyspace>:<key>` through an open-addressing index of slots and
+ * threaded on the doubly linked lists of the eviction policy (W-TinyLFU: a
+ * window LRU, a probation and a protected LRU, beside a count-min sketch of
+ * 4-bit counters in an `Int32Array`, 8 bytes per entry of capacity, and two
+ * small sampled shadow caches that steer the window; or one LRU list); about
+ * 111 bytes of structure per entry (README "Layout and footprint"). A `Map`
  * from tag to the time it was last invalidated. Entries expire at
  * `staleUntil`, read from Effect's `Clock` (so `TestClock` drives expiry in
  * tests).
@@ -316,10 +318,11 @@ export const make = (primitives: StorePrimitives): CacheStore["Service"] =>
  * On the cache2k traces W-TinyLFU's hit ratio is up to 6.1 points above
  * `"lru"` (1.9 on average over 12 trace sizes; 0.3 below on the most
  * recency-heavy one; see the README's "Eviction" figures). Its cost: a hit
- * increments four 4-bit counters in a typed array and moves the node in its
- * list, and a sampled share of hits (1 in 32 at the default capacity, every
- * hit below 512 entries) does the same in two small shadow caches that steer
- * the window; nothing is allocated on a hit. A write hashes the key once; the
+ * increments at most four 4-bit counters in a typed array and sets a bit in
+ * its slot (only a hit in probation moves it), and a sampled share of hits
+ * (1 in 64 at the default capacity, every hit below 256 entries) does the
+ * same in two small shadow caches that steer the window; nothing is
+ * allocated on a hit. A write hashes the key once; the
  * sketch holds 8 bytes per entry of `capacity`, allocated up front. With
  * `maxBytes`, admission is weighted: an entry must be read more often than
  * every entry it would push out.

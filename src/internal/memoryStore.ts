@@ -6,8 +6,9 @@
  * hash, links and size live in the policy's arrays, its value and times in
  * this store's arrays by the same slot. Times are the creation time (a
  * double) and the freshness and staleness deadlines as 32-bit offsets from
- * it; what few entries have (tags, the negative flag, times that offsets
- * cannot hold exactly) is in one side table. A read hands out a new
+ * it; a flags byte says what else the entry has: tags (its own array, in a
+ * side table), the negative flag, deadlines that offsets cannot hold exactly
+ * (in another side table). A read hands out a new
  * `StoredEntry` built from the slot, so an entry handed to a reader never
  * changes under it; the hit path (`getFreshUnsafe`) reads the value alone.
  *
@@ -22,106 +23,118 @@ import { checkPositive, positiveInt } from "./numbers.ts"
 import { estimateSize } from "./size.ts"
 import { type MemoryOptions, NotFresh, type StoredEntry, type StoreInfo, type StoreService } from "./store.ts"
 
-/** What few entries have: tags, a negative flag, and times that offsets cannot hold exactly. */
-interface Extra {
-  readonly tags: ReadonlyArray<string>
-  readonly negative: boolean | undefined
-  readonly createdAt: number
+/** Deadlines that offsets cannot hold exactly (kept aside, as given). */
+interface Deadlines {
   readonly freshUntil: number
   readonly staleUntil: number
 }
 
 const noTags: ReadonlyArray<string> = []
 
-/** An offset in `fresh` that says: this slot's entry is in the side table. */
-const EXTRA = -1
+// What a slot's flags byte says; 0 for a plain entry (the hit path's case).
+/** Its deadlines are in `deadlines`. */
+const ASIDE = 1
+/** Its tags are in `tags`. */
+const TAGGED = 2
+/** `negative: true`. */
+const NEGATIVE = 4
+/** `negative: false`, given explicitly. */
+const NOT_NEGATIVE = 8
+
+/** What `offsetOf` answers for a deadline it cannot hold. */
+const INEXACT = -1
 
 /**
  * A deadline as an offset from the creation time in one 32-bit integer:
  * milliseconds when it is 0 to 2^31 - 1 (24.8 days); past that, whole
- * seconds, negated (up to 68 years); `EXTRA` when neither holds it exactly.
+ * seconds, negated (up to 68 years); `INEXACT` when neither holds it exactly.
  */
 const offsetOf = (time: number, from: number): number => {
   const offset = time - from
-  if (from + offset !== time || Object.is(time, -0)) return EXTRA
+  if (from + offset !== time || Object.is(time, -0)) return INEXACT
   if ((offset | 0) === offset && offset >= 0) return offset
   const seconds = offset / 1000
   return Number.isInteger(seconds) && seconds > 2_147_483 && seconds <= 0x7fff_ffff && from + seconds * 1000 === time
     ? -seconds
-    : EXTRA
+    : INEXACT
 }
 
-/** The offset in milliseconds of a slot's `offsetOf` (not `EXTRA`). */
+/** The offset in milliseconds of an `offsetOf` (not `INEXACT`). */
 const millisOf = (offset: number): number => (offset >= 0 ? offset : -1000 * offset)
 
-/** Entries by slot: the value, the creation time and two offsets, and the side table. */
+const float64s = (length: number) => new Float64Array(length)
+const int32s = (length: number) => new Int32Array(length)
+const uint8s = (length: number) => new Uint8Array(length)
+
+/**
+ * Entries by slot: the value, the creation time, two deadline offsets and a
+ * flags byte; tags (the entry's own array) and deadlines the offsets cannot
+ * hold in two side tables, for the few entries that have them.
+ */
 class Entries {
   values: Array<unknown> = []
   created = new Float64Array(0)
   fresh = new Int32Array(0)
   stale = new Int32Array(0)
-  readonly extras = new Map<number, Extra>()
+  flags = new Uint8Array(0)
+  readonly tags = new Map<number, ReadonlyArray<string>>()
+  readonly deadlines = new Map<number, Deadlines>()
 
   /** Makes room for the policy's slots. */
   reserve(policy: Eviction.Eviction): void {
-    this.created = policy.fit(this.created, (n) => new Float64Array(n))
-    this.fresh = policy.fit(this.fresh, (n) => new Int32Array(n))
-    this.stale = policy.fit(this.stale, (n) => new Int32Array(n))
+    this.created = policy.fit(this.created, float64s)
+    this.fresh = policy.fit(this.fresh, int32s)
+    this.stale = policy.fit(this.stale, int32s)
+    this.flags = policy.fit(this.flags, uint8s)
   }
 
   write(slot: number, entry: StoredEntry): void {
-    const { createdAt, freshUntil, staleUntil, tags } = entry
+    const { createdAt, freshUntil, staleUntil, tags, negative } = entry
     this.values[slot] = entry.value
     this.created[slot] = createdAt
     const fresh = offsetOf(freshUntil, createdAt)
     const stale = offsetOf(staleUntil, createdAt)
-    if (fresh !== EXTRA && stale !== EXTRA && tags.length === 0 && entry.negative === undefined) {
+    let flags = negative === true ? NEGATIVE : negative === false ? NOT_NEGATIVE : 0
+    if (fresh === INEXACT || stale === INEXACT) {
+      flags |= ASIDE
+      this.deadlines.set(slot, { freshUntil, staleUntil })
+    } else {
       this.fresh[slot] = fresh
       this.stale[slot] = stale
-    } else {
-      this.fresh[slot] = EXTRA
-      this.extras.set(slot, {
-        tags: tags.length === 0 ? noTags : tags,
-        negative: entry.negative,
-        createdAt,
-        freshUntil,
-        staleUntil
-      })
     }
+    if (tags.length > 0) {
+      flags |= TAGGED
+      this.tags.set(slot, tags)
+    }
+    this.flags[slot] = flags
   }
 
   release(slot: number): void {
     this.values[slot] = undefined
-    if (this.fresh[slot] === EXTRA) this.extras.delete(slot)
+    const flags = this.flags[slot]!
+    if ((flags & ASIDE) !== 0) this.deadlines.delete(slot)
+    if ((flags & TAGGED) !== 0) this.tags.delete(slot)
+    this.flags[slot] = 0
   }
 
   staleUntil(slot: number): number {
-    const fresh = this.fresh[slot]!
-    return fresh === EXTRA ? this.extras.get(slot)!.staleUntil : this.created[slot]! + millisOf(this.stale[slot]!)
+    return (this.flags[slot]! & ASIDE) !== 0
+      ? this.deadlines.get(slot)!.staleUntil
+      : this.created[slot]! + millisOf(this.stale[slot]!)
   }
 
   /** A new entry object of the slot's entry. */
   read(slot: number): StoredEntry {
-    const value = this.values[slot]
-    if (this.fresh[slot] === EXTRA) {
-      const extra = this.extras.get(slot)!
-      return {
-        value,
-        createdAt: extra.createdAt,
-        freshUntil: extra.freshUntil,
-        staleUntil: extra.staleUntil,
-        tags: extra.tags,
-        negative: extra.negative
-      }
-    }
+    const flags = this.flags[slot]!
     const createdAt = this.created[slot]!
+    const aside = (flags & ASIDE) !== 0 ? this.deadlines.get(slot)! : undefined
     return {
-      value,
+      value: this.values[slot],
       createdAt,
-      freshUntil: createdAt + millisOf(this.fresh[slot]!),
-      staleUntil: createdAt + millisOf(this.stale[slot]!),
-      tags: noTags,
-      negative: undefined
+      freshUntil: aside === undefined ? createdAt + millisOf(this.fresh[slot]!) : aside.freshUntil,
+      staleUntil: aside === undefined ? createdAt + millisOf(this.stale[slot]!) : aside.staleUntil,
+      tags: (flags & TAGGED) !== 0 ? this.tags.get(slot)! : noTags,
+      negative: (flags & NEGATIVE) !== 0 ? true : (flags & NOT_NEGATIVE) !== 0 ? false : undefined
     }
   }
 }
@@ -193,8 +206,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<StoreService> => {
     const getFreshUnsafe = (key: string, now: number): unknown => {
       const slot = lru.find(key)
       if (slot === Eviction.NIL) return NotFresh
-      const fresh = entries.fresh[slot]!
-      if (fresh === EXTRA || now >= entries.created[slot]! + millisOf(fresh)) return NotFresh
+      if (entries.flags[slot] !== 0 || now >= entries.created[slot]! + millisOf(entries.fresh[slot]!)) return NotFresh
       lru.touch(slot)
       return entries.values[slot]
     }
