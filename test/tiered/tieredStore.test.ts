@@ -160,6 +160,36 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
     }).pipe(Effect.provide(TestClock.layer()))
   )
 
+  it.effect(
+    "a tagged write the L2 could not take, with no clock of the L2's to order it at, is kept nowhere; an untagged one stays",
+    () =>
+      Effect.gen(function* () {
+        // The L2 (a memory store: no `time`, no ordered writes) fails every
+        // write; reads reach it.
+        const shared = yield* Layer.build(
+          ChaosStore.layer({ failRate: 1, ops: ["set"] }).pipe(Layer.provideMerge(CacheStoreModule.layerMemory()))
+        )
+        const l2 = Layer.succeed(CacheStore, Context.get(shared, CacheStore))
+        const tiered = yield* Layer.build(TieredStore.layer({ l2, bus: false }))
+        const store = Context.get(tiered, CacheStore)
+        const memory = Context.get(shared, CacheStoreModule.CacheStore)
+        // Tag "t" was invalidated at 1,000 on the store's clock.
+        yield* TestClock.adjust("2 seconds")
+        yield* memory.setTagTime("t", 1_000, 60_000)
+        // A process whose clock runs 5 s ahead writes a tagged entry: its
+        // createdAt (7,000) passes for newer than the invalidation, which it
+        // is not on the store's clock. The L2 gave it no order.
+        const tagged = { ...at("tagged", 7_000), tags: ["t"] }
+        const failed = yield* Effect.exit(store.set("item:k", tagged, codec))
+        assert.isTrue(failed._tag === "Failure", "the L2 failure is returned")
+        assert.isUndefined(yield* store.get("item:k", codec), "no L1 copy to compare by a clock it cannot order")
+        assert.isUndefined(store.getFrontUnsafe!("item:k", 2_000))
+        // Untagged: nothing to order it against; this process keeps its write.
+        yield* Effect.exit(store.set("plain:k", at("plain", 7_000), codec))
+        assert.strictEqual((yield* store.get("plain:k", codec))?.value, "plain")
+      }).pipe(Effect.provide(TestClock.layer()))
+  )
+
   describe("several instances on one Redis", () => {
     it.live("a strategy's L1 hit is synchronous and counted once; an invalidated tag (bus) reads through", () =>
       Effect.gen(function* () {
@@ -349,6 +379,46 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
         )
         assert.isTrue(Option.isNone(yield* on(a)(Cachet.get(Plain, { id: 1 }))), "and A's")
       }).pipe(Effect.scoped)
+    )
+
+    it.live(
+      "a tagged load whose L2 write failed is ordered at its start: an invalidation after it wins, whatever the clock",
+      () =>
+        Effect.gen(function* () {
+          const own = yield* RedisServer.start()
+          const prefix = `uo-${runId()}`
+          const tiered = yield* Layer.build(
+            TieredStore.layer({ l2: { url: own.url, prefix, commandTimeout: 200, breaker: false }, bus: false })
+          )
+          const store = Context.get(tiered, CacheStore)
+          // A load starts at `since` on the server's clock, in a process whose
+          // clock runs 5 s ahead: its entry's createdAt says now + 5 s.
+          const since = yield* store.time!("item:k")
+          const local = Date.now() + 5_000
+          const entry = { ...at("old", local), tags: ["items"] }
+          // Redis hangs: the load's write fails; this process keeps its copy.
+          yield* own.pause
+          const failed = yield* Effect.exit(store.setOrdered!("item:k", entry, codec, since))
+          yield* own.resume
+          assert.isTrue(failed._tag === "Failure", "the write timed out")
+          yield* eventually(
+            Effect.map(Effect.exit(store.ping), (exit) => exit._tag === "Success"),
+            2_000,
+            "Redis answers again"
+          )
+          assert.strictEqual(store.getFrontUnsafe!("item:k", Date.now()), undefined, "tags not yet known: read through")
+          // The tag is invalidated after the load started (on the server's clock).
+          yield* store.setTagTime("items", since + 1, 60_000)
+          const [time] = yield* store.getTagTimes(["items"])
+          assert.isAbove(time!, since)
+          // The copy must not pass for newer than that: it is ordered at `since`,
+          // where its createdAt (5 s ahead) would have passed every tag check.
+          const copy = yield* store.get("item:k", codec)
+          assert.isDefined(copy, "the process keeps its own write")
+          assert.strictEqual(copy!.order, since, "ordered at the load's start, not at its createdAt")
+          assert.isAbove(copy!.createdAt, time!)
+          assert.isUndefined(store.getFrontUnsafe!("item:k", Date.now()), "and the L1 does not serve it")
+        }).pipe(Effect.scoped)
     )
 
     it.live("publishing while Redis hangs: bounded retry queue, collapsed into one clear, sent on recovery", () =>

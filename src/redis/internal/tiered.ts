@@ -158,6 +158,36 @@ export const make = (
       l1.touch(key)
     }
 
+    /**
+     * After a write the L2 could not take: this process keeps the value (its
+     * own write, `l1MaxTtl` at most). The L2 gave it no order, and its
+     * creation time is this process's clock, which cannot be compared with
+     * tag invalidations ordered on the server's (with a clock ahead, the
+     * copy would outlive invalidations of its tags: the fault runs caught
+     * one 111 ms past an invalidation, with the bus's 100 ms bound). So a
+     * tagged copy is ordered at a lower bound of the server's clock when the
+     * write was made: the load's `since`, else the L2's `time` (from its
+     * anchor, no round trip while it is fresh); earlier is safe, at worst the
+     * copy reads as invalidated. When neither is to be had, it is kept nowhere.
+     */
+    const keepUnordered = (
+      key: string,
+      entry: StoredEntry,
+      mark: number,
+      sentAt: number,
+      since: number | undefined
+    ): Effect.Effect<void> => {
+      if (entry.tags.length === 0) return Effect.sync(() => keep(key, entry, mark, sentAt))
+      if (since !== undefined) return Effect.sync(() => keep(key, { ...entry, order: since }, mark, sentAt))
+      if (l2.time === undefined) return Effect.sync(() => forget([key]))
+      return l2.time(key).pipe(
+        Effect.match({
+          onSuccess: (order) => keep(key, { ...entry, order }, mark, sentAt),
+          onFailure: () => forget([key])
+        })
+      )
+    }
+
     const forget = (keys: ReadonlyArray<string>) => {
       for (const key of keys) {
         l1.delete(key)
@@ -245,11 +275,13 @@ export const make = (
               return publish({ _tag: "Set", keys: [key] })
             },
             onFailure: (error) => {
-              // The L2 is unreachable: this process keeps the value; nothing
-              // is published. A value the L2 refused (encoding, size) is kept
-              // nowhere.
-              if (error._tag === "CacheStoreError") keep(key, entry, mark, sentAt)
-              return Effect.fail(error)
+              // The L2 is unreachable: this process keeps the value (not a
+              // tagged one: `keepUnordered`); nothing is published. A value
+              // the L2 refused (encoding, size) is kept nowhere.
+              return Effect.andThen(
+                error._tag === "CacheStoreError" ? keepUnordered(key, entry, mark, sentAt, undefined) : Effect.void,
+                Effect.fail(error)
+              )
             }
           })
         )
@@ -278,8 +310,10 @@ export const make = (
                     return Effect.as(publish({ _tag: "Set", keys: [key] }), order)
                   },
                   onFailure: (error) => {
-                    if (error._tag === "CacheStoreError") keep(key, entry, mark, sentAt)
-                    return Effect.fail(error)
+                    return Effect.andThen(
+                      error._tag === "CacheStoreError" ? keepUnordered(key, entry, mark, sentAt, since) : Effect.void,
+                      Effect.fail(error)
+                    )
                   }
                 })
               )
@@ -313,9 +347,16 @@ export const make = (
                       : Effect.as(publish({ _tag: "Set", keys: stored }), orders)
                   },
                   onFailure: (error) => {
-                    if (error._tag === "CacheStoreError")
-                      for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
-                    return Effect.fail(error)
+                    return Effect.andThen(
+                      error._tag === "CacheStoreError"
+                        ? Effect.forEach(
+                            entries,
+                            ([key, entry, since]) => keepUnordered(key, entry, mark, sentAt, since),
+                            { discard: true }
+                          )
+                        : Effect.void,
+                      Effect.fail(error)
+                    )
                   }
                 })
               )
@@ -326,18 +367,21 @@ export const make = (
         if (entries.length === 0) return Effect.void
         const mark = l1.mark()
         const sentAt = now()
-        const keepAll = () => {
-          for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
-        }
         return l2.setMany(entries, codec).pipe(
           Effect.matchEffect({
             onSuccess: () => {
-              keepAll()
+              for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
               return publish({ _tag: "Set", keys: entries.map(([key]) => key) })
             },
             onFailure: (error) => {
-              if (error._tag === "CacheStoreError") keepAll()
-              return Effect.fail(error)
+              return Effect.andThen(
+                error._tag === "CacheStoreError"
+                  ? Effect.forEach(entries, ([key, entry]) => keepUnordered(key, entry, mark, sentAt, undefined), {
+                      discard: true
+                    })
+                  : Effect.void,
+                Effect.fail(error)
+              )
             }
           })
         )
