@@ -225,11 +225,7 @@ export interface FallbackOptions extends Omit<MemoryOptions, "maxTags"> {}
  * @since 0.2.0
  * @category models
  */
-export interface CompressOptions {
-  readonly codec?: "brotli" | "gzip" | "zstd" | undefined
-  readonly minBytes?: number | undefined
-  readonly level?: number | undefined
-}
+export interface CompressOptions extends Compression.Options {}
 
 /**
  * Options of the store.
@@ -672,7 +668,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
             Effect.forEach(
               groups(
                 live.map((i) => writes[i]![0]),
-                1000
+                ioInternal.MAX_KEYS_PER_CALL
               ),
               ({ node, batches }) =>
                 exec("setMany", node, () =>
@@ -749,7 +745,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         return Effect.forEach(
           groups(
             writes.map((w) => w[0]),
-            1000
+            ioInternal.MAX_KEYS_PER_CALL
           ),
           ({ node, batches }) =>
             exec("setMany", node, () =>

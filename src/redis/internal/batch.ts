@@ -14,6 +14,7 @@
  */
 import { Cause, type Context, Effect, Exit } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
+import { MAX_KEYS_PER_CALL } from "./io.ts"
 
 interface Waiter<T> {
   readonly key: string
@@ -31,7 +32,7 @@ export interface Batcher<T> {
 }
 
 /** Reads larger than this go out in several batches. */
-const MAX_BATCH = 1_000
+const MAX_BATCH = MAX_KEYS_PER_CALL
 
 /**
  * A batcher over `fetch` (a multi-key read of one node's keys, aligned with

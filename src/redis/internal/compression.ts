@@ -27,10 +27,13 @@ export interface Resolved {
   readonly compress: (input: Buffer) => Buffer
 }
 
-/** Options as given (see `RedisStore.CompressOptions`). */
+/** Options as given (`RedisStore.CompressOptions`, which documents them). */
 export interface Options {
+  /** Which codec compresses new entries (default `"brotli"`). */
   readonly codec?: Codec | undefined
+  /** Values whose JSON is at least this many bytes are compressed (default 1,024). */
   readonly minBytes?: number | undefined
+  /** The codec's level: brotli 0-11 (default 4), gzip 1-9 (6), zstd 1-19 (3). */
   readonly level?: number | undefined
 }
 

@@ -16,6 +16,9 @@ export const STORE = "redis"
 /** The node key of a standalone server. */
 export const STANDALONE = "standalone"
 
+/** Keys per multi-key command (`MGET`, a batch of writes): larger calls go out in several. */
+export const MAX_KEYS_PER_CALL = 1_000
+
 export const storeError = (op: string, reason: StoreErrorReason, cause?: unknown): CacheStoreError =>
   new CacheStoreError(cause === undefined ? { reason, op, store: STORE } : { reason, op, store: STORE, cause })
 

@@ -11,7 +11,7 @@
 import { Effect, Result } from "effect"
 import type { CacheStoreError } from "../../CacheError.ts"
 import type { Connection } from "./connection.ts"
-import { STANDALONE } from "./io.ts"
+import { MAX_KEYS_PER_CALL, STANDALONE } from "./io.ts"
 
 const table = (() => {
   const t = new Uint16Array(256)
@@ -137,10 +137,10 @@ export const makeRouter = (connection: Connection, deleteBatchSize: number): Rou
     <T>(mget: (keys: Array<string>) => Promise<Array<T | null>>) =>
     (op: string, keys: ReadonlyArray<string>, partial = false): Effect.Effect<Array<T | null>, CacheStoreError> => {
       // One node, one batch: the reply is already aligned with `keys`.
-      if (cluster === undefined && keys.length <= 1000) {
+      if (cluster === undefined && keys.length <= MAX_KEYS_PER_CALL) {
         return exec(op, STANDALONE, () => mget(keys as Array<string>))
       }
-      const byNode = groups(keys, 1000)
+      const byNode = groups(keys, MAX_KEYS_PER_CALL)
       const fetchNode = ({ node, batches }: (typeof byNode)[number]) =>
         Effect.map(
           exec(op, node, () => Promise.all(batches.map((batch) => mget(batch.map((i) => keys[i]!))))),
