@@ -18,7 +18,15 @@ import { type Duration, Effect, Result, Schema } from "effect"
 import { CacheDecodeError, CacheEncodeError, CacheKeyError, type CacheLoadTimeout } from "./CacheError.ts"
 import { millisOption, resolveTimeout } from "./internal/duration.ts"
 import { compile as compileFastDecode } from "./internal/fastDecode.ts"
-import { escapePart, flatten, keyspaceName, limitKey, parseTemplate, renderTemplate } from "./internal/keyEncoding.ts"
+import {
+  escapePart,
+  flatten,
+  keyspaceName,
+  limitKey,
+  parseTemplate,
+  renderTemplate,
+  versionedNamespace
+} from "./internal/keyEncoding.ts"
 import { indexHashOf, rememberIndexHash } from "./internal/lru.ts"
 
 /**
@@ -622,7 +630,7 @@ export const make = <
   if (!Number.isSafeInteger(version) || version < 1) {
     fail(name, `option "version" must be a positive integer, got ${String(options.version)}`)
   }
-  const namespace = version === 1 ? name : `${name}@${version}`
+  const namespace = versionedNamespace(name, version)
 
   let render: (params: any) => string
   // The placeholder of a one-placeholder template (keys memoised by its value).

@@ -61,6 +61,10 @@ export type ParamKind = "any" | "number" | "string"
 /** A keyspace name: what may stand before the first `:` of a store key. */
 export const keyspaceName = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,99}$/
 
+/** The first segment of a keyspace's store keys: its name, with `@<version>` from version 2 on. */
+export const versionedNamespace = (name: string, version: number): string =>
+  version === 1 ? name : `${name}@${version}`
+
 /** A parsed key template: literal parts around named placeholders. */
 export interface ParsedTemplate {
   readonly literals: ReadonlyArray<string>

@@ -31,9 +31,10 @@
  *   sequence numbers show a gap, the whole L1 is dropped. So a missed
  *   message costs at most `min(l1MaxTtl, time to reconnect)` of staleness.
  * - Partial failures (as BentoCache documents them): a write that fails in
- *   the L2 is kept in this process's L1 only (a tagged one ordered at a
- *   lower bound of the server's clock, never at its local creation time)
- *   and is **not** published (the failure is returned to the runtime, which
+ *   the L2 is kept in this process's L1 only, if it was an explicit write
+ *   (a load's value is as old as the load: kept nowhere; a tagged copy is
+ *   ordered at a lower bound of the server's clock, never at its local
+ *   creation time) and is **not** published (the failure is returned to the runtime, which
  *   counts it); a delete, a tag
  *   invalidation or a keyspace clear that fails in the L2 still clears the
  *   local L1 and is published, so every L1 forgets the key.

@@ -162,6 +162,11 @@ export const cacheAsideSuite = (
         assert.deepStrictEqual(yield* Effect.flip(read), new NotFound({ id: 9 }))
         assert.strictEqual(state.runs, 2, "negative ttl elapsed: loaded again")
         yield* TestClock.adjust("5 seconds")
+        // On a shared store a load that starts within the clock anchor's
+        // margin (about 1 ms of real time) of the key's last write is fenced,
+        // its value not stored (conservative, and counted): real time passes
+        // first, as this test means the load to start after that write.
+        yield* settle
         assert.deepStrictEqual(yield* read, user(9))
         assert.isTrue(Option.isSome(yield* Cachet.get(Lookups, { id: 9 })))
       }).pipe(Effect.provide(Memory))

@@ -382,7 +382,7 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
     )
 
     it.live(
-      "a tagged load whose L2 write failed is ordered at its start: an invalidation after it wins, whatever the clock",
+      "a failed write: a load's value is kept nowhere; an explicit tagged write is ordered on the server's clock",
       () =>
         Effect.gen(function* () {
           const own = yield* RedisServer.start()
@@ -392,32 +392,38 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
           )
           const store = Context.get(tiered, CacheStore)
           // A load starts at `since` on the server's clock, in a process whose
-          // clock runs 5 s ahead: its entry's createdAt says now + 5 s.
+          // clock runs 5 s ahead: its entries' createdAt say now + 5 s.
           const since = yield* store.time!("item:k")
           const local = Date.now() + 5_000
-          const entry = { ...at("old", local), tags: ["items"] }
-          // Redis hangs: the load's write fails; this process keeps its copy.
+          const loaded = { ...at("loaded", local), tags: ["items"] }
+          const written = { ...at("written", local), tags: ["items"] }
+          // Redis hangs: both writes fail.
           yield* own.pause
-          const failed = yield* Effect.exit(store.setOrdered!("item:k", entry, codec, since))
+          const load = yield* Effect.exit(store.setOrdered!("item:load", loaded, codec, since))
+          const set = yield* Effect.exit(store.setOrdered!("item:set", written, codec, undefined))
           yield* own.resume
-          assert.isTrue(failed._tag === "Failure", "the write timed out")
+          assert.isTrue(load._tag === "Failure" && set._tag === "Failure", "both writes timed out")
+          // The L1 kept the explicit write only: the load's value is as old as
+          // its start. (The L2 may take both once it runs again: a timed-out
+          // write can still land.)
+          assert.strictEqual((yield* store.info)!.entries, 1)
           yield* eventually(
             Effect.map(Effect.exit(store.ping), (exit) => exit._tag === "Success"),
             2_000,
             "Redis answers again"
           )
-          assert.strictEqual(store.getFrontUnsafe!("item:k", Date.now()), undefined, "tags not yet known: read through")
-          // The tag is invalidated after the load started (on the server's clock).
-          yield* store.setTagTime("items", since + 1, 60_000)
+          // The explicit write stays in this process, ordered at or before the
+          // server's clock when it was made, not at its createdAt (5 s ahead).
+          const copy = yield* store.get("item:set", codec)
+          assert.strictEqual(copy?.value, "written", "the process keeps its own write")
+          assert.isAtMost(copy!.order!, (yield* store.time!("item:set")) + 1)
+          assert.isBelow(copy!.order!, copy!.createdAt - 4_000)
+          // A tag invalidation after it (server clock) now reads it as invalidated.
+          yield* store.setTagTime("items", copy!.order! + 1, 60_000)
           const [time] = yield* store.getTagTimes(["items"])
-          assert.isAbove(time!, since)
-          // The copy must not pass for newer than that: it is ordered at `since`,
-          // where its createdAt (5 s ahead) would have passed every tag check.
-          const copy = yield* store.get("item:k", codec)
-          assert.isDefined(copy, "the process keeps its own write")
-          assert.strictEqual(copy!.order, since, "ordered at the load's start, not at its createdAt")
-          assert.isAbove(copy!.createdAt, time!)
-          assert.isUndefined(store.getFrontUnsafe!("item:k", Date.now()), "and the L1 does not serve it")
+          assert.isAbove(time!, copy!.order!)
+          assert.isBelow(time!, copy!.createdAt, "where its createdAt would have passed the tag check")
+          assert.isUndefined(store.getFrontUnsafe!("item:set", Date.now()), "the L1 does not serve it")
         }).pipe(Effect.scoped)
     )
 

@@ -17,7 +17,7 @@ import * as Glob from "../glob.ts"
 import { escapePart } from "../keyEncoding.ts"
 import type { StoredEntry, StoreService } from "../store.ts"
 import type { Background } from "./background.ts"
-import { type KeyspaceState, namespaceOf } from "./keyspaces.ts"
+import type { KeyspaceState } from "./keyspaces.ts"
 import type { Counters } from "./stats.ts"
 
 /** One invalidation the store has not taken yet. */
@@ -120,7 +120,7 @@ export const make = ({
       case "Keyspace":
         return store.deletePrefix(prefixOf(op))
       case "Pattern": {
-        const prefix = `${namespaceOf(op.state.keyspace)}:`
+        const prefix = `${op.state.namespace}:`
         return store.deletePattern === undefined
           ? store.deletePrefix(prefix)
           : store.deletePattern(prefix, op.matcher.source)
@@ -193,7 +193,7 @@ export const make = ({
       if (op._tag === "Key") increment(keys, op.key)
       else if (op._tag === "Tag") increment(tags, escapePart(op.tag))
       else if (op._tag === "Pattern") {
-        patterns.push({ prefix: `${namespaceOf(op.state.keyspace)}:`, matcher: op.matcher })
+        patterns.push({ prefix: `${op.state.namespace}:`, matcher: op.matcher })
       } else increment(prefixes, prefixOf(op))
       return Effect.andThen(
         warn(

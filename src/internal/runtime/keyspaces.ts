@@ -7,6 +7,7 @@
 import { Metric } from "effect"
 import { CacheKeyError } from "../../CacheError.ts"
 import type { Keyspace } from "../../Keyspace.ts"
+import { versionedNamespace } from "../keyEncoding.ts"
 import type { EntryCodec } from "../store.ts"
 import * as Policy from "./policy.ts"
 import { Counters, type Metrics, registerKeyspace } from "./stats.ts"
@@ -89,7 +90,7 @@ export const make = (metrics: Metrics, warnUnsafe: WarnUnsafe): Keyspaces => {
     const version = keyspace.version ?? 1
     const olderNamespaces: Array<string> = []
     for (let v = Math.max(1, version - OLDER_VERSIONS_PROBED); v < version; v++) {
-      olderNamespaces.push(v === 1 ? keyspace.name : `${keyspace.name}@${v}`)
+      olderNamespaces.push(versionedNamespace(keyspace.name, v))
     }
     const state: KeyspaceState = {
       keyspace,

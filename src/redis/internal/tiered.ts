@@ -159,16 +159,20 @@ export const make = (
     }
 
     /**
-     * After a write the L2 could not take: this process keeps the value (its
-     * own write, `l1MaxTtl` at most). The L2 gave it no order, and its
-     * creation time is this process's clock, which cannot be compared with
-     * tag invalidations ordered on the server's (with a clock ahead, the
-     * copy would outlive invalidations of its tags: the fault runs caught
-     * one 111 ms past an invalidation, with the bus's 100 ms bound). So a
-     * tagged copy is ordered at a lower bound of the server's clock when the
-     * write was made: the load's `since`, else the L2's `time` (from its
-     * anchor, no round trip while it is fresh); earlier is safe, at worst the
-     * copy reads as invalidated. When neither is to be had, it is kept nowhere.
+     * After a write the L2 could not take. A load's write (`since`: when the
+     * load started, on the server's clock) is kept nowhere: its value is as
+     * old as the load's start, and a copy counted from the write would
+     * outlive, by the load's duration, a write another process made
+     * meanwhile (the fault runs caught one served 307 ms after such a write,
+     * with a 300 ms `l1MaxTtl`). An explicit write is kept in this process
+     * (its own write, `l1MaxTtl` at most). A tagged one is ordered at a lower
+     * bound of the server's clock, the L2's `time` (from its anchor, no
+     * round trip while it is fresh), never at its createdAt: that is this
+     * process's clock, which cannot be compared with tag invalidations
+     * ordered on the server's (with a clock ahead, the copy outlived an
+     * invalidation of its tag: caught 111 ms past one, with the bus's 100 ms
+     * bound). Earlier is safe: at worst the copy reads as invalidated. With
+     * no clock to be had, a tagged copy is kept nowhere.
      */
     const keepUnordered = (
       key: string,
@@ -177,8 +181,8 @@ export const make = (
       sentAt: number,
       since: number | undefined
     ): Effect.Effect<void> => {
+      if (since !== undefined) return Effect.sync(() => forget([key]))
       if (entry.tags.length === 0) return Effect.sync(() => keep(key, entry, mark, sentAt))
-      if (since !== undefined) return Effect.sync(() => keep(key, { ...entry, order: since }, mark, sentAt))
       if (l2.time === undefined) return Effect.sync(() => forget([key]))
       return l2.time(key).pipe(
         Effect.match({
