@@ -247,12 +247,20 @@ const observed = (
   call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> =>
   rt.observe.read(
-    entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE ? "stale" : "miss",
+    stale(rt, entry) ? "stale" : "miss",
     state,
     key,
     onEntry(rt, state, key, params, loader, entry, strict, call),
     span
   )
+
+/** Whether `entry` can answer as a stale value: a value (not a cached error) inside its stale window or fresher. */
+const usable = (rt: RuntimeService, entry: StoredEntry | undefined): entry is StoredEntry =>
+  entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE
+
+/** Whether `entry` is a value past its freshness and inside its stale window. */
+const stale = (rt: RuntimeService, entry: StoredEntry | undefined): entry is StoredEntry =>
+  entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE
 
 /**
  * Loads through single-flight and answers from the load: the value on
@@ -261,19 +269,19 @@ const observed = (
  */
 export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, strict, call) => {
   const policy = policyOf(state, call)
-  const usable = entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE
+  const fallback = usable(rt, entry)
   // Failure backoff: the key's loader rests; its stale value answers.
-  if (usable && policy.failureBackoff !== undefined && rt.backoff.resting(key)) {
+  if (fallback && policy.failureBackoff !== undefined && rt.backoff.resting(key)) {
     state.counters.staleHits++
     state.counters.backoffSkips++
     return Effect.succeed(entry.value)
   }
-  return Effect.flatMap(rt.load(state, key, params, loader, policy, usable), ({ exit, storeError, timedOut }) => {
+  return Effect.flatMap(rt.load(state, key, params, loader, policy, fallback), ({ exit, storeError, timedOut }) => {
     if (Exit.isSuccess(exit)) {
       state.counters.misses++
       return strict && storeError !== undefined ? Effect.fail(storeError) : exit
     }
-    if (entry !== undefined && !entry.negative && rt.stateNow(entry) !== GONE && !Cause.hasInterruptsOnly(exit.cause)) {
+    if (usable(rt, entry) && !Cause.hasInterruptsOnly(exit.cause)) {
       state.counters.staleHits++
       // A failure (or a hard timeout) answered from stale: the loader rests.
       if (timedOut !== "soft" && policy.failureBackoff !== undefined) rt.backoff.rest(key, policy.failureBackoff)
@@ -289,7 +297,7 @@ export const loadOrStale: OnEntry = (rt, state, key, params, loader, entry, stri
  * reload of its key starts (none if one is in flight); anything else loads.
  */
 const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict, call) => {
-  if (entry !== undefined && !entry.negative && rt.stateNow(entry) === STALE) {
+  if (stale(rt, entry)) {
     state.counters.staleHits++
     const policy = policyOf(state, call)
     if (policy.failureBackoff !== undefined && rt.backoff.resting(key)) {
@@ -308,13 +316,7 @@ const serveStaleOrLoad: OnEntry = (rt, state, key, params, loader, entry, strict
  */
 const loadWithoutStoring: OnEntry = (rt, state, _key, _params, loader, entry) =>
   Effect.flatMap(Effect.exit(loader), (exit) => {
-    if (
-      Exit.isFailure(exit) &&
-      entry !== undefined &&
-      !entry.negative &&
-      rt.stateNow(entry) !== GONE &&
-      !Cause.hasInterruptsOnly(exit.cause)
-    ) {
+    if (Exit.isFailure(exit) && usable(rt, entry) && !Cause.hasInterruptsOnly(exit.cause)) {
       state.counters.staleHits++
       return Effect.succeed(entry.value)
     }
@@ -354,35 +356,28 @@ export const writePolicyOf = (state: KeyspaceState, options: WriteOptions | unde
 
 type Cast<A, E, R, EN, O> = Effect.Effect<A, E | EN | StrictError<O> | TimeoutError<O>, R | Cachet>
 
+/** A read strategy, data-first, over `onEntry` (what a read that is not a fresh hit does). */
+const readStrategy =
+  (onEntry: OnEntry) =>
+  <A, E, R, P, EN, O extends ReadOptions = {}>(
+    self: Effect.Effect<A, E, R>,
+    keyspace: Keyspace<P, A, EN>,
+    params: P,
+    options?: O
+  ): Cast<A, E, R, EN, O> =>
+    readThrough(self, keyspace, params, options?.onStoreError === "fail", onEntry, undefined, options) as Cast<
+      A,
+      E,
+      R,
+      EN,
+      O
+    >
+
 /** `Strategy.cacheAside`, data-first. */
-export const cacheAside = <A, E, R, P, EN, O extends ReadOptions = {}>(
-  self: Effect.Effect<A, E, R>,
-  keyspace: Keyspace<P, A, EN>,
-  params: P,
-  options?: O
-): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadOrStale, undefined, options) as Cast<
-    A,
-    E,
-    R,
-    EN,
-    O
-  >
+export const cacheAside = readStrategy(loadOrStale)
 
 /** `Strategy.staleWhileRevalidate`, data-first. */
-export const staleWhileRevalidate = <A, E, R, P, EN, O extends ReadOptions = {}>(
-  self: Effect.Effect<A, E, R>,
-  keyspace: Keyspace<P, A, EN>,
-  params: P,
-  options?: O
-): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", serveStaleOrLoad, undefined, options) as Cast<
-    A,
-    E,
-    R,
-    EN,
-    O
-  >
+export const staleWhileRevalidate = readStrategy(serveStaleOrLoad)
 
 /** Options of refresh-ahead. */
 export interface RefreshAheadOptions extends ReadOptions {
@@ -489,19 +484,7 @@ export const refreshAhead = <A, E, R, P, EN, O extends RefreshAheadOptions>(
   ) as Cast<A, E, R, EN, O>
 
 /** `Strategy.readOnly`, data-first. */
-export const readOnly = <A, E, R, P, EN, O extends ReadOptions = {}>(
-  self: Effect.Effect<A, E, R>,
-  keyspace: Keyspace<P, A, EN>,
-  params: P,
-  options?: O
-): Cast<A, E, R, EN, O> =>
-  readThrough(self, keyspace, params, options?.onStoreError === "fail", loadWithoutStoring, undefined, options) as Cast<
-    A,
-    E,
-    R,
-    EN,
-    O
-  >
+export const readOnly = readStrategy(loadWithoutStoring)
 
 /** `Strategy.bypass`, data-first. */
 export const bypass = <A, E, R, P, EN>(
