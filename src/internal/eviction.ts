@@ -332,11 +332,6 @@ export class TinyLfu extends Slots implements Eviction {
     return this.windowShare
   }
 
-  /** The estimated frequency of a key (for tests). */
-  frequencyOf(key: string): number {
-    return this.sketch.frequency(hashString(key, this.seed))
-  }
-
   touch(slot: number): void {
     const regions = this.regions
     const region = regions[slot]!
