@@ -510,23 +510,39 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
                   (raw) => [raw]
                 )
               : readMany("get", keys),
-          yield* Effect.context<never>()
+          yield* Effect.context<never>(),
+          nodeOfKey
         )
       : undefined
-    const getOne = (k: string): Effect.Effect<string | Buffer | null, CacheStoreError> =>
-      batcher !== undefined ? batcher.one(nodeOfKey(k), k) : exec("get", nodeOfKey(k), () => readOne(k))
 
-    const get: CacheStore["Service"]["get"] = (key, codec) =>
-      Effect.suspend(() => {
-        const k = fullKey(key)
-        return getOne(k).pipe(
-          Effect.flatMap((raw) =>
-            raw === null
-              ? Effect.succeed(undefined)
-              : Effect.map(decodeAll([key], [k], [raw], codec, "get"), (entries) => entries[0])
+    /** One key's reply decoded: an unchanged reply from the decode cache without a step, else `decodeAll`. */
+    const decodeOne = (
+      key: string,
+      k: string,
+      raw: string | Buffer | null,
+      codec: EntryCodec
+    ): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+      if (raw === null) return Effect.undefined
+      if (memo !== undefined) {
+        const known = memo.get(k, raw, codec)
+        if (known !== undefined) {
+          return known.staleUntil <= clock.currentTimeMillisUnsafe() ? Effect.undefined : Effect.succeed(known)
+        }
+      }
+      return Effect.map(decodeAll([key], [k], [raw], codec, "get"), (entries) => entries[0])
+    }
+
+    // Batched, a read resumes once, with its decoded entry (the decoding runs
+    // as the batch's reply is handed out); unbatched, one GET then the decode.
+    const get: CacheStore["Service"]["get"] = (key, codec) => {
+      const k = fullKey(key)
+      return batcher !== undefined
+        ? batcher.one(k, (raw) => decodeOne(key, k, raw, codec))
+        : Effect.flatMap(
+            Effect.suspend(() => exec("get", nodeOfKey(k), () => readOne(k))),
+            (raw) => decodeOne(key, k, raw, codec)
           )
-        )
-      })
+    }
 
     const getMany: CacheStore["Service"]["getMany"] = (keys, codec) =>
       Effect.suspend(() => {

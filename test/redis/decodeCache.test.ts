@@ -9,10 +9,10 @@
  * the Effect Clock; the expiry case sets the clock through `TestClock`).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type Context, Effect, Layer, Option, Result, Schema } from "effect"
+import { Clock, type Context, Effect, Layer, Option, Result, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
-import type { EntryCodec, StoredEntry } from "../../src/CacheStore.ts"
+import { CacheStore, type EntryCodec, type StoredEntry } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as IoRedis from "../../src/redis/IoRedis.ts"
@@ -180,6 +180,41 @@ describe.skipIf(!requireRedis())("RedisStore decodeCache", () => {
           assert.deepStrictEqual(yield* Cachet.get(Users, { id }), Option.none())
         })
       ).pipe(Effect.provide(TestClock.layer()))
+    })
+  )
+
+  it.live("the store itself serves no remembered entry past its staleUntil (get, batched or not, and getMany)", () =>
+    Effect.gen(function* () {
+      const io = yield* Layer.build(IoRedis.layer({ url: server.get().url }))
+      for (const batchReads of [true, false]) {
+        yield* Effect.gen(function* () {
+          yield* TestClock.setTime(Date.now())
+          const store = yield* CacheStore
+          const codec = codecOf("item")
+          const key = `item:${runId()}`
+          const now = yield* Clock.currentTimeMillis
+          const entry: StoredEntry = {
+            value: { n: 1 },
+            createdAt: now,
+            freshUntil: now + 1_000,
+            staleUntil: now + 2_000,
+            tags: []
+          }
+          yield* store.set(key, entry, codec)
+          // Read twice: the second answer is the decode cache's.
+          assert.deepStrictEqual((yield* store.get(key, codec))?.value, { n: 1 })
+          assert.deepStrictEqual((yield* store.get(key, codec))?.value, { n: 1 })
+          // Redis still holds the key (its PX runs on the server's real
+          // clock); on the Effect Clock the entry is past its staleUntil.
+          yield* TestClock.adjust("3 seconds")
+          assert.strictEqual(yield* store.get(key, codec), undefined, `get, batchReads: ${batchReads}`)
+          assert.deepStrictEqual(yield* store.getMany([key], codec), [undefined])
+        }).pipe(
+          Effect.provide(RedisStore.layerClient({ prefix: "dc-store", batchReads })),
+          Effect.provide(io),
+          Effect.provide(TestClock.layer())
+        )
+      }
     })
   )
 

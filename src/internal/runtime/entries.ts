@@ -231,22 +231,31 @@ export const make = ({
   ): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
     const fromShared = shared === true && getShared !== undefined
     if (readSync !== null && !fromShared) return Effect.sync(() => readSync(state, key))
-    const degrade = (op: StoreOp) => (error: CacheStoreError) =>
-      strict ? Effect.fail(error) : Effect.as(storeFailed(state, op, error), undefined)
-    return (fromShared ? getShared(key, state.codec) : store.get(key, state.codec)).pipe(
-      Effect.catch(degrade("get")),
-      Effect.flatMap((entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
-        if (entry !== undefined && hiddenHere(state, key, entry)) return Effect.succeed(undefined)
-        if (entry === undefined || entry.tags.length === 0) return Effect.succeed(entry)
-        return tags.valid(entry).pipe(
-          Effect.map((valid) => (valid ? entry : undefined)),
+    // One step after the store's answer (not a `catch` then a `flatMap`).
+    return Effect.matchEffect(fromShared ? getShared(key, state.codec) : store.get(key, state.codec), {
+      onFailure: (error) => degrade(state, "get", strict, error),
+      onSuccess: (entry): Effect.Effect<StoredEntry | undefined, CacheStoreError> => {
+        if (entry === undefined) return Effect.undefined
+        if (hiddenHere(state, key, entry)) return Effect.undefined
+        if (entry.tags.length === 0) return Effect.succeed(entry)
+        return Effect.matchEffect(tags.valid(entry), {
           // Unverifiable tags: read as a miss rather than risk serving an
           // invalidated entry.
-          Effect.catch(degrade("tags"))
-        )
-      })
-    )
+          onFailure: (error) => degrade(state, "tags", strict, error),
+          onSuccess: (valid) => (valid ? Effect.succeed(entry) : Effect.undefined)
+        })
+      }
+    })
   }
+
+  /** A failed store read: the caller's error when strict, else counted and read as a miss. */
+  const degrade = (
+    state: KeyspaceState,
+    op: StoreOp,
+    strict: boolean,
+    error: CacheStoreError
+  ): Effect.Effect<undefined, CacheStoreError> =>
+    strict ? Effect.fail(error) : Effect.as(storeFailed(state, op, error), undefined)
 
   const readMany: Entries["readMany"] = (state, keys) =>
     Effect.suspend(() => {

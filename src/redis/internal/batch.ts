@@ -7,8 +7,10 @@
  *
  * Each caller keeps its own semantics: it waits for its batch (at most the
  * batch's deadline, which started after the caller asked), gets its own
- * key's reply (or the batch's error), and decodes it itself; interrupting a
- * caller only stops it waiting.
+ * key's reply (or the batch's error), and decodes it itself (`answer`, run
+ * as the batch's reply is handed out: the caller resumes once, with its
+ * decoded value, instead of resuming with the reply and then decoding);
+ * interrupting a caller only stops it waiting.
  *
  * @internal
  */
@@ -18,13 +20,22 @@ import { MAX_KEYS_PER_CALL } from "./io.ts"
 
 interface Waiter<T> {
   readonly key: string
-  readonly resume: (exit: Exit.Exit<T | null, CacheStoreError>) => void
+  readonly resume: (effect: Effect.Effect<any, CacheStoreError>) => void
+  /** What the caller makes of its reply (`one`); `many`'s waiters are resumed with the reply itself. */
+  readonly answer: ((raw: T | null) => Effect.Effect<unknown, CacheStoreError>) | undefined
   done: boolean
 }
 
 /** Reads keys through the batcher: one key, or several (each with its node), answered together. */
 export interface Batcher<T> {
-  readonly one: (node: string, key: string) => Effect.Effect<T | null, CacheStoreError>
+  /**
+   * One key's reply, made into the caller's answer as the batch's reply is
+   * handed out (the key's node is looked up when the read runs).
+   */
+  readonly one: <A>(
+    key: string,
+    answer: (raw: T | null) => Effect.Effect<A, CacheStoreError>
+  ) => Effect.Effect<A, CacheStoreError>
   readonly many: (
     nodes: ReadonlyArray<string>,
     keys: ReadonlyArray<string>
@@ -41,7 +52,9 @@ const MAX_BATCH = MAX_KEYS_PER_CALL
  */
 export const make = <T>(
   fetch: (node: string, keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<T | null>, CacheStoreError>,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  /** The node that serves a key (looked up when a read runs: a failover may move it). */
+  nodeOf: (key: string) => string
 ): Batcher<T> => {
   const run = Effect.runForkWith(context)
   let pending = new Map<string, Array<Waiter<T>>>()
@@ -73,8 +86,20 @@ export const make = <T>(
       for (const w of waiters) {
         if (w.done) continue
         w.done = true
-        if (Exit.isSuccess(exit)) w.resume(Exit.succeed(exit.value[index.get(w.key)!] ?? null))
-        else if (Cause.hasInterruptsOnly(exit.cause))
+        if (Exit.isSuccess(exit)) {
+          const raw = exit.value[index.get(w.key)!] ?? null
+          if (w.answer === undefined) w.resume(Exit.succeed(raw))
+          else {
+            // An answer that throws fails its own caller, not the batch's others.
+            let answered: Effect.Effect<unknown, CacheStoreError>
+            try {
+              answered = w.answer(raw)
+            } catch (defect) {
+              answered = Exit.die(defect)
+            }
+            w.resume(answered)
+          }
+        } else if (Cause.hasInterruptsOnly(exit.cause))
           w.resume(Exit.die(new Error("cachet: a batched read was interrupted")))
         else w.resume(exit as Exit.Exit<never, CacheStoreError>)
       }
@@ -91,10 +116,10 @@ export const make = <T>(
     }
   }
 
-  const one: Batcher<T>["one"] = (node, key) =>
-    Effect.callback<T | null, CacheStoreError>((resume) => {
-      const waiter: Waiter<T> = { key, resume, done: false }
-      enqueue(node, waiter)
+  const one: Batcher<T>["one"] = <A>(key: string, answer: (raw: T | null) => Effect.Effect<A, CacheStoreError>) =>
+    Effect.callback<A, CacheStoreError>((resume) => {
+      const waiter: Waiter<T> = { key, resume, answer, done: false }
+      enqueue(nodeOf(key), waiter)
       return Effect.sync(() => {
         waiter.done = true
       })
@@ -108,8 +133,11 @@ export const make = <T>(
       const waiters = keys.map((key, i): Waiter<T> => {
         const waiter: Waiter<T> = {
           key,
+          answer: undefined,
           done: false,
-          resume: (exit) => {
+          resume: (effect) => {
+            // `many`'s waiters have no answer: they are resumed with an Exit.
+            const exit = effect as Exit.Exit<T | null, CacheStoreError>
             if (failed) return
             if (Exit.isFailure(exit)) {
               failed = true
