@@ -192,6 +192,26 @@ export const make = (
       )
     }
 
+    /**
+     * A failed L2 write, then the L2's error: on an unreachable L2 (a
+     * `CacheStoreError`) each write is kept as `keepUnordered` allows; a
+     * value the L2 refused (encoding, size) is kept nowhere.
+     */
+    const failedWrite = <E extends { readonly _tag: string }>(
+      error: E,
+      writes: ReadonlyArray<readonly [key: string, entry: StoredEntry, since?: number | undefined]>,
+      mark: number,
+      sentAt: number
+    ): Effect.Effect<never, E> =>
+      error._tag === "CacheStoreError"
+        ? Effect.andThen(
+            Effect.forEach(writes, ([key, entry, since]) => keepUnordered(key, entry, mark, sentAt, since), {
+              discard: true
+            }),
+            Effect.fail(error)
+          )
+        : Effect.fail(error)
+
     const forget = (keys: ReadonlyArray<string>) => {
       for (const key of keys) {
         l1.delete(key)
@@ -278,15 +298,8 @@ export const make = (
               keep(key, entry, mark, sentAt)
               return publish({ _tag: "Set", keys: [key] })
             },
-            onFailure: (error) => {
-              // The L2 is unreachable: this process keeps the value (not a
-              // tagged one: `keepUnordered`); nothing is published. A value
-              // the L2 refused (encoding, size) is kept nowhere.
-              return Effect.andThen(
-                error._tag === "CacheStoreError" ? keepUnordered(key, entry, mark, sentAt, undefined) : Effect.void,
-                Effect.fail(error)
-              )
-            }
+            // Nothing is published; the L1 keeps what `failedWrite` allows.
+            onFailure: (error) => failedWrite(error, [[key, entry]], mark, sentAt)
           })
         )
       })
@@ -313,12 +326,7 @@ export const make = (
                     keep(key, { ...entry, order }, mark, sentAt)
                     return Effect.as(publish({ _tag: "Set", keys: [key] }), order)
                   },
-                  onFailure: (error) => {
-                    return Effect.andThen(
-                      error._tag === "CacheStoreError" ? keepUnordered(key, entry, mark, sentAt, since) : Effect.void,
-                      Effect.fail(error)
-                    )
-                  }
+                  onFailure: (error) => failedWrite(error, [[key, entry, since]], mark, sentAt)
                 })
               )
             })
@@ -350,18 +358,7 @@ export const make = (
                       ? Effect.succeed(orders)
                       : Effect.as(publish({ _tag: "Set", keys: stored }), orders)
                   },
-                  onFailure: (error) => {
-                    return Effect.andThen(
-                      error._tag === "CacheStoreError"
-                        ? Effect.forEach(
-                            entries,
-                            ([key, entry, since]) => keepUnordered(key, entry, mark, sentAt, since),
-                            { discard: true }
-                          )
-                        : Effect.void,
-                      Effect.fail(error)
-                    )
-                  }
+                  onFailure: (error) => failedWrite(error, entries, mark, sentAt)
                 })
               )
             })
@@ -377,16 +374,7 @@ export const make = (
               for (const [key, entry] of entries) keep(key, entry, mark, sentAt)
               return publish({ _tag: "Set", keys: entries.map(([key]) => key) })
             },
-            onFailure: (error) => {
-              return Effect.andThen(
-                error._tag === "CacheStoreError"
-                  ? Effect.forEach(entries, ([key, entry]) => keepUnordered(key, entry, mark, sentAt, undefined), {
-                      discard: true
-                    })
-                  : Effect.void,
-                Effect.fail(error)
-              )
-            }
+            onFailure: (error) => failedWrite(error, entries, mark, sentAt)
           })
         )
       })
