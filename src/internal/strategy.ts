@@ -92,6 +92,20 @@ export const readThrough = (
   // is two (the service tag, then the continuation).
   Effect.withFiber((fiber) => readIn(fiber, loader, undefined, keyspace, params, strict, onEntry, onFresh, call))
 
+// The runtime of the context last read in: a fiber's reads share one
+// context (contexts are immutable), so a hot loop skips the context lookup.
+// One context is held at most (not a growing map); a closed runtime found
+// here is still refused by `rt.closed`.
+let lastContext: Context.Context<never> | undefined
+let lastRuntime: RuntimeService | undefined
+const runtimeIn = (context: Context.Context<never>): RuntimeService => {
+  if (context === lastContext) return lastRuntime!
+  const rt = Context.getUnsafe(context, Cachet)
+  lastContext = context
+  lastRuntime = rt
+  return rt
+}
+
 /**
  * `readThrough` in a fiber, with the loader given either built (`loader`, a
  * strategy over an effect) or as the function that builds it (`make`, from
@@ -110,7 +124,7 @@ const readIn = (
   onFresh: OnFresh | undefined,
   call: CallOptions | undefined
 ): Effect.Effect<unknown, unknown, unknown> => {
-  const rt = Context.getUnsafe(fiber.context, Cachet)
+  const rt = runtimeIn(fiber.context)
   // After the layer closed there is no cache to use: the loader answers.
   if (rt.closed) return loader ?? make!(params)
   const state = rt.stateOf(keyspace)
