@@ -12,8 +12,10 @@
  * show what no cache built on Effect can go below: one `withFiber` and one
  * `succeed`; and that plus a params object, two Map lookups and a clock read.
  * "caller's form, cached" is `Cachet.cached`'s hit inside the caller's
- * `findUser(id).pipe(...)` (the loader effect, a closure, `pipe`): what the
- * cacheAside form pays that is not the library's.
+ * `findUser(id).pipe(...)` (the loader effect, a closure, `pipe`), and
+ * "branch data-first" is `Strategy.cacheAside(findUser(id), Users, { id })`:
+ * together they split the cacheAside form's cost into the library's and the
+ * `.pipe(f)` call's.
  */
 import { Cache, Effect, ManagedRuntime } from "effect"
 import { idSequence, makeUser, User } from "./lib/fixtures.ts"
@@ -38,7 +40,8 @@ const setup = async (dir: string) => {
   const get = (id: number) => findUser(id).pipe(Strategy.cacheAside(Users, { id }))
   const cached = Cachet.cached(Users, (p: { readonly id: number }) => findUser(p.id), Strategy.cacheAside)
   await run(Effect.forEach(users, (u) => get(u.id), { discard: true }))
-  return { run, get, cached }
+  const first = (id: number) => Strategy.cacheAside(findUser(id), Users, { id })
+  return { run, get, cached, first }
 }
 const base = await setup(baseDir)
 const branch = await setup(`${import.meta.dirname}/..`)
@@ -75,6 +78,7 @@ const contenders: Array<C> =
         { name: "base cached", batch: fiberLoop(base.run, (id) => base.cached({ id })) },
         { name: "branch cached", batch: fiberLoop(branch.run, (id) => branch.cached({ id })) },
         { name: "effect Cache.get", batch: fiberLoop(branch.run, (id) => Cache.get(cache, id)) },
+        { name: "branch data-first", batch: fiberLoop(branch.run, branch.first) },
         {
           // What the caller's form costs over Cachet.cached: the loader effect,
           // a data-last closure and pipe, around the same memoised hit.
