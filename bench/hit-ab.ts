@@ -112,7 +112,9 @@ const contenders: Array<C> =
         { name: "branch cacheAside", batch: promiseLoop(branch.run, branch.get) },
         { name: "base cached", batch: promiseLoop(base.run, (id) => base.cached({ id })) },
         { name: "branch cached", batch: promiseLoop(branch.run, (id) => branch.cached({ id })) },
-        { name: "effect Cache.get", batch: promiseLoop(branch.run, (id) => Cache.get(cache, id)) }
+        { name: "branch data-first", batch: promiseLoop(branch.run, branch.first) },
+        { name: "effect Cache.get", batch: promiseLoop(branch.run, (id) => Cache.get(cache, id)) },
+        { name: "floor runPromise succeed", batch: promiseLoop(branch.run, (id) => Effect.succeed(users[id])) }
       ]
 const times = new Map(contenders.map((c) => [c.name, [] as number[]]))
 let off = 0
