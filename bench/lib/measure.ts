@@ -100,6 +100,9 @@ export const runThroughput = async (
       const record = records.get(contender.name)!
       if (record.error !== undefined) continue
       let recording = false
+      // BENCH_ROUNDS=1: each round's ops/s, p99 and slot, per contender.
+      const perRound = process.env.BENCH_ROUNDS === "1"
+      const roundLatencies: Array<number> = []
       let ops = 0
       let elapsed = 0
       bench.add(
@@ -111,6 +114,8 @@ export const runThroughput = async (
             elapsed += batch.elapsedMs
             record.batches++
             if (batch.latenciesMs !== undefined) {
+              if (perRound)
+                for (let i = 0; i < batch.latenciesMs.length; i++) roundLatencies.push(batch.latenciesMs[i]!)
               record.perRequest = true
               record.latencies.pushAll(batch.latenciesMs)
             } else {
@@ -130,6 +135,14 @@ export const runThroughput = async (
             elapsed = 0
           },
           afterAll: (mode) => {
+            if (perRound && mode === "run" && elapsed > 0) {
+              const l = roundLatencies.sort((x, y) => x - y)
+              const p99 = l.length === 0 ? "-" : `${l[Math.floor((l.length - 1) * 0.99)]!.toFixed(2)} ms`
+              console.log(
+                `   round ${round + 1} slot ${order.indexOf(contender) + 1} ${contender.name}: ${((ops / elapsed) * 1000).toFixed(0)} ops/s, p99 ${p99}, ${l.length} samples`
+              )
+              roundLatencies.length = 0
+            }
             if (mode === "run" && elapsed > 0) record.rounds.push((ops / elapsed) * 1000)
           }
         }
