@@ -8,7 +8,10 @@
  * same round* (a shared host's drift cancels out of that ratio far better
  * than out of ops/s from separate runs).
  *
- *   node scripts/node24.mjs --expose-gc bench/redis-ab.ts <base checkout> [rounds]
+ *   node scripts/node24.mjs --expose-gc bench/redis-ab.ts <base checkout> [rounds] [tagged|plain] [in flight]
+ *
+ * `tagged`: cachet's keyspace tags each user (`users`, `u:<id mod 10>`), so
+ * a hit also checks two tag records (the peers are unchanged).
  *
  * e.g. `git worktree add /tmp/base <commit>` and link this node_modules
  * into it (both must resolve the same `effect`).
@@ -23,9 +26,10 @@ import { startRedis } from "./lib/redis.ts"
 const baseDir = process.argv[2]
 if (baseDir === undefined) throw new Error("usage: bench/redis-ab.ts <base checkout> [rounds]")
 const rounds = Number(process.argv[3] ?? 20)
+const tagged = process.argv[4] === "tagged"
 const KEYS = 1_000
-const PER_BATCH = 2_000
-const IN_FLIGHT = 100
+const IN_FLIGHT = Number(process.argv[5] ?? 100)
+const PER_BATCH = IN_FLIGHT >= 20 ? 2_000 : 200
 const TTL_MS = 3_600_000
 const users = Array.from({ length: KEYS }, (_, i) => makeUser(i))
 const seq = idSequence(1 << 16, KEYS, 7)
@@ -35,7 +39,13 @@ const redis = await startRedis()
 const setup = async (dir: string, prefix: string) => {
   const { Cachet, Strategy, Keyspace } = await import(`${dir}/src/index.ts`)
   const { RedisStore } = await import(`${dir}/src/redis/index.ts`)
-  const Users = Keyspace.make({ name: "user", key: "user:{id}", value: User, ttl: "1 hour" })
+  const Users = Keyspace.make({
+    name: "user",
+    key: "user:{id}",
+    value: User,
+    ttl: "1 hour",
+    ...(tagged ? { tags: (p: { readonly id: number }) => ["users", `u:${p.id % 10}`] } : {})
+  })
   const runtime = ManagedRuntime.make(Cachet.layer().pipe(Layer.provide(RedisStore.layer({ url: redis.url, prefix }))))
   const run = Effect.runPromiseWith(await runtime.context())
   await run(
@@ -112,7 +122,7 @@ const q = (xs: ReadonlyArray<number>, p: number) => sorted(xs)[Math.floor((xs.le
 const raws = times.get("ioredis GET + JSON.parse")!
 const bentos = times.get("BentoCache L2 getOrSet")!
 console.log(
-  `Redis hit, ${IN_FLIGHT} in flight: median ms per batch of ${PER_BATCH} over ${rounds} interleaved rounds; ratios = median over rounds of (peer's time / contender's time) in the same round, [quartiles]`
+  `Redis hit${tagged ? " (cachet's entries tagged)" : ""}, ${IN_FLIGHT} in flight: median ms per batch of ${PER_BATCH} over ${rounds} interleaved rounds; ratios = median over rounds of (peer's time / contender's time) in the same round, [quartiles]`
 )
 for (const [name, xs] of times) {
   const vsRaw = xs.map((x, i) => raws[i]! / x)

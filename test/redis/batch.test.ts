@@ -8,8 +8,9 @@
  * pause a server process, which no TestClock moves; waits are bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Result, Schema } from "effect"
 import * as fc from "fast-check"
+import { CacheStore, type EntryCodec, type StoredEntry } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
@@ -27,6 +28,16 @@ const runtime = (options: Partial<RedisStore.LayerOptions> & { readonly prefix: 
       Layer.provide(RedisStore.layer({ url: server.get().url, ...options } as RedisStore.LayerOptions))
     )
   )
+
+/** Numbers tagged `all` and `t:<id mod 5>`. */
+const taggedKeyspace = (name: string) =>
+  Keyspace.make({
+    name,
+    key: "{id}",
+    value: Schema.Number,
+    ttl: "1 minute",
+    tags: (p) => ["all", `t:${Number(p.id) % 5}`]
+  })
 
 /** Calls of `name` on the shared server so far (INFO commandstats). */
 const calls = (name: string) =>
@@ -67,13 +78,7 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
     "100 concurrent hits of tagged entries: one MGET for the entries, one for their tag records (each tag once)",
     () =>
       Effect.gen(function* () {
-        const Tagged = Keyspace.make({
-          name: "tagged",
-          key: "{id}",
-          value: Schema.Number,
-          ttl: "1 minute",
-          tags: (p) => ["all", `t:${Number(p.id) % 5}`]
-        })
+        const Tagged = taggedKeyspace("tagged")
         const ctx = yield* runtime({ prefix: `bt-${runId()}` })
         const ids = Array.from({ length: 100 }, (_, i) => i)
         const read = Effect.forEach(ids, (id) => Effect.succeed(id).pipe(Strategy.cacheAside(Tagged, { id })), {
@@ -95,6 +100,75 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
         assert.strictEqual((yield* calls("evalsha")) - evalshas, 20)
         assert.strictEqual((yield* calls("get")) - gets, 20)
       }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "once the entries' tags are known, 100 concurrent tagged hits are one MGET (entries and tag records), and a tag invalidated since is honoured",
+    () =>
+      Effect.gen(function* () {
+        const Tagged = taggedKeyspace("tagged3")
+        const ctx = yield* runtime({ prefix: `bt3-${runId()}` })
+        const ids = Array.from({ length: 100 }, (_, i) => i)
+        const round = (sign: number) =>
+          Effect.provide(
+            Effect.forEach(ids, (id) => Effect.succeed(sign * id).pipe(Strategy.cacheAside(Tagged, { id })), {
+              concurrency: "unbounded"
+            }),
+            ctx
+          )
+        assert.deepStrictEqual(yield* round(1), ids, "misses: loaded and stored")
+        // A first round of hits teaches the decode cache the entries' tags.
+        assert.deepStrictEqual(yield* round(1), ids)
+        const [gets, mgets] = [yield* calls("get"), yield* calls("mget")]
+        assert.deepStrictEqual(yield* round(-1), ids, "hits")
+        assert.strictEqual((yield* calls("mget")) - mgets, 1, "the 100 entries and their 6 tag records, in one MGET")
+        assert.strictEqual((yield* calls("get")) - gets, 0)
+        // An invalidation after those reads: the next reads' tag records
+        // carry it (they are read with the entries, not reused).
+        yield* Effect.provide(Cachet.invalidateTag("t:1"), ctx)
+        assert.deepStrictEqual(
+          yield* round(-1),
+          ids.map((id) => (id % 5 === 1 ? -id : id))
+        )
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("the tag times read with an entry answer that entry's tag check once; any other check asks Redis", () =>
+    Effect.gen(function* () {
+      const ctx = yield* Layer.build(RedisStore.layer({ url: server.get().url, prefix: `bt4-${runId()}` }))
+      const store = Context.get(ctx, CacheStore)
+      const codec: EntryCodec = {
+        keyspace: "k",
+        encode: (v) => Result.succeed(v),
+        decode: (d) => Result.succeed(d),
+        onCorrupt: () => {}
+      }
+      const now = Date.now()
+      const entry: StoredEntry = {
+        value: 1,
+        createdAt: now,
+        freshUntil: now + 60_000,
+        staleUntil: now + 60_000,
+        tags: ["a", "b"]
+      }
+      yield* store.set("k:1", entry, codec)
+      yield* store.get("k:1", codec) // the decode cache learns the tags
+      const mgets = yield* calls("mget")
+      const read = (yield* store.get("k:1", codec))!
+      assert.deepStrictEqual(read.tags, ["a", "b"])
+      assert.strictEqual((yield* calls("mget")) - mgets, 1, "the entry and its two tag records: one MGET")
+      assert.deepStrictEqual(yield* store.getTagTimes(read.tags), [undefined, undefined], "answered from that MGET")
+      assert.strictEqual((yield* calls("mget")) - mgets, 1)
+      yield* store.setTagTime("b", Date.now(), 60_000)
+      // Asked again (the same array): Redis answers, with the new record.
+      const again = yield* store.getTagTimes(read.tags)
+      assert.strictEqual((yield* calls("mget")) - mgets, 2)
+      assert.strictEqual(again[0], undefined)
+      assert.isNumber(again[1])
+      // Another array of the same tags: Redis too.
+      yield* store.getTagTimes(["a", "b"])
+      assert.strictEqual((yield* calls("mget")) - mgets, 3)
+    }).pipe(Effect.scoped)
   )
 
   it.live("batchReads: false sends one GET per read", () =>

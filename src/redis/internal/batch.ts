@@ -36,6 +36,18 @@ export interface Batcher<T> {
     key: string,
     answer: (raw: T | null) => Effect.Effect<A, CacheStoreError>
   ) => Effect.Effect<A, CacheStoreError>
+  /**
+   * `one`, with more keys read in the same tick (each with its node):
+   * `answer` gets the key's reply and theirs; a batch of the extra keys that
+   * failed gives `undefined` for them (the caller reads them again if it
+   * needs them), a failure of the key's own batch fails the read.
+   */
+  readonly oneWith: <A>(
+    key: string,
+    extraNodes: ReadonlyArray<string>,
+    extraKeys: ReadonlyArray<string>,
+    answer: (raw: T | null, extras: ReadonlyArray<T | null> | undefined) => Effect.Effect<A, CacheStoreError>
+  ) => Effect.Effect<A, CacheStoreError>
   readonly many: (
     nodes: ReadonlyArray<string>,
     keys: ReadonlyArray<string>
@@ -157,5 +169,61 @@ export const make = <T>(
       })
     })
 
-  return { one, many }
+  const oneWith: Batcher<T>["oneWith"] = <A>(
+    key: string,
+    extraNodes: ReadonlyArray<string>,
+    extraKeys: ReadonlyArray<string>,
+    answer: (raw: T | null, extras: ReadonlyArray<T | null> | undefined) => Effect.Effect<A, CacheStoreError>
+  ) =>
+    Effect.callback<A, CacheStoreError>((resume) => {
+      const extras: Array<T | null> = new Array(extraKeys.length).fill(null)
+      let extrasFailed = false
+      let own: Exit.Exit<T | null, CacheStoreError> | undefined
+      let left = extraKeys.length + 1
+      let done = false
+      const settle = () => {
+        if (--left !== 0 || done) return
+        done = true
+        if (Exit.isFailure(own!)) return resume(own as Exit.Exit<never, CacheStoreError>)
+        let answered: Effect.Effect<A, CacheStoreError>
+        try {
+          answered = answer(own!.value, extrasFailed ? undefined : extras)
+        } catch (defect) {
+          answered = Exit.die(defect)
+        }
+        resume(answered)
+      }
+      const waiters: Array<Waiter<T>> = [
+        {
+          key,
+          answer: undefined,
+          done: false,
+          resume: (effect) => {
+            own = effect as Exit.Exit<T | null, CacheStoreError>
+            settle()
+          }
+        },
+        ...extraKeys.map(
+          (extraKey, i): Waiter<T> => ({
+            key: extraKey,
+            answer: undefined,
+            done: false,
+            resume: (effect) => {
+              const exit = effect as Exit.Exit<T | null, CacheStoreError>
+              if (Exit.isSuccess(exit)) extras[i] = exit.value
+              else extrasFailed = true
+              settle()
+            }
+          })
+        )
+      ]
+      enqueue(nodeOf(key), waiters[0]!)
+      for (let i = 0; i < extraKeys.length; i++) enqueue(extraNodes[i]!, waiters[i + 1]!)
+      return Effect.sync(() => {
+        done = true
+        for (const w of waiters) w.done = true
+      })
+    })
+
+  return { one, oneWith, many }
 }

@@ -71,6 +71,14 @@ export class DecodeCache {
     return memo.entry
   }
 
+  /**
+   * The tags of the entry last decoded for `key`, if remembered (not marked
+   * as used): a read of the key can ask for their records in the same tick.
+   */
+  tagsOf(key: string): ReadonlyArray<string> | undefined {
+    return this.memos.get(key)?.entry.tags
+  }
+
   /** Remembers `entry` as decoded from `raw` (bytes are copied: they may be a slice of a socket buffer). */
   set(key: string, raw: Buffer | string, codec: EntryCodec, entry: StoredEntry): void {
     this.delete(key)
