@@ -366,6 +366,9 @@ interface Resolved {
   readonly decodeCache: DecodeCache.Bounds | undefined
 }
 
+/** How long tag times read with an entry may answer its check (ms, real time). */
+const PREFETCH_MAX_AGE = 50
+
 /** A tag record's time (`<time>:...`, the server's clock), or undefined when absent or unreadable. */
 const tagTimeOf = (raw: string | Buffer | null): number | undefined => {
   if (raw === null) return undefined
@@ -554,7 +557,13 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     // its own, and `getTagTimes` answers that very array once from them. They
     // were read no earlier than the entry, so checking the entry against
     // them is as sound as reading them after it; any other read asks Redis.
-    const prefetched = new WeakMap<ReadonlyArray<string>, ReadonlyArray<number | undefined>>()
+    // They answer only within PREFETCH_MAX_AGE of their read (real time): an
+    // entry whose check is skipped (hidden here) and served much later (the
+    // outage fallback's copy) is checked against what the store knows then.
+    const prefetched = new WeakMap<
+      ReadonlyArray<string>,
+      { readonly times: ReadonlyArray<number | undefined>; readonly at: number }
+    >()
     const withTagTimes = (
       entry: StoredEntry | undefined,
       tags: ReadonlyArray<string>,
@@ -562,7 +571,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
     ): StoredEntry | undefined => {
       if (entry === undefined || records === undefined || !sameTags(entry.tags, tags)) return entry
       const own = entry.tags.slice()
-      prefetched.set(own, records.map(tagTimeOf))
+      prefetched.set(own, { times: records.map(tagTimeOf), at: mono() })
       return { ...entry, tags: own }
     }
 
@@ -897,7 +906,7 @@ const makeResolved = (resolved: Resolved): Effect.Effect<CacheStore["Service"], 
         const known = prefetched.get(tags)
         if (known !== undefined) {
           prefetched.delete(tags)
-          return Effect.succeed(known as Array<number | undefined>)
+          if (mono() - known.at <= PREFETCH_MAX_AGE) return Effect.succeed(known.times as Array<number | undefined>)
         }
         if (tags.length === 0) return Effect.succeed([])
         const keys = tags.map(tagKey)

@@ -168,6 +168,15 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
       // Another array of the same tags: Redis too.
       yield* store.getTagTimes(["a", "b"])
       assert.strictEqual((yield* calls("mget")) - mgets, 3)
+      // Times read with an entry answer only within 50 ms (real time: the
+      // bound is on the process's monotonic clock, which no TestClock moves;
+      // the wait is on that clock, bounded).
+      const late = (yield* store.get("k:1", codec))!
+      const readAt = performance.now()
+      assert.strictEqual((yield* calls("mget")) - mgets, 4)
+      yield* Effect.sleep("10 millis").pipe(Effect.repeat({ until: () => performance.now() - readAt > 60, times: 100 }))
+      yield* store.getTagTimes(late.tags)
+      assert.strictEqual((yield* calls("mget")) - mgets, 5, "too old to answer: Redis asked")
     }).pipe(Effect.scoped)
   )
 
