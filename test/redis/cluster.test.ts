@@ -95,7 +95,16 @@ describe.skipIf(!requireRedis())("RedisStore (cluster)", () => {
         const records = afterAll.filter((k) => !all.includes(k))
         assert.deepStrictEqual(records, ["c%2A%5Bab%5D%3F:~clear:user:"])
         const after = afterAll.filter((k) => !records.includes(k))
-        assert.deepStrictEqual(after, all.filter((k) => !userKeys.includes(k)).sort(), "nothing else was deleted")
+        // This test's keys only: the cluster is shared with the file's other
+        // tests, whose entries may expire on their own meanwhile (a
+        // conformance case's short-lived key once did, between the two scans).
+        const ours = (k: string) =>
+          k === "unrelated" || ["c%2A%5Bab%5D%3F:", "cZZaQ:", "caQ:"].some((p) => k.startsWith(p))
+        assert.deepStrictEqual(
+          after.filter(ours),
+          all.filter((k) => ours(k) && !userKeys.includes(k)).sort(),
+          "nothing else was deleted"
+        )
         assert.isTrue(after.includes("c%2A%5Bab%5D%3F:~tag:org:1"), "tag records are not entries")
         assert.strictEqual(after.filter((k) => k.startsWith("cZZaQ:user:")).length, 60)
         assert.strictEqual(after.filter((k) => k.startsWith("caQ:user:")).length, 60)
