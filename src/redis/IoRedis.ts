@@ -26,9 +26,10 @@
  * - `disconnectTimeout`: 200 ms (ioredis keeps its disconnect timer alive its
  *   full length when the socket already closed; we QUIT first).
  * - `enableAutoPipelining: true`: commands issued in the same tick share
- *   one write and one round trip; on a standalone server `MGET` is left out
- *   of it (`autoPipeliningIgnoredCommands: ["mget"]`: the store's reads of a
- *   tick are already one `MGET`, and a pipeline of one only costs).
+ *   one write and one round trip; on a standalone server `MGET` and `GET`
+ *   are left out of it (`autoPipeliningIgnoredCommands: ["mget", "get"]`:
+ *   the store's reads of a tick are already one `MGET`, or one `GET` when
+ *   the tick has one read, and a pipeline of one only costs).
  * - Cluster: `retryDelayOnFailover: 0` and `retryDelayOnClusterDown: 0`: a
  *   command for a master whose connection closed, or refused with
  *   `CLUSTERDOWN`, fails at once instead of being retried until the command
