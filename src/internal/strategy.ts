@@ -9,7 +9,15 @@ import { CacheEncodeError, CacheKeyError, CacheShuttingDown, type CacheStoreErro
 import type { StoredEntry } from "../CacheStore.ts"
 import type { Keyspace, TimeoutError } from "../Keyspace.ts"
 import { type CallOptions, isEmpty, type Policy, withCall } from "./runtime/policy.ts"
-import { Cachet, GONE, type KeyspaceState, type RuntimeService, STALE, service } from "./runtime/service.ts"
+import {
+  type Cachet,
+  GONE,
+  type KeyspaceState,
+  type RuntimeService,
+  runtimeIn,
+  STALE,
+  service
+} from "./runtime/service.ts"
 import type { WriteBehindQueueFull } from "./runtime/writeBehind.ts"
 import { NotFresh } from "./store.ts"
 
@@ -91,20 +99,6 @@ export const readThrough = (
   // withFiber + a context lookup: one primitive, where flatMap(service, f)
   // is two (the service tag, then the continuation).
   Effect.withFiber((fiber) => readIn(fiber, loader, undefined, keyspace, params, strict, onEntry, onFresh, call))
-
-// The runtime of the context last read in: a fiber's reads share one
-// context (contexts are immutable), so a hot loop skips the context lookup.
-// One context is held at most (not a growing map); a closed runtime found
-// here is still refused by `rt.closed`.
-let lastContext: Context.Context<never> | undefined
-let lastRuntime: RuntimeService | undefined
-const runtimeIn = (context: Context.Context<never>): RuntimeService => {
-  if (context === lastContext) return lastRuntime!
-  const rt = Context.getUnsafe(context, Cachet)
-  lastContext = context
-  lastRuntime = rt
-  return rt
-}
 
 /**
  * `readThrough` in a fiber, with the loader given either built (`loader`, a

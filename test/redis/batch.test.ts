@@ -8,15 +8,15 @@
  * pause a server process, which no TestClock moves; waits are bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Option, Result, Schema } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import * as fc from "fast-check"
-import { CacheStore, type EntryCodec, type StoredEntry } from "../../src/CacheStore.ts"
+import { CacheStore, type StoredEntry } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { RedisCluster, RedisServer, requireRedis } from "../harness/redis.ts"
-import { rawClient, runId, sharedServer } from "./helpers.ts"
+import { codecOf, rawClient, runId, sharedServer } from "./helpers.ts"
 
 const server = sharedServer()
 
@@ -137,12 +137,7 @@ describe.skipIf(!requireRedis())("RedisStore read batching", () => {
     Effect.gen(function* () {
       const ctx = yield* Layer.build(RedisStore.layer({ url: server.get().url, prefix: `bt4-${runId()}` }))
       const store = Context.get(ctx, CacheStore)
-      const codec: EntryCodec = {
-        keyspace: "k",
-        encode: (v) => Result.succeed(v),
-        decode: (d) => Result.succeed(d),
-        onCorrupt: () => {}
-      }
+      const codec = codecOf("k")
       const now = Date.now()
       const entry: StoredEntry = {
         value: 1,

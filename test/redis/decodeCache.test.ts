@@ -9,24 +9,18 @@
  * the Effect Clock; the expiry case sets the clock through `TestClock`).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, type Context, Effect, Layer, Option, Result, Schema } from "effect"
+import { Clock, type Context, Effect, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
-import { CacheStore, type EntryCodec, type StoredEntry } from "../../src/CacheStore.ts"
+import { CacheStore, type StoredEntry } from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Keyspace from "../../src/Keyspace.ts"
 import * as IoRedis from "../../src/redis/IoRedis.ts"
 import { DecodeCache } from "../../src/redis/internal/decodeCache.ts"
 import * as RedisStore from "../../src/redis/RedisStore.ts"
 import { requireRedis } from "../harness/redis.ts"
-import { rawClient, runId, sharedServer } from "./helpers.ts"
+import { codecOf, rawClient, runId, sharedServer } from "./helpers.ts"
 
-const codecOf = (keyspace: string): EntryCodec => ({
-  keyspace,
-  encode: (v) => Result.succeed(v),
-  decode: (d) => Result.succeed(d),
-  onCorrupt: () => {}
-})
 const entryOf = (value: unknown): StoredEntry => ({ value, createdAt: 0, freshUntil: 1, staleUntil: 1, tags: [] })
 
 describe("DecodeCache (model)", () => {

@@ -5,8 +5,9 @@
  * The harness servers are the only Redis these tests talk to.
  */
 import { afterAll, beforeAll } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Result, Scope } from "effect"
 import { Redis } from "ioredis"
+import type { EntryCodec } from "../../src/CacheStore.ts"
 import {
   type RedisCluster,
   RedisCluster as RedisClusterHarness,
@@ -83,3 +84,11 @@ export const clientCount = (server: { readonly command: RedisServer["command"] }
 
 /** A unique suffix per test run. */
 export const runId = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`
+
+/** A codec that stores values as they are (store-level tests). */
+export const codecOf = (keyspace: string): EntryCodec => ({
+  keyspace,
+  encode: (v) => Result.succeed(v),
+  decode: (d) => Result.succeed(d),
+  onCorrupt: () => {}
+})

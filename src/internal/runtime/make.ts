@@ -20,7 +20,7 @@ import * as Journal from "./journal.ts"
 import * as Keyspaces from "./keyspaces.ts"
 import * as Observe from "./observe.ts"
 import * as Pending from "./pending.ts"
-import type { RuntimeOptions, RuntimeService } from "./service.ts"
+import { forgetRuntime, type RuntimeOptions, type RuntimeService } from "./service.ts"
 import { type CacheStats, Counters, type KeyspaceStats, makeMetrics, registerStore, statsOf } from "./stats.ts"
 import * as Tags from "./tags.ts"
 import * as Versions from "./versions.ts"
@@ -130,6 +130,7 @@ export const make = (options?: RuntimeOptions): Effect.Effect<RuntimeService, ne
             Effect.sync(() => {
               metrics.removeAll()
               keyspaces.release()
+              forgetRuntime(self)
             })
           )
         )

@@ -176,5 +176,30 @@ export interface RuntimeService {
  */
 export class Cachet extends Context.Service<Cachet, RuntimeService>()("cachet/Cachet") {}
 
+// The runtime of the context last read in: a fiber's reads share one
+// context (contexts are immutable), so a hot loop compares one reference
+// instead of looking the service up. One context is held at most, and a
+// runtime's close lets go of it (`forgetRuntime`), as it empties its
+// keyspace slots: a closed runtime is not kept alive by a read.
+let lastContext: Context.Context<never> | undefined
+let lastRuntime: RuntimeService | undefined
+
+/** The runtime in `context` (it must hold one). */
+export const runtimeIn = (context: Context.Context<never>): RuntimeService => {
+  if (context === lastContext) return lastRuntime!
+  const rt = Context.getUnsafe(context, Cachet)
+  lastContext = context
+  lastRuntime = rt
+  return rt
+}
+
+/** At close: `runtimeIn` no longer holds `rt` (or its context). */
+export const forgetRuntime = (rt: RuntimeService | undefined): void => {
+  if (rt !== undefined && lastRuntime === rt) {
+    lastContext = undefined
+    lastRuntime = undefined
+  }
+}
+
 /** `Effect.service(Cachet)`, allocated once. */
 export const service: Effect.Effect<RuntimeService, never, Cachet> = Effect.service(Cachet)

@@ -180,10 +180,10 @@ export const make = <T>(
       let extrasFailed = false
       let own: Exit.Exit<T | null, CacheStoreError> | undefined
       let left = extraKeys.length + 1
-      let done = false
+      // Each waiter is resumed once, and none after an interruption (the
+      // batch skips waiters marked done), so the last one to answer settles.
       const settle = () => {
-        if (--left !== 0 || done) return
-        done = true
+        if (--left !== 0) return
         if (Exit.isFailure(own!)) return resume(own as Exit.Exit<never, CacheStoreError>)
         let answered: Effect.Effect<A, CacheStoreError>
         try {
@@ -220,7 +220,6 @@ export const make = <T>(
       enqueue(nodeOf(key), waiters[0]!)
       for (let i = 0; i < extraKeys.length; i++) enqueue(extraNodes[i]!, waiters[i + 1]!)
       return Effect.sync(() => {
-        done = true
         for (const w of waiters) w.done = true
       })
     })
