@@ -21,7 +21,7 @@ import { redisDriver } from "bentocache/drivers/redis"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { idSequence, keyOf, makeUser, User } from "./lib/fixtures.ts"
-import { startRedis } from "./lib/redis.ts"
+import { seededReads, startRedis } from "./lib/redis.ts"
 
 const baseDir = process.argv[2]
 if (baseDir === undefined) throw new Error("usage: bench/redis-ab.ts <base checkout> [rounds]")
@@ -48,10 +48,7 @@ const setup = async (dir: string, prefix: string) => {
   })
   const runtime = ManagedRuntime.make(Cachet.layer().pipe(Layer.provide(RedisStore.layer({ url: redis.url, prefix }))))
   const run = Effect.runPromiseWith(await runtime.context())
-  await run(
-    Effect.forEach(users, (u) => Cachet.set(Users, { id: u.id }, u, { onStoreError: "fail" }), { discard: true })
-  )
-  const read = (id: number) => Effect.sync(() => users[id]!).pipe(Strategy.cacheAside(Users, { id }))
+  const read = await seededReads({ Cachet, Strategy }, run, Users, users)
   return {
     close: () => runtime.dispose(),
     batch: (off: number) =>

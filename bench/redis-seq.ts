@@ -22,7 +22,7 @@ import { Redis } from "ioredis"
 import { Cachet, Keyspace, Strategy } from "../src/index.ts"
 import { RedisStore } from "../src/redis/index.ts"
 import { idSequence, keyOf, makeUser, User } from "./lib/fixtures.ts"
-import { startRedis } from "./lib/redis.ts"
+import { seededReads, startRedis } from "./lib/redis.ts"
 
 const { values } = parseArgs({
   options: {
@@ -55,10 +55,7 @@ const cachet = async (prefix: string, options: Partial<RedisStore.LayerOptions>)
     Cachet.layer().pipe(Layer.provide(RedisStore.layer({ url: redis.url, prefix, ...options })))
   )
   const run = Effect.runPromiseWith(await runtime.context())
-  await run(
-    Effect.forEach(users, (u) => Cachet.set(Users, { id: u.id }, u, { onStoreError: "fail" }), { discard: true })
-  )
-  const read = (id: number) => Effect.sync(() => users[id]!).pipe(Strategy.cacheAside(Users, { id }))
+  const read = await seededReads({ Cachet, Strategy }, run, Users, users)
   return {
     close: () => runtime.dispose(),
     fiber: (off: number) =>

@@ -36,3 +36,26 @@ export const startRedis = async (): Promise<OwnRedis> => {
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
+
+/** What a cachet checkout exports that `seededReads` uses (`src/index.ts`, of this checkout or another's). */
+export interface CachetModules {
+  readonly Cachet: typeof import("../../src/index.ts").Cachet
+  readonly Strategy: typeof import("../../src/index.ts").Strategy
+}
+
+/**
+ * Writes every user into `keyspace` through `run` (failing on a store
+ * error), then returns the cache-aside read of one user by id, as the Redis
+ * A/B tools time it (the loader effect and the parameters built per call).
+ */
+export const seededReads = async <U extends { readonly id: number }>(
+  { Cachet, Strategy }: CachetModules,
+  run: <A, E>(effect: Effect.Effect<A, E, any>) => Promise<A>,
+  keyspace: any,
+  users: ReadonlyArray<U>
+): Promise<(id: number) => Effect.Effect<U, unknown, any>> => {
+  await run(
+    Effect.forEach(users, (u) => Cachet.set(keyspace, { id: u.id }, u, { onStoreError: "fail" }), { discard: true })
+  )
+  return (id) => Effect.sync(() => users[id]!).pipe(Strategy.cacheAside(keyspace, { id })) as any
+}
