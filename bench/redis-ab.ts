@@ -18,10 +18,10 @@
  */
 import { BentoCache, bentostore } from "bentocache"
 import { redisDriver } from "bentocache/drivers/redis"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { Redis } from "ioredis"
 import { idSequence, keyOf, makeUser, User } from "./lib/fixtures.ts"
-import { seededReads, startRedis } from "./lib/redis.ts"
+import { cachetOverRedis, startRedis } from "./lib/redis.ts"
 
 const baseDir = process.argv[2]
 if (baseDir === undefined) throw new Error("usage: bench/redis-ab.ts <base checkout> [rounds]")
@@ -46,11 +46,14 @@ const setup = async (dir: string, prefix: string) => {
     ttl: "1 hour",
     ...(tagged ? { tags: (p: { readonly id: number }) => ["users", `u:${p.id % 10}`] } : {})
   })
-  const runtime = ManagedRuntime.make(Cachet.layer().pipe(Layer.provide(RedisStore.layer({ url: redis.url, prefix }))))
-  const run = Effect.runPromiseWith(await runtime.context())
-  const read = await seededReads({ Cachet, Strategy }, run, Users, users)
+  const { run, read, close } = await cachetOverRedis(
+    { Cachet, Strategy, RedisStore },
+    { url: redis.url, prefix },
+    Users,
+    users
+  )
   return {
-    close: () => runtime.dispose(),
+    close,
     batch: (off: number) =>
       run(
         Effect.forEach(

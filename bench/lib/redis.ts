@@ -3,7 +3,7 @@
  * an ephemeral loopback port with persistence off (the test harness's
  * `RedisServer`). Never the machine's Redis.
  */
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
 import { type RedisServer, RedisServer as RedisServerHarness, redisAvailable } from "../../test/harness/redis.ts"
 
 export interface OwnRedis {
@@ -37,25 +37,31 @@ export const startRedis = async (): Promise<OwnRedis> => {
   }
 }
 
-/** What a cachet checkout exports that `seededReads` uses (`src/index.ts`, of this checkout or another's). */
+/** What a cachet checkout exports that `cachetOverRedis` uses (its `src/index.ts` and `src/redis/index.ts`, of this checkout or another's). */
 export interface CachetModules {
   readonly Cachet: typeof import("../../src/index.ts").Cachet
   readonly Strategy: typeof import("../../src/index.ts").Strategy
+  readonly RedisStore: typeof import("../../src/redis/index.ts").RedisStore
 }
 
 /**
- * Writes every user into `keyspace` through `run` (failing on a store
- * error), then returns the cache-aside read of one user by id, as the Redis
- * A/B tools time it (the loader effect and the parameters built per call).
+ * A cachet runtime over a `RedisStore` with `options`, every user written
+ * into `keyspace` (failing on a store error), and the cache-aside read of
+ * one user by id, as the Redis A/B tools time it (the loader effect and the
+ * parameters built per call).
  */
-export const seededReads = async <U extends { readonly id: number }>(
-  { Cachet, Strategy }: CachetModules,
-  run: <A, E>(effect: Effect.Effect<A, E, any>) => Promise<A>,
+export const cachetOverRedis = async <U extends { readonly id: number }>(
+  { Cachet, Strategy, RedisStore }: CachetModules,
+  options: Parameters<CachetModules["RedisStore"]["layer"]>[0],
   keyspace: any,
   users: ReadonlyArray<U>
-): Promise<(id: number) => Effect.Effect<U, unknown, any>> => {
+) => {
+  const runtime = ManagedRuntime.make(Cachet.layer().pipe(Layer.provide(RedisStore.layer(options))))
+  const run: <A, E>(effect: Effect.Effect<A, E, any>) => Promise<A> = Effect.runPromiseWith(await runtime.context())
   await run(
     Effect.forEach(users, (u) => Cachet.set(keyspace, { id: u.id }, u, { onStoreError: "fail" }), { discard: true })
   )
-  return (id) => Effect.sync(() => users[id]!).pipe(Strategy.cacheAside(keyspace, { id })) as any
+  const read = (id: number): Effect.Effect<U, unknown, any> =>
+    Effect.sync(() => users[id]!).pipe(Strategy.cacheAside(keyspace, { id })) as any
+  return { run, read, close: () => runtime.dispose() }
 }
