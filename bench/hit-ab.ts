@@ -5,7 +5,10 @@
  * rounds of effect's time / the contender's time *in the same round*, which
  * survives a shared machine's drift far better than ops/s of separate runs.
  *
- *   node scripts/node24.mjs bench/hit-ab.ts <base checkout> [fiber|promise] [rounds]
+ *   node scripts/node24.mjs bench/hit-ab.ts <base checkout> [fiber|promise] [rounds] [keys]
+ *
+ * (keys: how many hot keys, 1,000 by default as in the suite; the caches hold
+ * at least twice as many.)
  *
  * e.g. `git archive main src | tar -x -C /tmp/base` then `/tmp/base` (it must
  * resolve the same `effect`: link this node_modules next to it). Two floors
@@ -24,7 +27,8 @@ const baseDir = process.argv[2]
 if (baseDir === undefined) throw new Error("usage: bench/hit-ab.ts <base checkout> [fiber|promise] [rounds]")
 const which = process.argv[3] ?? "fiber"
 const rounds = Number(process.argv[4] ?? 30)
-const KEYS = 1000
+const KEYS = Number(process.argv[5] ?? 1000)
+const CAPACITY = Math.max(10_000, 2 * KEYS)
 const N = 20000
 // The memory suite's fixtures: ~1 KB users, the same id sequence.
 const users = Array.from({ length: KEYS }, (_, i) => makeUser(i))
@@ -34,7 +38,7 @@ const findUser = (id: number) => Effect.sync(() => users[id % KEYS]!)
 const setup = async (dir: string) => {
   const { Cachet, Strategy, Keyspace } = await import(`${dir}/src/index.ts`)
   const Users = Keyspace.make({ name: "user", key: "user:{id}", value: User, ttl: "1 hour" })
-  const rt = ManagedRuntime.make(Cachet.layerMemory({ capacity: 10_000 }))
+  const rt = ManagedRuntime.make(Cachet.layerMemory({ capacity: CAPACITY }))
   const ctx = await rt.context()
   const run = Effect.runPromiseWith(ctx)
   const get = (id: number) => findUser(id).pipe(Strategy.cacheAside(Users, { id }))
@@ -46,7 +50,7 @@ const setup = async (dir: string) => {
 const base = await setup(baseDir)
 const branch = await setup(`${import.meta.dirname}/..`)
 const cache = await Effect.runPromise(
-  Cache.make({ capacity: 10_000, lookup: (id: number) => findUser(id), timeToLive: 3600_000 })
+  Cache.make({ capacity: CAPACITY, lookup: (id: number) => findUser(id), timeToLive: 3600_000 })
 )
 await Effect.runPromise(Effect.forEach(users, (u) => Cache.get(cache, u.id), { discard: true }))
 

@@ -284,3 +284,41 @@ describe("stampede waiters", () => {
     }).pipe(Effect.provide(Cachet.layerMemory()))
   )
 })
+
+describe("the key memo", () => {
+  // A one-placeholder keyspace memoises its rendered keys (and their index
+  // hash) in two generations of 32,768; a hot set larger than one
+  // generation rotates them, and keys come back from the previous one.
+  const Wide = Keyspace.make({ name: "wide", key: "{id}", value: Schema.Number, ttl: "1 hour" })
+  const HOT = 50_000
+
+  it("renders the same key as the template, across generations", () => {
+    for (let pass = 0; pass < 3; pass++) {
+      for (let id = 0; id < HOT; id++) {
+        const key = Wide.keyUnsafe({ id: pass === 1 ? HOT - 1 - id : id })
+        if (key !== `wide:${pass === 1 ? HOT - 1 - id : id}`) assert.fail(`pass ${pass}, id ${id}: ${key}`)
+      }
+    }
+    // Strings and numbers name the same entry; an escaped string is not memoised as another's key.
+    assert.strictEqual(Wide.keyUnsafe({ id: "7" } as never), "wide:7")
+    assert.strictEqual(Wide.keyUnsafe({ id: 7 }), "wide:7")
+    assert.notStrictEqual(Wide.keyUnsafe({ id: "a:b" } as never), "wide:a:b")
+  })
+
+  it.effect("a hot set larger than a generation reads as hits (the hash handed over with each key is its own)", () =>
+    Effect.gen(function* () {
+      for (let id = 0; id < HOT; id++) yield* Cachet.set(Wide, { id }, id)
+      let wrong = 0
+      for (let pass = 0; pass < 2; pass++) {
+        for (let id = 0; id < HOT; id++) {
+          const value = yield* Effect.succeed(-1).pipe(Strategy.cacheAside(Wide, { id }))
+          if (value !== id) wrong++
+        }
+      }
+      assert.strictEqual(wrong, 0)
+      const stats = (yield* Cachet.stats).keyspaces.wide!
+      assert.strictEqual(stats.hits, 2 * HOT)
+      assert.strictEqual(stats.misses, 0)
+    }).pipe(Effect.provide(Cachet.layerMemory({ capacity: 2 * HOT })))
+  )
+})
