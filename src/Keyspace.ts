@@ -27,7 +27,8 @@ import {
   renderTemplate,
   versionedNamespace
 } from "./internal/keyEncoding.ts"
-import { indexHashOf, rememberIndexHash } from "./internal/lru.ts"
+import { KeyMemo } from "./internal/keyMemo.ts"
+import { indexHashOf } from "./internal/lru.ts"
 
 /**
  * The parameters of a key template, inferred at the type level:
@@ -505,62 +506,6 @@ const fail = (name: string, message: string): never => {
 
 const durationOption = (name: string, option: string, input: Duration.Input, allowZero: boolean): number =>
   millisOption(`Keyspace ${JSON.stringify(name)}:`, option, input, { allowZero })
-
-/**
- * Keys memoised per one-placeholder keyspace, per generation (see
- * `KeyMemo`): up to twice this many are held.
- */
-const KEY_MEMO_GENERATION = 32_768
-
-/**
- * Rendered keys by parameter value, flat and with their index hash, in two
- * generations: a key is looked up in the current one, then in the previous
- * one (and moved up); when the current one is full it becomes the previous
- * one. A hot set up to about `KEY_MEMO_GENERATION` keys stays memoised
- * through a rotation (the clear-when-full memo it replaces re-rendered a hot
- * set larger than itself on almost every read), and memory stays bounded.
- */
-class KeyMemo {
-  private index = new Map<string | number, number>()
-  private keys: Array<string> = []
-  private hashes: Array<number> = []
-  private oldIndex = new Map<string | number, number>()
-  private oldKeys: Array<string> = []
-  private oldHashes: Array<number> = []
-
-  /** The memoised key of `value` (its hash handed to the store's index), else `undefined`. */
-  get(value: string | number): string | undefined {
-    const i = this.index.get(value)
-    if (i !== undefined) {
-      const k = this.keys[i]!
-      rememberIndexHash(k, this.hashes[i]!)
-      return k
-    }
-    const j = this.oldIndex.get(value)
-    if (j === undefined) return undefined
-    const k = this.oldKeys[j]!
-    const hash = this.oldHashes[j]!
-    this.add(value, k, hash)
-    rememberIndexHash(k, hash)
-    return k
-  }
-
-  /** Memoises `key` (flat) for `value`. */
-  add(value: string | number, key: string, hash: number): void {
-    if (this.index.size >= KEY_MEMO_GENERATION) {
-      this.oldIndex = this.index
-      this.oldKeys = this.keys
-      this.oldHashes = this.hashes
-      this.index = new Map()
-      this.keys = []
-      this.hashes = []
-    }
-    const slot = this.index.size
-    this.index.set(value, slot)
-    this.keys[slot] = key
-    this.hashes[slot] = hash
-  }
-}
 
 const issueMessage = (error: Schema.SchemaError): string => error.message
 

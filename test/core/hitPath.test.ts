@@ -287,8 +287,9 @@ describe("stampede waiters", () => {
 
 describe("the key memo", () => {
   // A one-placeholder keyspace memoises its rendered keys (and their index
-  // hash) in two generations of 32,768; a hot set larger than one
-  // generation rotates them, and keys come back from the previous one.
+  // hash) in two generations (`internal/keyMemo.ts`, tested on its own in
+  // keyMemo.test.ts); a hot set larger than one generation rotates them,
+  // and keys come back from the previous one.
   const Wide = Keyspace.make({ name: "wide", key: "{id}", value: Schema.Number, ttl: "1 hour" })
   const HOT = 50_000
 
