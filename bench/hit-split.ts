@@ -1,6 +1,7 @@
 /**
  * Where the memory hit's time goes, contender by contender, in one process:
- * cachet's two forms, effect's `Cache.get` and the floors of `bench/hit-ab.ts`
+ * cachet's cacheAside (data-last, through `pipe`, and data-first) and
+ * `Cachet.cached`, effect's `Cache.get` and the floors of `bench/hit-ab.ts`
  * run in alternating windows, each window under its own CPU profile (an
  * inspector session, started and stopped around the window), and every
  * sample is charged to a category by the code it was in:
@@ -91,6 +92,7 @@ const batchOf = (body: Body) =>
 
 const contenders: ReadonlyArray<{ name: string; body: Body }> = [
   { name: "cachet cacheAside", body: get },
+  { name: "cachet data-first", body: (id) => Strategy.cacheAside(findUser(id), Users, { id }) },
   { name: "cachet Cachet.cached", body: (id) => cached({ id }) },
   {
     // Cachet.cached's hit inside the caller's `findUser(id).pipe(...)`.
@@ -264,6 +266,7 @@ const diff = (a: string, b: string) => {
   )
 }
 diff("cachet cacheAside", "effect Cache.get")
+diff("cachet data-first", "effect Cache.get")
 diff("cachet Cachet.cached", "effect Cache.get")
 diff("cachet cacheAside", "cachet Cachet.cached")
 for (const name of ["cachet cacheAside", "effect Cache.get"]) {
