@@ -19,10 +19,10 @@ const randoms = (seed: number) => {
 }
 
 /** A read through the memo, memoising on a miss; whether the memo answered. */
-const read = (memo: KeyMemo, value: number): boolean => {
+const read = (memo: KeyMemo, value: number | string): boolean => {
   const key = memo.get(value)
   if (key === undefined) {
-    memo.add(value, `k:${value}`, value)
+    memo.add(value, `k:${value}`, 0)
     return false
   }
   if (key !== `k:${value}`) assert.fail(`value ${value} answered ${key}`)
@@ -41,16 +41,18 @@ describe("the key memo", () => {
     assert.strictEqual(memo.get(5), "k:5")
   })
 
-  for (const [hot, least] of [
-    [30_000, 0.95],
-    [50_000, 0.7]
+  for (const [hot, least, kind] of [
+    [30_000, 0.95, "number"],
+    [50_000, 0.7, "number"],
+    [30_000, 0.95, "string"]
   ] as const) {
-    it(`a hot set of ${hot} uniform keys stays memoised: the generations grow`, () => {
+    it(`a hot set of ${hot} uniform ${kind} values stays memoised: the generations grow`, () => {
       const memo = new KeyMemo()
       const next = randoms(11)
-      for (let i = 0; i < 6 * hot; i++) read(memo, next(hot))
+      const value = (n: number) => (kind === "string" ? `org-${n}` : n)
+      for (let i = 0; i < 6 * hot; i++) read(memo, value(next(hot)))
       let answered = 0
-      for (let i = 0; i < hot; i++) if (read(memo, next(hot))) answered++
+      for (let i = 0; i < hot; i++) if (read(memo, value(next(hot)))) answered++
       // Two of the smallest generations (2 x 4,096) would answer 8,192 / hot
       // of the reads at most (27%, 16%).
       assert.isAbove(answered / hot, least)
