@@ -920,8 +920,12 @@ export const stats: Effect.Effect<CacheStats, never, Cachet> = Effect.flatMap(in
  *
  * **Gotchas**
  *
- * Spans go to the `Tracer` in context: effect's default one records nothing.
- * Provide an exporter (effect/observability's `Otlp.layerJson`) to see them.
+ * Spans go to the `Tracer` in context. Under effect's default one
+ * (`Tracer.nativeTracer`, which exports nothing) cachet starts no span at
+ * all and builds no attributes: they would cost a memory miss ~40% and
+ * nobody could see them. So inside a loader `Effect.currentSpan` is then the
+ * caller's span, not `cachet.load`. Provide an exporter (effect/observability's
+ * `Otlp.layerJson`, any `Tracer` layer) to get them.
  *
  * @example
  * ```ts

@@ -175,3 +175,39 @@ describe("tracing: all, off, keys", () => {
     )
   })
 })
+
+describe("tracing without a backend (effect's native tracer)", () => {
+  // The native tracer exports nothing: cachet starts no span under it (see
+  // `whenTraced`). What a program can still see is the current span: inside
+  // a loader it is the caller's, not a cachet.load span.
+  const spanInLoader = (options: Cachet.Options, strategy: "cacheAside" | "all-read") =>
+    Effect.gen(function* () {
+      let seen: string | undefined = "(none read)"
+      const loader = Effect.map(Effect.option(Effect.currentSpan), (span) => {
+        seen = Option.isSome(span) ? span.value.name : undefined
+        return 7
+      })
+      yield* Effect.withSpan(
+        loader.pipe(Strategy.cacheAside(Items, { id: strategy === "all-read" ? 2 : 1 })),
+        "request"
+      )
+      return seen
+    }).pipe(Effect.provide(Cachet.layerMemory(options)))
+
+  it.effect("a load starts no span: its loader sees the caller's span", () =>
+    Effect.gen(function* () {
+      assert.strictEqual(yield* spanInLoader({}, "cacheAside"), "request")
+      assert.strictEqual(yield* spanInLoader({ tracing: "all" }, "all-read"), "request")
+    })
+  )
+
+  it.effect("with a backend the same loader runs inside cachet.load", () =>
+    Effect.gen(function* () {
+      const t = recordingTracer()
+      const seen = yield* spanInLoader({}, "cacheAside").pipe(Effect.provide(Layer.succeed(Tracer.Tracer, t.tracer)))
+      assert.strictEqual(seen, "cachet.load")
+      assert.strictEqual(t.named("cachet.load").length, 1)
+      assert.strictEqual(t.named("cachet.store.set").length, 1)
+    })
+  )
+})

@@ -12,7 +12,7 @@ import type { Background } from "./background.ts"
 import type { Backoff } from "./backoff.ts"
 import { type BatchWrite, type Entries, FRESH, isOf } from "./entries.ts"
 import type { KeyspaceState } from "./keyspaces.ts"
-import type { Observe } from "./observe.ts"
+import { type Observe, whenTraced } from "./observe.ts"
 import type { Policy } from "./policy.ts"
 
 /** The outcome of one load: the loader's exit, and a store failure on write. */
@@ -251,7 +251,8 @@ export const make = ({
       })
     )
 
-  // The span of a load or reload (unless tracing is off): started in the
+  // The span of a load or reload (unless tracing is off, or no tracing backend is
+  // installed: `whenTraced`): started in the
   // load's fiber, whose context is the caller's, so its parent is the
   // caller's span. `cachet.result`: "miss" or "stale" (what the caller
   // found), or "fenced" when the store refused the write.
@@ -263,6 +264,15 @@ export const make = ({
     run: Effect.Effect<FlightResult>
   ): Effect.Effect<FlightResult> => {
     if (observe.tracing === "off") return run
+    return whenTraced(run, () => spanned(state, key, flight, stale, run))
+  }
+  const spanned = (
+    state: KeyspaceState,
+    key: string,
+    flight: Flight,
+    stale: boolean,
+    run: Effect.Effect<FlightResult>
+  ): Effect.Effect<FlightResult> => {
     const attributes = observe.attributes(state, key)
     // The span ends with the loader's failure (its status in an exporter),
     // while the flight itself still answers with the result.
