@@ -264,37 +264,30 @@ export const make = ({
     run: Effect.Effect<FlightResult>
   ): Effect.Effect<FlightResult> => {
     if (observe.tracing === "off") return run
-    return whenTraced(run, () => spanned(state, key, flight, stale, run))
-  }
-  const spanned = (
-    state: KeyspaceState,
-    key: string,
-    flight: Flight,
-    stale: boolean,
-    run: Effect.Effect<FlightResult>
-  ): Effect.Effect<FlightResult> => {
-    const attributes = observe.attributes(state, key)
-    // The span ends with the loader's failure (its status in an exporter),
-    // while the flight itself still answers with the result.
-    let result: FlightResult | undefined
-    // withSpan, not useSpan, to turn off the call-site stack trace: it
-    // would point into this file, and costs a `new Error()` per load (10% of
-    // a miss on the profile).
-    return Effect.withSpan(
-      Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
-        Effect.flatMap(run, (r) => {
-          result = r
-          span.attribute("cachet.result", flight.fenced ? "fenced" : stale ? "stale" : "miss")
-          return Exit.isFailure(r.exit) ? Effect.failCause(r.exit.cause) : Effect.succeed(r)
-        })
-      ),
-      flight.background ? "cachet.revalidate" : "cachet.load",
-      { attributes, captureStackTrace: false }
-    ).pipe(
-      Effect.catchCause((cause) =>
-        result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result)
+    return whenTraced(run, () => {
+      const attributes = observe.attributes(state, key)
+      // The span ends with the loader's failure (its status in an exporter),
+      // while the flight itself still answers with the result.
+      let result: FlightResult | undefined
+      // withSpan, not useSpan, to turn off the call-site stack trace: it
+      // would point into this file, and costs a `new Error()` per load (10% of
+      // a miss on the profile).
+      return Effect.withSpan(
+        Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
+          Effect.flatMap(run, (r) => {
+            result = r
+            span.attribute("cachet.result", flight.fenced ? "fenced" : stale ? "stale" : "miss")
+            return Exit.isFailure(r.exit) ? Effect.failCause(r.exit.cause) : Effect.succeed(r)
+          })
+        ),
+        flight.background ? "cachet.revalidate" : "cachet.load",
+        { attributes, captureStackTrace: false }
+      ).pipe(
+        Effect.catchCause((cause) =>
+          result === undefined ? Effect.failCause(cause as Cause.Cause<never>) : Effect.succeed(result)
+        )
       )
-    )
+    })
   }
 
   const newFlight = (key: string, isBackground: boolean, group: Group | undefined): Flight => {
