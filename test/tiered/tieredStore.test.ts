@@ -540,6 +540,30 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
       }).pipe(Effect.scoped)
     )
 
+    it.live("a leased load that another instance invalidated meanwhile is fenced by the store, not stored", () =>
+      Effect.gen(function* () {
+        // No bus: A never hears B's invalidation, so only the store's fence
+        // (the load's start, read before its lease, against B's tombstone)
+        // can refuse A's write.
+        const [a, b] = yield* instances(2, { bus: false })
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const loader = Deferred.succeed(started, undefined).pipe(
+          Effect.andThen(Deferred.await(finish)),
+          Effect.as("before the invalidation")
+        )
+        const fiber = yield* on(a!)(loader.pipe(Strategy.cacheAside(Reports, { id: 5 }))).pipe(Effect.forkChild)
+        yield* Deferred.await(started)
+        yield* on(b!)(Cachet.invalidate(Reports, { id: 5 }))
+        yield* Deferred.succeed(finish, undefined)
+        assert.strictEqual(yield* Fiber.join(fiber), "before the invalidation", "the caller gets its load")
+        const fenced = (yield* on(a!)(Cachet.stats)).keyspaces.report!.fencedWrites
+        assert.strictEqual(fenced, 1, "the write was refused")
+        assert.deepStrictEqual(yield* on(b!)(Cachet.get(Reports, { id: 5 })), Option.none(), "not in the L2")
+        assert.deepStrictEqual(yield* on(a!)(Cachet.get(Reports, { id: 5 })), Option.none(), "nor in A's L1")
+      }).pipe(Effect.scoped)
+    )
+
     it.live("the lease is released when the load ends, even when its waiters leave", () =>
       Effect.gen(function* () {
         const prefix = `rel-${runId()}`
