@@ -473,6 +473,23 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
       singleFlight: { scope: "cluster", lease: "300 millis", wait: "3 seconds", pollInterval: "20 millis" }
     })
 
+    /**
+     * A read of report `id` on `ctx` whose loader holds until `finish` is
+     * completed and then answers `value`; returns once the loader started.
+     */
+    const heldLoad = (ctx: Instance, id: number, value: string) =>
+      Effect.gen(function* () {
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const loader = Deferred.succeed(started, undefined).pipe(
+          Effect.andThen(Deferred.await(finish)),
+          Effect.as(value)
+        )
+        const fiber = yield* on(ctx)(loader.pipe(Strategy.cacheAside(Reports, { id }))).pipe(Effect.forkChild)
+        yield* Deferred.await(started)
+        return { fiber, finish: Deferred.succeed(finish, undefined) }
+      })
+
     it.live("two runtimes, one load", () =>
       Effect.gen(function* () {
         const [a, b] = yield* instances(2)
@@ -516,14 +533,7 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
         const prefix = `lost-${runId()}`
         const [a] = yield* instances(1, {}, prefix)
         const raw = yield* rawClient(server.get().port)
-        const started = yield* Deferred.make<void>()
-        const finish = yield* Deferred.make<void>()
-        const loader = Deferred.succeed(started, undefined).pipe(
-          Effect.andThen(Deferred.await(finish)),
-          Effect.as("loaded")
-        )
-        const fiber = yield* on(a!)(loader.pipe(Strategy.cacheAside(Reports, { id: 9 }))).pipe(Effect.forkChild)
-        yield* Deferred.await(started)
+        const { fiber, finish } = yield* heldLoad(a!, 9, "loaded")
         const leaseKey = `${prefix}:~lease:report:9`
         assert.isNotNull(yield* Effect.promise(() => raw.get(leaseKey)), "the lease is held")
         // Someone else's lease now (as if ours had expired and been taken).
@@ -533,7 +543,7 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
           2_000,
           "the renewal saw the loss"
         )
-        yield* Deferred.succeed(finish, undefined)
+        yield* finish
         assert.strictEqual(yield* Fiber.join(fiber), "loaded")
         assert.strictEqual(yield* Effect.promise(() => raw.get(leaseKey)), "someone-else", "not released by us")
         assert.deepStrictEqual(yield* on(a!)(Cachet.get(Reports, { id: 9 })), Option.some("loaded"), "stored")
@@ -546,16 +556,9 @@ describe.skipIf(!requireRedis())("TieredStore", () => {
         // (the load's start, read before its lease, against B's tombstone)
         // can refuse A's write.
         const [a, b] = yield* instances(2, { bus: false })
-        const started = yield* Deferred.make<void>()
-        const finish = yield* Deferred.make<void>()
-        const loader = Deferred.succeed(started, undefined).pipe(
-          Effect.andThen(Deferred.await(finish)),
-          Effect.as("before the invalidation")
-        )
-        const fiber = yield* on(a!)(loader.pipe(Strategy.cacheAside(Reports, { id: 5 }))).pipe(Effect.forkChild)
-        yield* Deferred.await(started)
+        const { fiber, finish } = yield* heldLoad(a!, 5, "before the invalidation")
         yield* on(b!)(Cachet.invalidate(Reports, { id: 5 }))
-        yield* Deferred.succeed(finish, undefined)
+        yield* finish
         assert.strictEqual(yield* Fiber.join(fiber), "before the invalidation", "the caller gets its load")
         const fenced = (yield* on(a!)(Cachet.stats)).keyspaces.report!.fencedWrites
         assert.strictEqual(fenced, 1, "the write was refused")
