@@ -28,7 +28,6 @@ import {
   versionedNamespace
 } from "./internal/keyEncoding.ts"
 import { KeyMemo } from "./internal/keyMemo.ts"
-import { indexHashOf } from "./internal/lru.ts"
 
 /**
  * The parameters of a key template, inferred at the type level:
@@ -674,7 +673,7 @@ export const make = <
           const memoised = memo.get(value)
           if (memoised !== undefined) return memoised
           const k = flatten(renderKey(params))
-          memo.add(value, k, indexHashOf(k))
+          memo.add(value, k)
           return k
         }
 

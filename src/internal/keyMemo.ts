@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { rememberIndexHash } from "./lru.ts"
+import { indexHashOf, rememberIndexHash } from "./lru.ts"
 
 /**
  * Keys memoised per one-placeholder keyspace, per generation (see
@@ -61,13 +61,17 @@ export class KeyMemo {
     const k = this.oldKeys[j]!
     const hash = this.oldHashes[j]!
     this.promoted++
-    this.add(value, k, hash)
+    this.put(value, k, hash)
     rememberIndexHash(k, hash)
     return k
   }
 
-  /** Memoises `key` (flat) for `value`. */
-  add(value: string | number, key: string, hash: number): void {
+  /** Memoises `key` (flat) for `value`, with its index hash. */
+  add(value: string | number, key: string): void {
+    this.put(value, key, indexHashOf(key))
+  }
+
+  private put(value: string | number, key: string, hash: number): void {
     if (this.index.size >= this.size) {
       if (64 * this.promoted > this.size) this.size = Math.min(2 * this.size, KEY_MEMO_MAX)
       else if (256 * this.promoted < this.size) this.size = Math.max(this.size / 2, KEY_MEMO_MIN)

@@ -22,7 +22,7 @@ const randoms = (seed: number) => {
 const read = (memo: KeyMemo, value: number | string): boolean => {
   const key = memo.get(value)
   if (key === undefined) {
-    memo.add(value, `k:${value}`, 0)
+    memo.add(value, `k:${value}`)
     return false
   }
   if (key !== `k:${value}`) assert.fail(`value ${value} answered ${key}`)
@@ -35,7 +35,7 @@ describe("the key memo", () => {
     const next = randoms(7)
     for (let i = 0; i < 200_000; i++) read(memo, next(60_000))
     // A string value is its own entry: "5" is not the number 5's.
-    memo.add("5", "s:5", 0)
+    memo.add("5", "s:5")
     assert.strictEqual(memo.get("5"), "s:5")
     read(memo, 5)
     assert.strictEqual(memo.get(5), "k:5")

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Option, Schedule, Tracer } from "effect"
 import { TestClock } from "effect/testing"
+import * as CacheStoreModule from "../../src/CacheStore.ts"
 import * as Cachet from "../../src/Cachet.ts"
 import * as Strategy from "../../src/Strategy.ts"
 import { Items, recordingTracer, settle } from "./observe.ts"
@@ -180,34 +181,70 @@ describe("tracing without a backend (effect's native tracer)", () => {
   // The native tracer exports nothing: cachet starts no span under it (see
   // `whenTraced`). What a program can still see is the current span: inside
   // a loader it is the caller's, not a cachet.load span.
-  const spanInLoader = (options: Cachet.Options, strategy: "cacheAside" | "all-read") =>
+  const spanInLoader = (options: Cachet.Options, id: number) =>
     Effect.gen(function* () {
       let seen: string | undefined = "(none read)"
       const loader = Effect.map(Effect.option(Effect.currentSpan), (span) => {
         seen = Option.isSome(span) ? span.value.name : undefined
         return 7
       })
-      yield* Effect.withSpan(
-        loader.pipe(Strategy.cacheAside(Items, { id: strategy === "all-read" ? 2 : 1 })),
-        "request"
-      )
+      yield* Effect.withSpan(loader.pipe(Strategy.cacheAside(Items, { id })), "request")
       return seen
     }).pipe(Effect.provide(Cachet.layerMemory(options)))
 
   it.effect("a load starts no span: its loader sees the caller's span", () =>
     Effect.gen(function* () {
-      assert.strictEqual(yield* spanInLoader({}, "cacheAside"), "request")
-      assert.strictEqual(yield* spanInLoader({ tracing: "all" }, "all-read"), "request")
+      assert.strictEqual(yield* spanInLoader({}, 1), "request")
+      assert.strictEqual(yield* spanInLoader({ tracing: "all" }, 2), "request")
     })
   )
 
   it.effect("with a backend the same loader runs inside cachet.load", () =>
     Effect.gen(function* () {
       const t = recordingTracer()
-      const seen = yield* spanInLoader({}, "cacheAside").pipe(Effect.provide(Layer.succeed(Tracer.Tracer, t.tracer)))
+      const seen = yield* spanInLoader({}, 1).pipe(Effect.provide(Layer.succeed(Tracer.Tracer, t.tracer)))
       assert.strictEqual(seen, "cachet.load")
       assert.strictEqual(t.named("cachet.load").length, 1)
       assert.strictEqual(t.named("cachet.store.set").length, 1)
+    })
+  )
+})
+
+describe('tracing "all" over a store outside the process', () => {
+  // A store whose `get` counts how often a read of it is built: the span of
+  // a remote read is started before the store call, and each read must build
+  // (and so issue) that call once, traced or not.
+  const counted = Layer.effect(
+    CacheStoreModule.CacheStore,
+    Effect.map(CacheStoreModule.makeMemory(), (inner) => {
+      const store = CacheStoreModule.make({
+        ...inner,
+        get: (key, codec) => {
+          gets++
+          return inner.get(key, codec)
+        }
+      })
+      return { ...store, getUnsafe: undefined, getFreshUnsafe: undefined }
+    })
+  )
+  let gets = 0
+  const reads = (withBackend: boolean) =>
+    Effect.gen(function* () {
+      gets = 0
+      const t = recordingTracer()
+      const read = Effect.succeed(7).pipe(Strategy.cacheAside(Items, { id: 3 }))
+      const program = Effect.gen(function* () {
+        assert.strictEqual(yield* read, 7)
+        assert.strictEqual(yield* read, 7)
+      }).pipe(Effect.provide(Cachet.layer({ tracing: "all" }).pipe(Layer.provide(counted))))
+      yield* withBackend ? program.pipe(Effect.provide(Layer.succeed(Tracer.Tracer, t.tracer))) : program
+      return { gets, spans: t.named("cachet.get").length }
+    })
+
+  it.effect("each read builds its store call once, with or without a backend", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* reads(false), { gets: 2, spans: 0 })
+      assert.deepStrictEqual(yield* reads(true), { gets: 2, spans: 2 })
     })
   )
 })

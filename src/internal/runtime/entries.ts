@@ -315,8 +315,7 @@ export const make = ({
   ): StoredEntry | CacheEncodeError => {
     const ks = state.keyspace
     let reason = ""
-    // The value is checked once (a valid value, the common case, was
-    // checked twice before: 1 KB structs cost microseconds each).
+    // One Schema check decides; a built instance (below) counts as valid.
     let valid = negative ? ks.negative?.error !== undefined && isOf(ks.negative.error, value) : ks.is(value)
     if (!negative && !valid) {
       // A loader's plain object for a Schema.Class value (what SQL clients

@@ -196,11 +196,15 @@ export const make = (clock: Clock.Clock, options: Options): Observe => {
     traceRead: (state, key, read) =>
       // withSpan (it takes captureStackTrace: false, useSpan does not): the
       // span is the parent of the read, which receives it.
-      whenTraced(read(undefined), () =>
-        Effect.withSpan(Effect.flatMap(Effect.orDie(Effect.currentSpan), read), "cachet.get", {
-          attributes: attributes(state, key),
-          captureStackTrace: false
-        })
+      // (The unspanned read is built only when it runs: building a store read
+      // twice could issue it twice.)
+      whenTraced(
+        Effect.suspend(() => read(undefined)),
+        () =>
+          Effect.withSpan(Effect.flatMap(Effect.orDie(Effect.currentSpan), read), "cachet.get", {
+            attributes: attributes(state, key),
+            captureStackTrace: false
+          })
       ),
     flushSpan:
       options.tracing === "off"
