@@ -24,7 +24,7 @@ import { Cache, Effect, ManagedRuntime } from "effect"
 import { idSequence, makeUser, User } from "./lib/fixtures.ts"
 
 const baseDir = process.argv[2]
-if (baseDir === undefined) throw new Error("usage: bench/hit-ab.ts <base checkout> [fiber|promise] [rounds]")
+if (baseDir === undefined) throw new Error("usage: bench/hit-ab.ts <base checkout> [fiber|promise] [rounds] [keys]")
 const which = process.argv[3] ?? "fiber"
 const rounds = Number(process.argv[4] ?? 30)
 const KEYS = Number(process.argv[5] ?? 1000)
